@@ -1,0 +1,77 @@
+"""Saving a trained stage in two forms, and loading either for inference.
+
+`<stage>.pkl` is fastai's `learn.export`: the whole Learner, convenient, but unpickling runs code and ties the file to
+fastai's version.  `<stage>.pth` + `<stage>.json` is the weights-only form (a plain state_dict, loaded with
+`torch.load(weights_only=True)`, plus what is needed to rebuild the model and its preprocessing), which is safe to load
+from anyone.  Every file is written to a temporary name and renamed, so an interrupted save never leaves a truncated file.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from fastai.vision.all import (Learner, load_learner, create_vision_model, Datasets, TfmdDL, PILImage, ToTensor,
+                               IntToFloatTensor, Normalize, imagenet_stats)
+
+from .atomic import atomic_path
+from .data import item_tfms
+from .stages import EpochLog
+from .weights import get_arch
+
+
+def export_stage(learn: Learner,
+                 run_dir: Path,     # where `<name>.pkl/.pth/.json` go
+                 name: str,         # `stage1` or `stage2`
+                 arch: str,         # torchvision ResNet name, to rebuild the model from the weights-only form
+                 size,              # (height, width) the model was trained at
+                 ) -> dict:
+    "Write both forms of a stage; returns their paths."
+    run_dir = Path(run_dir)
+    log = learn.epoch_log if hasattr(learn, 'epoch_log') else None
+    if log is not None: learn.remove_cb(log)      # training-only: keeps the .pkl loadable with fastai alone
+    try:
+        with atomic_path(run_dir / f'{name}.pkl') as tmp: learn.export(tmp.resolve())
+    finally:
+        if log is not None: learn.add_cb(log)
+    vocab = list(learn.dls.vocab)
+    with atomic_path(run_dir / f'{name}.pth') as tmp: torch.save(learn.model.state_dict(), tmp)
+    norm = next(t for t in learn.dls.after_batch.fs if isinstance(t, Normalize))
+    meta = dict(format='fashion_fastai.weights/1', arch=arch, n_out=len(vocab), vocab=vocab, size=list(size),
+                mean=norm.mean.flatten().tolist(), std=norm.std.flatten().tolist(), weights=f'{name}.pth')
+    with atomic_path(run_dir / f'{name}.json') as tmp: tmp.write_text(json.dumps(meta, indent=1))
+    return {k: str(run_dir / f'{name}.{k}') for k in ('pkl', 'pth', 'json')}
+
+
+class WeightsOnlyModel:
+    "A stage rebuilt from `<stage>.json` + `<stage>.pth`, with the same resize and normalisation as in training."
+    def __init__(self, json_path: Path):
+        json_path = Path(json_path)
+        self.meta = json.loads(json_path.read_text())
+        self.vocab, self.size = self.meta['vocab'], tuple(self.meta['size'])
+        self.model = create_vision_model(get_arch(self.meta['arch']), self.meta['n_out'], pretrained=False)
+        state = torch.load(json_path.parent / self.meta['weights'], map_location='cpu', weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.norm = Normalize.from_stats(self.meta['mean'], self.meta['std'], cuda=False)
+
+    def dataloader(self, paths, bs=64):
+        ds = Datasets([str(p) for p in paths], [[PILImage.create]])
+        return TfmdDL(ds, bs=bs, after_item=[*item_tfms(self.size), ToTensor()],
+                      after_batch=[IntToFloatTensor(), self.norm], shuffle=False, drop_last=False)
+
+    def probs(self, paths, bs=64) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat([self.model(xb).softmax(1) for (xb,) in self.dataloader(paths, bs)])
+
+
+class PickledLearner:
+    "An exported `.pkl` learner behind the same interface as `WeightsOnlyModel`."
+    def __init__(self, pkl_path: Path):
+        self.learn = load_learner(pkl_path, cpu=not torch.cuda.is_available())
+        self.vocab = list(self.learn.dls.vocab)
+
+    def probs(self, paths, bs=64) -> torch.Tensor:
+        dl = self.learn.dls.test_dl([str(p) for p in paths], bs=bs)
+        with self.learn.no_bar(): probs, _ = self.learn.get_preds(dl=dl)
+        return probs

@@ -1,0 +1,274 @@
+"""Reading the Kaggle "Fashion Product Images" layout into one DataFrame, and the protocol's DataBlocks.
+
+Data flows one way: `load_styles` (robust CSV parse) -> `attach_images` (drop rows without a usable image, counted) ->
+`assign_protocol` (year-parity split, top-k parts ranked over `styles.csv`) -> `part_dataloaders` (one DataBlock per part,
+vocab = sorted union of that part's train and test classes).  Nothing here trains or evaluates.
+"""
+from __future__ import annotations
+
+import csv, io, os
+from dataclasses import dataclass, field, asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, ResizeMethod, PadMode,
+                               aug_transforms, Normalize, imagenet_stats)
+
+COLUMNS = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season', 'year', 'usage',
+           'productDisplayName']
+REQUIRED = ['id', 'articleType', 'year']
+LABEL = 'articleType'
+IMAGE_SIZE = (80, 60)  # (height, width) of the Kaggle "small" images: portrait 4:3
+
+
+class DataError(ValueError):
+    "A problem with the user's data files that the user has to fix; the message says which file and what to do."
+
+
+@dataclass
+class LoadReport:
+    "What loading did to the rows of `styles.csv`: nothing is dropped without being counted here."
+    styles_csv: str = ''
+    lines_read: int = 0                                  # data lines in the file (header excluded)
+    rows_parsed: int = 0                                 # rows kept after parsing (incl. recovered ones)
+    recovered_commas: list = field(default_factory=list) # ids whose productDisplayName held commas (extra fields re-joined)
+    malformed: list = field(default_factory=list)        # {"line": n, "reason": ...} for lines that could not be parsed
+    duplicate_ids: list = field(default_factory=list)    # ids seen again after their first row (later rows skipped)
+    undecodable_lines: int = 0                           # lines with bytes that are not UTF-8 (replaced by U+FFFD, kept)
+    missing_image: list = field(default_factory=list)    # ids whose images/<id>.jpg does not exist
+    empty_image: list = field(default_factory=list)      # ids whose image file has zero bytes
+    no_year: list = field(default_factory=list)          # ids with a missing/non-numeric year: kept, but in neither split
+    usable: int = 0                                      # rows with an image, i.e. the rows of the returned frame
+
+    def summary(self) -> str:
+        "One human line for logs."
+        return (f"{self.lines_read} rows in {self.styles_csv}: {len(self.recovered_commas)} recovered (commas in name), "
+                f"{len(self.malformed)} malformed skipped, {len(self.duplicate_ids)} duplicate ids skipped, "
+                f"{len(self.missing_image)} without image skipped, {len(self.empty_image)} empty image skipped, "
+                f"{len(self.no_year)} without a usable year (in neither split); {self.usable} usable images")
+
+    def to_dict(self) -> dict: return asdict(self)
+
+
+def _decode(raw: bytes, report: LoadReport) -> str:
+    "UTF-8 (with or without BOM); undecodable bytes become U+FFFD and are counted rather than failing the whole file."
+    try: return raw.decode('utf-8-sig')
+    except UnicodeDecodeError:
+        text = raw.decode('utf-8-sig', errors='replace')
+        report.undecodable_lines = sum('\ufffd' in l for l in text.splitlines())
+        return text
+
+
+def load_styles(csv_path: Path,   # the Kaggle `styles.csv`
+                ) -> tuple[pd.DataFrame, LoadReport]:
+    """Parse `styles.csv` line by line with the stdlib reader, because pandas cannot tell which lines had too many or too
+    few fields: the Kaggle file is unquoted and ~20 product names contain commas.  Extra fields can only belong to the last
+    column (`productDisplayName`), so they are re-joined; lines with too few fields are ambiguous and skipped (counted)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path} not found: --data must be the Kaggle folder holding styles.csv and images/ "
+                        f"(e.g. fashion-product-images-small/), or omit --data to use the built-in demo data.")
+    report = LoadReport(styles_csv=str(csv_path))
+    text = _decode(csv_path.read_bytes(), report)
+    rows = csv.reader(io.StringIO(text, newline=''))
+    header = next(rows, None)
+    if not header or not any(h.strip() for h in header):
+        raise DataError(f"{csv_path} is empty: expected a header line with columns {','.join(COLUMNS)}.")
+    header = [h.strip() for h in header]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise DataError(f"{csv_path} lacks required column(s) {missing}; its header is {header}. "
+                        f"Expected the Kaggle columns {','.join(COLUMNS)}.")
+    n, name_col = len(header), header.index('productDisplayName') if 'productDisplayName' in header else None
+    records, seen = [], set()
+    for lineno, fields in enumerate(rows, start=2):
+        if not fields or not any(f.strip() for f in fields): continue   # blank line
+        report.lines_read += 1
+        if len(fields) > n:
+            if name_col != n - 1:
+                report.malformed.append({'line': lineno, 'reason': f'{len(fields)} fields, expected {n}'}); continue
+            fields = fields[:n - 1] + [','.join(fields[n - 1:])]
+            report.recovered_commas.append(fields[0])
+        elif len(fields) < n:
+            report.malformed.append({'line': lineno, 'reason': f'{len(fields)} fields, expected {n}'}); continue
+        rec = dict(zip(header, fields))
+        if not rec['id'].strip().isdigit() or not rec[LABEL].strip():
+            report.malformed.append({'line': lineno, 'reason': 'id not an integer or empty articleType'}); continue
+        if rec['id'] in seen: report.duplicate_ids.append(int(rec['id'])); continue
+        seen.add(rec['id'])
+        records.append(rec)
+    df = pd.DataFrame.from_records(records, columns=header)
+    df['id'] = df['id'].astype('int64')
+    df[LABEL] = df[LABEL].str.strip()
+    df['year'] = pd.to_numeric(df['year'], errors='coerce').astype('Int64')
+    report.recovered_commas = [int(i) for i in report.recovered_commas]
+    report.no_year = df.loc[df['year'].isna(), 'id'].tolist()
+    report.rows_parsed = len(df)
+    if df.empty: raise DataError(f"{csv_path} has a header but no parseable rows ({len(report.malformed)} malformed).")
+    return df, report
+
+
+def attach_images(df: pd.DataFrame,  # rows from `load_styles`
+                  images_dir: Path,  # the folder holding `<id>.jpg`
+                  report: LoadReport,
+                  ) -> pd.DataFrame:
+    "Add the `file` column and drop rows whose image is missing or empty, listing their ids; one directory scan, no per-row stat."
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise DataError(f"{images_dir} is not a folder: the Kaggle layout has images/<id>.jpg next to styles.csv.")
+    sizes = {e.name: e.stat().st_size for e in os.scandir(images_dir) if e.is_file()}
+    names = df['id'].astype(str) + '.jpg'
+    size = names.map(sizes)
+    report.missing_image = df.loc[size.isna(), 'id'].tolist()
+    report.empty_image = df.loc[size.eq(0), 'id'].tolist()
+    keep = size.gt(0)
+    out = df[keep].copy()
+    root = str(images_dir.resolve())
+    out['file'] = [os.path.join(root, n) for n in names[keep]]
+    report.usable = len(out)
+    return out.reset_index(drop=True)
+
+
+def year_split(year: pd.Series) -> pd.Series:
+    "The protocol's split: even year -> train, odd -> test, no usable year -> none."
+    out = pd.Series('none', index=year.index, dtype=object)
+    known = year.notna()
+    out[known] = np.where(year[known].astype('int64') % 2 == 0, 'train', 'test')
+    return out
+
+
+def top_classes(styles: pd.DataFrame,  # all parsed rows of styles.csv (before images are checked)
+                k: int = 20,           # how many classes form the "top" part
+                rank_on: str = 'all',  # `all` rows of styles.csv (the protocol) or `train` (even-year) rows only
+                ) -> list:
+    """Rank classes over rows of `styles.csv`, not over rows with an image: that is how the protocol finds its top-20 (so
+    "Perfume and Body Mist" is in it with no train image), and it keeps the parts stable when images are withheld."""
+    if k < 1: raise DataError(f"--topk must be >= 1, got {k}.")
+    if rank_on not in ('all', 'train'): raise DataError(f"--rank-on must be 'all' or 'train', got {rank_on!r}.")
+    rows = styles if rank_on == 'all' else styles[year_split(styles['year']) == 'train']
+    counts = rows[LABEL].value_counts()
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties broken by name: deterministic
+    return [c for c, _ in ranked[:k]]
+
+
+def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
+                    top: list,           # the top-k classes from `top_classes`
+                    holdout: float = 0., # fraction of even-year rows moved to `valid` for tuning (0: validate on test)
+                    seed: int = 42,      # seed for the holdout draw
+                    ) -> pd.DataFrame:
+    "Add `split` (train|valid|test|none) and `part` (top|rare)."
+    if not 0 <= holdout < 1: raise DataError(f"--holdout must be in (0, 1) or 0 for none, got {holdout}.")
+    df = df.copy()
+    df['split'] = year_split(df['year'])
+    if holdout:
+        train = df[df['split'] == 'train']
+        df.loc[train.sample(frac=holdout, random_state=seed).index, 'split'] = 'valid'
+    df['part'] = np.where(df[LABEL].isin(top), 'top', 'rare')
+    return df
+
+
+def part_vocab(df: pd.DataFrame, part: str) -> list:
+    "Sorted union of the part's classes over train, valid and test rows, so a class seen in one split only keeps an index."
+    rows = df[(df['part'] == part) & df['split'].isin(['train', 'valid', 'test'])]
+    return sorted(rows[LABEL].unique().tolist())
+
+
+class SplitColumn:
+    "DataBlock splitter by each item's `split` field (FuncSplitter would iterate a DataFrame's column names, not its rows)."
+    def __init__(self, valid: str = 'test'): self.valid = valid
+    def __call__(self, items):
+        roles = [r['split'] for r in items]
+        return [i for i, r in enumerate(roles) if r == 'train'], [i for i, r in enumerate(roles) if r == self.valid]
+
+
+def as_items(rows: pd.DataFrame) -> list:
+    "DataBlock items as plain dicts: fastai would index a DataFrame row by row with `iloc`, several ms per image on a small CPU."
+    return rows[['file', LABEL, 'split']].to_dict('records')
+
+
+def item_tfms(size=IMAGE_SIZE):
+    "Per-image resize shared by training and weights-only inference; padding keeps whole products in odd-sized images."
+    return [Resize(size, method=ResizeMethod.Pad, pad_mode=PadMode.Border)]
+
+
+def batch_tfms(augment: bool = True):
+    """GPU-able batch augmentation suited to centred product shots (flip, small rotation/zoom, lighting), then ImageNet
+    normalisation, always: `vision_learner(pretrained=False)` would add none, and scratch and pretrained runs must match."""
+    augs = aug_transforms(max_rotate=5., max_zoom=1.1, max_warp=0., max_lighting=0.2) if augment else []
+    return [*augs, Normalize.from_stats(*imagenet_stats)]
+
+
+def part_datablock(vocab: list,            # the part's union vocab
+                   size=IMAGE_SIZE,        # (height, width) fed to the model
+                   valid: str = 'test',    # which split fastai validates on: `test` (protocol) or `valid` (holdout)
+                   augment: bool = True,   # batch augmentation while training
+                   ) -> DataBlock:
+    return DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_x=ColReader('file'), get_y=ColReader(LABEL),
+                     splitter=SplitColumn(valid), item_tfms=item_tfms(size), batch_tfms=batch_tfms(augment))
+
+
+@dataclass
+class FashionData:
+    "Everything the stages need, loaded once: the usable rows with split/part, the parts' vocabs and the load report."
+    frame: pd.DataFrame
+    vocabs: dict
+    report: LoadReport
+    top: list
+
+    def part(self, part: str) -> pd.DataFrame:
+        "The part's rows that take part in training or evaluation (rows without a year are in no split)."
+        return self.frame[(self.frame['part'] == part) & (self.frame['split'] != 'none')].reset_index(drop=True)
+
+    def train_counts(self, part: str) -> dict:
+        rows = self.part(part)
+        return rows.loc[rows['split'] == 'train', LABEL].value_counts().to_dict()
+
+
+def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
+              k: int = 20,              # size of the top part
+              rank_on: str = 'all',     # rank classes over `all` rows or `train` rows
+              holdout: float = 0.,      # even-year fraction carved out for validation
+              seed: int = 42,           # holdout seed
+              ) -> FashionData:
+    data_dir = Path(data_dir)
+    if not (data_dir / 'styles.csv').is_file():
+        raise DataError(f"{data_dir} has no styles.csv: --data must be the Kaggle folder holding styles.csv and images/.")
+    styles, report = load_styles(data_dir / 'styles.csv')
+    top = top_classes(styles, k, rank_on)
+    df = assign_protocol(attach_images(styles, data_dir / 'images', report), top, holdout, seed)
+    vocabs = {p: part_vocab(df, p) for p in ('top', 'rare')}
+    return FashionData(df, vocabs, report, top)
+
+
+def part_dataloaders(data: FashionData,
+                     part: str,               # `top` or `rare`
+                     size=IMAGE_SIZE,         # (height, width)
+                     bs: int = 64,            # batch size
+                     num_workers: int = None, # DataLoader workers (None: fastai's default)
+                     augment: bool = True,    # batch augmentation
+                     seed: int = None,        # shuffle seed
+                     ):
+    "Train on the part's even years; validate on the test split, or on the holdout when one was carved."
+    rows = data.part(part)
+    if not len(rows) or not (rows['split'] == 'train').any():
+        raise DataError(f"The {part} part has no training image after loading ({len(rows)} rows with a split): "
+                        f"check --topk/--rank-on and the load report.")
+    valid = 'valid' if (data.frame['split'] == 'valid').any() else 'test'
+    bs = min(bs, int((rows['split'] == 'train').sum()))  # fastai drops the last partial batch: a tiny part would train on nothing
+    return part_datablock(data.vocabs[part], size, valid, augment).dataloaders(
+        as_items(rows), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)
+
+
+def default_workers() -> int:
+    """Worker processes for decoding: on a machine with few cores and no GPU they compete with the model for the same cores
+    (measured on 2 cores: 0 workers trained fastest), so decode in the main process there; fastai's default elsewhere."""
+    import torch
+    from fastai.vision.all import defaults
+    return defaults.cpus if torch.cuda.is_available() or (os.cpu_count() or 1) > 4 else 0
+
+
+def eval_rows(data: FashionData, part: str) -> pd.DataFrame:
+    "The part's odd-year rows in a fixed order: the evaluation set whatever fastai validated on."
+    rows = data.part(part)
+    return rows[rows['split'] == 'test'].sort_values('id').reset_index(drop=True)

@@ -1,0 +1,214 @@
+"""`python -m fashion_fastai.train`: the whole protocol into one run folder.
+
+load -> stage one (top-k part) -> evaluate + export -> stage two (rare part, body from stage one) -> evaluate + export ->
+results.md / metrics.json / plots.  Every option is recorded in config.json so a run can be understood (and repeated) later.
+"""
+from __future__ import annotations
+
+import json, platform, sys, time, warnings
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torchvision
+import fastai
+from fastcore.script import call_parse
+from fastai.vision.all import set_seed
+
+from . import __version__
+from .atomic import atomic_write_text
+from .data import load_data, part_dataloaders, eval_rows, as_items, DataError, FashionData, LABEL
+from .demo import demo_dir
+from .evaluate import class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class
+from .artifacts import export_stage
+from .stages import stage_one, stage_two, train_stage, resolve_precision, STAGE2_INITS, PRECISIONS
+from .weights import resolve_weights, WeightsInfo, ARCHS
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    "'80x60' -> (80, 60) as (height, width); '224' -> (224, 224)."
+    try:
+        hw = tuple(int(s) for s in str(size).lower().replace(',', 'x').split('x'))
+        if len(hw) == 1: hw = hw * 2
+        if len(hw) != 2 or min(hw) < 8: raise ValueError
+    except ValueError:
+        raise ValueError(f"--size must be HEIGHTxWIDTH (e.g. 80x60) or one number for a square, each >= 8; got {size!r}.")
+    return hw
+
+
+def parse_lr(lr) -> float | str:
+    if str(lr) == 'auto': return 'auto'
+    try: v = float(lr)
+    except ValueError: v = -1.
+    if not v > 0: raise ValueError(f"--lr must be a positive number or 'auto', got {lr!r}.")
+    return v
+
+
+def check_options(o: dict) -> dict:
+    "Fail before any data is read or anything trained, with the option's name and what would be valid."
+    if o['arch'] not in ARCHS: raise ValueError(f"Unknown --arch {o['arch']!r}: choose one of {', '.join(ARCHS)}.")
+    for k in ('epochs', 'epochs2', 'bs', 'topk'):
+        if o[k] is None or o[k] < (0 if k == 'epochs2' else 1):
+            raise ValueError(f"--{k} must be a positive integer, got {o[k]}.")
+    if o['freeze_epochs'] is not None and o['freeze_epochs'] < 0: raise ValueError("--freeze-epochs must be >= 0.")
+    if not (o['holdout'] == 0 or 0 < o['holdout'] < 1): raise ValueError(f"--holdout must be in (0, 1), got {o['holdout']}.")
+    if o['pretrained'] not in ('auto', 'yes', 'no'): raise ValueError("--pretrained must be auto, yes or no.")
+    if o['stage2_init'] not in STAGE2_INITS: raise ValueError(f"--stage2-init must be one of {', '.join(STAGE2_INITS)}.")
+    if o['rank_on'] not in ('all', 'train'): raise ValueError("--rank-on must be all or train.")
+    o['precision'] = resolve_precision(o['precision'])
+    o['size'], o['lr'], o['lr2'] = parse_size(o['size']), parse_lr(o['lr']), parse_lr(o['lr2'])
+    return o
+
+
+def make_run_dir(out: Path, name: str | None) -> Path:
+    "Create the run folder and prove it is writable now, not after an hour of training."
+    run_dir = Path(out) / (name or datetime.now().strftime('%Y%m%d-%H%M%S'))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / '.write-test'
+        probe.write_text('ok'); probe.unlink()
+    except OSError as e:
+        raise OSError(f"Cannot write the run folder {run_dir} ({e.strerror}): choose another --out.") from e
+    return run_dir
+
+
+def versions() -> dict:
+    return dict(fashion_fastai=__version__, python=platform.python_version(), torch=torch.__version__,
+                torchvision=torchvision.__version__, fastai=fastai.__version__,
+                device=str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} threads)')
+
+
+def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict):
+    "Predict the part's test rows in a fixed order and tabulate per-class top-1/top-5."
+    dl = learn.dls.test_dl(as_items(rows), with_labels=True, shuffle=False)
+    probs, targs = learn.get_preds(dl=dl)
+    table = class_table(probs, targs, list(learn.dls.vocab), train_counts)
+    return table, summarize(table), probs, targs
+
+
+def headline(summary: dict) -> str:
+    pct = lambda v: '–' if v is None else f'{100 * v:.2f}%'
+    return (f"test micro top-1 {pct(summary['all']['micro_top1'])}, top-5 {pct(summary['all']['micro_top5'])}; "
+            f"seen-class top-1 {pct(summary['seen']['micro_top1'])} (ceiling {pct(summary['ceiling_top1'])})")
+
+
+def run_stage(stage: str, learn, epochs: int, lr, freeze_epochs: int, data: FashionData, part: str, run_dir: Path,
+              opts: dict) -> dict:
+    "Train, evaluate and export one stage; returns what the report needs."
+    print(f"== {stage}: {part} part, {len(learn.dls.vocab)} classes, {len(learn.dls.train_ds)} train / "
+          f"{len(learn.dls.valid_ds)} validation images, {epochs} epochs (+{freeze_epochs} frozen)", flush=True)
+    t0 = time.time()
+    used_lr = train_stage(learn, epochs, lr, freeze_epochs)
+    train_s = time.time() - t0
+    print(f"{stage}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})", flush=True)
+    history = pd.DataFrame(learn.epoch_log.rows)
+    atomic_write_text(run_dir / f'history_{stage}.csv', history.to_csv(index=False))
+    table, summary, probs, targs = evaluate_learner(learn, eval_rows(data, part), data.train_counts(part))
+    print(f"{stage}: {headline(summary)}", flush=True)
+    export_stage(learn, run_dir, stage, opts['arch'], opts['size'])
+    plot_losses(history, run_dir / f'losses_{stage}.png', f'{stage}: losses and metrics per epoch')
+    return dict(table=table, summary=summary, probs=probs, targs=targs, lr=used_lr, train_seconds=round(train_s, 1),
+                epochs=epochs, freeze_epochs=freeze_epochs, vocab=list(learn.dls.vocab))
+
+
+def header_markdown(opts: dict, weights: WeightsInfo, data: FashionData, data_dir: Path, timings: dict) -> str:
+    r = data.report
+    scratch = '' if weights.pretrained else (
+        "\n> **Trained from scratch: no ImageNet weights were used** "
+        f"({weights.note}). Published numbers for this protocol use ImageNet-pretrained ResNet50 on a GPU.\n")
+    validated = ('a holdout of %.0f%% of the even years' % (100 * opts['holdout']) if opts['holdout'] else
+                 'the odd-year test split itself, with a fixed schedule and no model selection (as the published runs did)')
+    return f"""# fashion_fastai results
+
+Command: `{opts['command']}`
+{scratch}
+| | |
+|---|---|
+| data | `{data_dir}` |
+| arch | {opts['arch']} at {opts['size'][0]}x{opts['size'][1]} (height x width), batch size {opts['bs']}, {opts['precision']} |
+| starting weights | {'ImageNet: ' + weights.source if weights.pretrained else 'scratch'} ({weights.note}) |
+| stage one | top-{opts['topk']} classes (ranked over {opts['rank_on']} rows), {opts['epochs']} epochs |
+| stage two | rare classes, body from {opts['stage2_init']}, {opts['epochs2']} epochs |
+| validation during training | {validated} |
+| evaluation | odd-year test split, every image with a known class, fixed order |
+| time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min |
+| versions | {', '.join(f'{k} {v}' for k, v in versions().items())} |
+
+Loading: {r.summary()}. Skipped ids are listed in `load_report.json`.
+
+"Seen" classes have at least one training image. A class with test images but no training image can never be predicted
+correctly, so the ceiling is the share of test images whose class is seen.
+"""
+
+
+@call_parse
+def main(data: Path = None,          # Kaggle folder holding styles.csv and images/ (default: the built-in demo data)
+         out: Path = Path('runs'),   # parent folder of the run folders
+         name: str = None,           # run folder name (default: date and time)
+         arch: str = 'resnet50',     # torchvision ResNet: resnet18, resnet34, resnet50, resnet101, resnet152
+         pretrained: str = 'auto',   # ImageNet weights: auto (if cached or downloadable, else scratch with a warning), yes (required), no
+         weights: Path = None,       # a torchvision ImageNet state_dict file to start from (instead of the cache)
+         size: str = '80x60',        # model input HEIGHTxWIDTH (the small data set is 80 high, 60 wide), or one number for a square
+         bs: int = 64,               # batch size
+         epochs: int = 5,            # stage-one epochs with the whole network trained
+         epochs2: int = 5,           # stage-two epochs (0 skips stage two)
+         freeze_epochs: int = None,  # head-only epochs before each stage (default: 1 if the body starts from trained weights, else 0)
+         lr: str = '2e-3',           # stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion
+         lr2: str = '2e-3',          # stage-two learning rate, or 'auto'
+         topk: int = 20,             # number of most frequent classes in stage one
+         rank_on: str = 'all',       # rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows
+         holdout: float = 0.,        # fraction of even-year images held out for validation; 0 validates on the test split
+         stage2_init: str = 'stage1',# stage-two body: stage1 (the protocol), imagenet or scratch
+         precision: str = 'auto',    # fp32, bf16 (CUDA AMP, or CPU autocast), fp16 (CUDA only); auto: bf16 on recent GPUs, else fp32
+         seed: int = 42,             # random seed (weights init, shuffling, holdout)
+         workers: int = None,        # DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)
+         demo_scale: float = 1.0,    # size of the generated demo data set (only without --data)
+         ):
+    "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."
+    t_start = time.time()
+    opts = check_options(dict(locals()))
+    opts['command'] = 'python -m fashion_fastai.train ' + ' '.join(sys.argv[1:])
+    run_dir = make_run_dir(out, name)
+    data_dir = Path(data) if data is not None else demo_dir(scale=demo_scale)
+    if data is None: print(f"No --data: using the built-in demo data set at {data_dir}", flush=True)
+    set_seed(seed, reproducible=True)
+
+    fd = load_data(data_dir, k=topk, rank_on=rank_on, holdout=holdout, seed=seed)
+    print('Loaded: ' + fd.report.summary(), flush=True)
+    atomic_write_text(run_dir / 'load_report.json', json.dumps(fd.report.to_dict(), indent=1))
+    state, winfo = resolve_weights(arch, pretrained, weights)
+    print(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})", flush=True)
+    config = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()}, 'data_dir': str(data_dir),
+              'weights_info': winfo.to_dict(), 'versions': versions(), 'top_classes': fd.top}
+    atomic_write_text(run_dir / 'config.json', json.dumps(config, indent=1))
+
+    fe = freeze_epochs if freeze_epochs is not None else int(winfo.pretrained)
+    dl_kw = dict(size=opts['size'], bs=bs, num_workers=workers, seed=seed)
+    results, timings = {}, {}
+    learn1 = stage_one(part_dataloaders(fd, 'top', **dl_kw), arch, state, path=run_dir, precision=opts['precision'])
+    results['stage1'] = run_stage('stage1', learn1, epochs, opts['lr'], fe, fd, 'top', run_dir, opts)
+    timings['stage1'] = results['stage1']['train_seconds']
+    if epochs2:
+        fe2 = freeze_epochs if freeze_epochs is not None else int(stage2_init == 'stage1' or winfo.pretrained)
+        learn2 = stage_two(part_dataloaders(fd, 'rare', **dl_kw), arch, stage2_init, learn1, state, path=run_dir,
+                           precision=opts['precision'])
+        results['stage2'] = run_stage('stage2', learn2, epochs2, opts['lr2'], fe2, fd, 'rare', run_dir, opts)
+        timings['stage2'] = results['stage2']['train_seconds']
+    timings['total'] = round(time.time() - t_start, 1)
+
+    r1 = results['stage1']
+    plot_confusion(r1['probs'], r1['targs'], r1['vocab'], run_dir / 'confusion_stage1.png',
+                   f"stage one: top-{topk} confusion on the test split (row-normalised)")
+    plot_per_class({s: r['table'] for s, r in results.items()}, run_dir / 'per_class_accuracy.png')
+    config.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings)
+    atomic_write_text(run_dir / 'config.json', json.dumps(config, indent=1))
+    write_report(run_dir, {s: (r['table'], r['summary']) for s, r in results.items()},
+                 header_markdown(opts, winfo, fd, data_dir, timings),
+                 extra=dict(config=config, load_report={k: v if not isinstance(v, list) else len(v)
+                                                        for k, v in fd.report.to_dict().items()}))
+
+    print(f"\nDone in {timings['total'] / 60:.1f} min. Run folder: {run_dir}", flush=True)
+    for s, r in results.items(): print(f"  {s}: {headline(r['summary'])}")
+    print(f"  report: {run_dir / 'results.md'}\nNext: python -m fashion_fastai.predict {run_dir / 'stage1.json'} IMAGE_OR_FOLDER")
+    return run_dir
