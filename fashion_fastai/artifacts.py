@@ -16,7 +16,7 @@ from fastai.vision.all import (Learner, load_learner, create_vision_model, Datas
 
 from .atomic import atomic_path
 from .data import item_tfms
-from .stages import EpochLog
+from .stages import TRAINING_ONLY_CBS
 from .weights import get_arch
 
 
@@ -28,12 +28,11 @@ def export_stage(learn: Learner,
                  ) -> dict:
     "Write both forms of a stage; returns their paths."
     run_dir = Path(run_dir)
-    log = learn.epoch_log if hasattr(learn, 'epoch_log') else None
-    if log is not None: learn.remove_cb(log)      # training-only: keeps the .pkl loadable with fastai alone
+    extra = [cb for cb in learn.cbs if isinstance(cb, TRAINING_ONLY_CBS)]
+    learn.remove_cbs(extra)
     try:
         with atomic_path(run_dir / f'{name}.pkl') as tmp: learn.export(tmp.resolve())
-    finally:
-        if log is not None: learn.add_cb(log)
+    finally: learn.add_cbs(extra)
     vocab = list(learn.dls.vocab)
     with atomic_path(run_dir / f'{name}.pth') as tmp: torch.save(learn.model.state_dict(), tmp)
     norm = next(t for t in learn.dls.after_batch.fs if isinstance(t, Normalize))

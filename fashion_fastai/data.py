@@ -6,12 +6,13 @@ vocab = sorted union of that part's train and test classes).  Nothing here train
 """
 from __future__ import annotations
 
-import csv, io, os
+import csv, io, os, re
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from .errors import DataError
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, ResizeMethod, PadMode,
                                aug_transforms, Normalize, imagenet_stats)
 
@@ -20,10 +21,6 @@ COLUMNS = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'base
 REQUIRED = ['id', 'articleType', 'year']
 LABEL = 'articleType'
 IMAGE_SIZE = (80, 60)  # (height, width) of the Kaggle "small" images: portrait 4:3
-
-
-class DataError(ValueError):
-    "A problem with the user's data files that the user has to fix; the message says which file and what to do."
 
 
 @dataclass
@@ -93,15 +90,17 @@ def load_styles(csv_path: Path,   # the Kaggle `styles.csv`
         elif len(fields) < n:
             report.malformed.append({'line': lineno, 'reason': f'{len(fields)} fields, expected {n}'}); continue
         rec = dict(zip(header, fields))
-        if not rec['id'].strip().isdigit() or not rec[LABEL].strip():
+        if not re.fullmatch(r'[0-9]+', rec['id'].strip()) or not rec[LABEL].strip():
             report.malformed.append({'line': lineno, 'reason': 'id not an integer or empty articleType'}); continue
+        rec['id'] = str(int(rec['id']))  # '01', ' 1' and '1' are the same id
         if rec['id'] in seen: report.duplicate_ids.append(int(rec['id'])); continue
         seen.add(rec['id'])
         records.append(rec)
     df = pd.DataFrame.from_records(records, columns=header)
     df['id'] = df['id'].astype('int64')
     df[LABEL] = df[LABEL].str.strip()
-    df['year'] = pd.to_numeric(df['year'], errors='coerce').astype('Int64')
+    year = pd.to_numeric(df['year'], errors='coerce')
+    df['year'] = year.where(year == year.round()).astype('Int64')  # '2012.5' is no year, not a crash
     report.recovered_commas = [int(i) for i in report.recovered_commas]
     report.no_year = df.loc[df['year'].isna(), 'id'].tolist()
     report.rows_parsed = len(df)
@@ -157,14 +156,14 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
                     holdout: float = 0., # fraction of even-year rows moved to `valid` for tuning (0: validate on test)
                     seed: int = 42,      # seed for the holdout draw
                     ) -> pd.DataFrame:
-    "Add `split` (train|valid|test|none) and `part` (top|rare)."
+    "Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so every part gets one."
     if not 0 <= holdout < 1: raise DataError(f"--holdout must be in (0, 1) or 0 for none, got {holdout}.")
     df = df.copy()
     df['split'] = year_split(df['year'])
+    df['part'] = np.where(df[LABEL].isin(top), 'top', 'rare')
     if holdout:
         train = df[df['split'] == 'train']
-        df.loc[train.sample(frac=holdout, random_state=seed).index, 'split'] = 'valid'
-    df['part'] = np.where(df[LABEL].isin(top), 'top', 'rare')
+        df.loc[train.groupby(LABEL).sample(frac=holdout, random_state=seed).index, 'split'] = 'valid'
     return df
 
 
@@ -255,6 +254,9 @@ def part_dataloaders(data: FashionData,
         raise DataError(f"The {part} part has no training image after loading ({len(rows)} rows with a split): "
                         f"check --topk/--rank-on and the load report.")
     valid = 'valid' if (data.frame['split'] == 'valid').any() else 'test'
+    if not (rows['split'] == valid).any():
+        raise DataError(f"The {part} part has no {'holdout' if valid == 'valid' else 'test'} image to validate on: "
+                        f"{'raise --holdout' if valid == 'valid' else 'check the years in styles.csv'}.")
     bs = min(bs, int((rows['split'] == 'train').sum()))  # fastai drops the last partial batch: a tiny part would train on nothing
     return part_datablock(data.vocabs[part], size, valid, augment).dataloaders(
         as_items(rows), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)

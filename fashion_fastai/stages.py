@@ -8,12 +8,11 @@ torchvision cache, a `--weights` file or stage one all take the same, recorded p
 from __future__ import annotations
 
 import sys
-from functools import partial
 
 import torch
-from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner,
-                               minimum, steep, valley, slide)
+from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner, valley)
 
+from .errors import OptionError
 from .weights import get_arch, body_state_from_imagenet
 
 STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
@@ -52,26 +51,29 @@ class CPUAutocast(Callback):
     """bfloat16 autocast on the CPU: fastai's `MixedPrecision` only autocasts on CUDA, but CPUs with AMX/AVX-512 BF16 run
     convolutions faster in bf16 (measured ~1.5x for resnet18 here).  bf16 has fp32's range, so no loss scaling is needed."""
     order = 10
+    ctx = None
     def before_batch(self): self.ctx = torch.autocast('cpu', dtype=torch.bfloat16); self.ctx.__enter__()
     def after_pred(self): self.learn.pred = self.pred.float()
-    def after_loss(self): self.ctx.__exit__(None, None, None)
-    def after_cancel_batch(self):
-        if getattr(self, 'ctx', None) is not None: self.ctx.__exit__(None, None, None)
+    def after_loss(self): self._exit()
+    def after_cancel_batch(self): self._exit()
+    def _exit(self):
+        if self.ctx is not None: self.ctx.__exit__(None, None, None); self.ctx = None
 
 
+TRAINING_ONLY_CBS = (EpochLog, CPUAutocast)  # removed before export: a .pkl then predicts in fp32 and needs fastai only
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
 
 def resolve_precision(precision: str) -> str:
     "auto: bf16 on GPUs that support it (Ampere and newer), fp32 on the CPU (bf16 there is opt-in: it depends on the CPU)."
-    if precision not in PRECISIONS: raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+    if precision not in PRECISIONS: raise OptionError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
     if precision != 'auto': return precision
     return 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
 
 
 def set_precision(learn: Learner, precision: str) -> Learner:
     if precision == 'fp16':
-        if not torch.cuda.is_available(): raise ValueError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
+        if not torch.cuda.is_available(): raise OptionError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
         return learn.to_fp16()
     if precision == 'bf16': return learn.to_bf16() if torch.cuda.is_available() else learn.add_cb(CPUAutocast())
     return learn
@@ -105,13 +107,13 @@ def stage_two(dls, arch: str,
               imagenet_state: dict = None,    # torchvision state_dict (init=imagenet)
               path=None, precision: str = 'fp32') -> Learner:
     "Stage two: a second learner for the rare part, a new head of the rare vocab size, the body from `init`."
-    if init not in STAGE2_INITS: raise ValueError(f"--stage2-init must be one of {STAGE2_INITS}, got {init!r}.")
+    if init not in STAGE2_INITS: raise OptionError(f"--stage2-init must be one of {STAGE2_INITS}, got {init!r}.")
     if init == 'stage1':
         if stage1 is None: raise ValueError("--stage2-init stage1 needs the stage-one learner.")
         body = {k: v.detach().clone() for k, v in stage1.model[0].state_dict().items()}
     elif init == 'imagenet':
         if imagenet_state is None:
-            raise ValueError("--stage2-init imagenet needs ImageNet weights: pass --weights FILE or --pretrained yes.")
+            raise OptionError("--stage2-init imagenet needs ImageNet weights: pass --weights FILE or --pretrained yes.")
         body = body_state_from_imagenet(arch, imagenet_state)
     else: body = None
     return build_learner(dls, arch, body, path, 'stage2', precision)

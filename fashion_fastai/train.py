@@ -18,7 +18,8 @@ from fastai.vision.all import set_seed
 
 from . import __version__
 from .atomic import atomic_write_text
-from .data import load_data, part_dataloaders, eval_rows, as_items, DataError, FashionData, LABEL
+from .errors import FashionError, OptionError, DataError
+from .data import load_data, part_dataloaders, eval_rows, as_items, FashionData
 from .demo import demo_dir
 from .evaluate import class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class
 from .artifacts import export_stage
@@ -33,7 +34,7 @@ def parse_size(size: str) -> tuple[int, int]:
         if len(hw) == 1: hw = hw * 2
         if len(hw) != 2 or min(hw) < 8: raise ValueError
     except ValueError:
-        raise ValueError(f"--size must be HEIGHTxWIDTH (e.g. 80x60) or one number for a square, each >= 8; got {size!r}.")
+        raise OptionError(f"--size must be HEIGHTxWIDTH (e.g. 80x60) or one number for a square, each >= 8; got {size!r}.")
     return hw
 
 
@@ -41,23 +42,26 @@ def parse_lr(lr) -> float | str:
     if str(lr) == 'auto': return 'auto'
     try: v = float(lr)
     except ValueError: v = -1.
-    if not v > 0: raise ValueError(f"--lr must be a positive number or 'auto', got {lr!r}.")
+    if not v > 0: raise OptionError(f"--lr must be a positive number or 'auto', got {lr!r}.")
     return v
 
 
 def check_options(o: dict) -> dict:
     "Fail before any data is read or anything trained, with the option's name and what would be valid."
-    if o['arch'] not in ARCHS: raise ValueError(f"Unknown --arch {o['arch']!r}: choose one of {', '.join(ARCHS)}.")
+    if o['arch'] not in ARCHS: raise OptionError(f"Unknown --arch {o['arch']!r}: choose one of {', '.join(ARCHS)}.")
     for k in ('epochs', 'epochs2', 'bs', 'topk'):
         if o[k] is None or o[k] < (0 if k == 'epochs2' else 1):
-            raise ValueError(f"--{k} must be a positive integer, got {o[k]}.")
-    if o['freeze_epochs'] is not None and o['freeze_epochs'] < 0: raise ValueError("--freeze-epochs must be >= 0.")
-    if not (o['holdout'] == 0 or 0 < o['holdout'] < 1): raise ValueError(f"--holdout must be in (0, 1), got {o['holdout']}.")
-    if o['pretrained'] not in ('auto', 'yes', 'no'): raise ValueError("--pretrained must be auto, yes or no.")
-    if o['stage2_init'] not in STAGE2_INITS: raise ValueError(f"--stage2-init must be one of {', '.join(STAGE2_INITS)}.")
-    if o['rank_on'] not in ('all', 'train'): raise ValueError("--rank-on must be all or train.")
+            raise OptionError(f"--{k} must be a positive integer, got {o[k]}.")
+    if o['freeze_epochs'] is not None and o['freeze_epochs'] < 0: raise OptionError("--freeze-epochs must be >= 0.")
+    if not (o['holdout'] == 0 or 0 < o['holdout'] < 1): raise OptionError(f"--holdout must be in (0, 1), got {o['holdout']}.")
+    if o['pretrained'] not in ('auto', 'yes', 'no'): raise OptionError("--pretrained must be auto, yes or no.")
+    if o['stage2_init'] not in STAGE2_INITS: raise OptionError(f"--stage2-init must be one of {', '.join(STAGE2_INITS)}.")
+    if o['rank_on'] not in ('all', 'train'): raise OptionError("--rank-on must be all or train.")
     o['precision'] = resolve_precision(o['precision'])
     o['size'], o['lr'], o['lr2'] = parse_size(o['size']), parse_lr(o['lr']), parse_lr(o['lr2'])
+    if o['data'] is not None and not (Path(o['data']) / 'styles.csv').is_file():
+        raise DataError(f"--data {o['data']} has no styles.csv: it must be the Kaggle folder holding styles.csv and images/ "
+                        f"(e.g. fashion-product-images-small/); omit --data for the built-in demo data.")
     return o
 
 
@@ -69,7 +73,7 @@ def make_run_dir(out: Path, name: str | None) -> Path:
         probe = run_dir / '.write-test'
         probe.write_text('ok'); probe.unlink()
     except OSError as e:
-        raise OSError(f"Cannot write the run folder {run_dir} ({e.strerror}): choose another --out.") from e
+        raise OptionError(f"Cannot write the run folder {run_dir} ({e.strerror}): choose another --out.") from e
     return run_dir
 
 
@@ -142,32 +146,12 @@ correctly, so the ceiling is the share of test images whose class is seen.
 """
 
 
-@call_parse
-def main(data: Path = None,          # Kaggle folder holding styles.csv and images/ (default: the built-in demo data)
-         out: Path = Path('runs'),   # parent folder of the run folders
-         name: str = None,           # run folder name (default: date and time)
-         arch: str = 'resnet50',     # torchvision ResNet: resnet18, resnet34, resnet50, resnet101, resnet152
-         pretrained: str = 'auto',   # ImageNet weights: auto (if cached or downloadable, else scratch with a warning), yes (required), no
-         weights: Path = None,       # a torchvision ImageNet state_dict file to start from (instead of the cache)
-         size: str = '80x60',        # model input HEIGHTxWIDTH (the small data set is 80 high, 60 wide), or one number for a square
-         bs: int = 64,               # batch size
-         epochs: int = 5,            # stage-one epochs with the whole network trained
-         epochs2: int = 5,           # stage-two epochs (0 skips stage two)
-         freeze_epochs: int = None,  # head-only epochs before each stage (default: 1 if the body starts from trained weights, else 0)
-         lr: str = '2e-3',           # stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion
-         lr2: str = '2e-3',          # stage-two learning rate, or 'auto'
-         topk: int = 20,             # number of most frequent classes in stage one
-         rank_on: str = 'all',       # rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows
-         holdout: float = 0.,        # fraction of even-year images held out for validation; 0 validates on the test split
-         stage2_init: str = 'stage1',# stage-two body: stage1 (the protocol), imagenet or scratch
-         precision: str = 'auto',    # fp32, bf16 (CUDA AMP, or CPU autocast), fp16 (CUDA only); auto: bf16 on recent GPUs, else fp32
-         seed: int = 42,             # random seed (weights init, shuffling, holdout)
-         workers: int = None,        # DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)
-         demo_scale: float = 1.0,    # size of the generated demo data set (only without --data)
-         ):
-    "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."
-    t_start = time.time()
+def train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2, freeze_epochs, lr, lr2, topk, rank_on,
+          holdout, stage2_init, precision, seed, workers, demo_scale) -> Path:
+    "The run behind the CLI (same arguments, see `main`); raises `FashionError`s instead of exiting."
+    arch = arch or ('resnet50' if data is not None else 'resnet18')  # the demo should finish in minutes on a laptop CPU
     opts = check_options(dict(locals()))
+    t_start = time.time()
     opts['command'] = 'python -m fashion_fastai.train ' + ' '.join(sys.argv[1:])
     run_dir = make_run_dir(out, name)
     data_dir = Path(data) if data is not None else demo_dir(scale=demo_scale)
@@ -212,3 +196,31 @@ def main(data: Path = None,          # Kaggle folder holding styles.csv and imag
     for s, r in results.items(): print(f"  {s}: {headline(r['summary'])}")
     print(f"  report: {run_dir / 'results.md'}\nNext: python -m fashion_fastai.predict {run_dir / 'stage1.json'} IMAGE_OR_FOLDER")
     return run_dir
+
+
+@call_parse
+def main(data: Path = None,          # Kaggle folder holding styles.csv and images/ (default: the built-in demo data)
+         out: Path = Path('runs'),   # parent folder of the run folders
+         name: str = None,           # run folder name (default: date and time)
+         arch: str = None,           # torchvision ResNet: resnet18, resnet34, resnet50, resnet101, resnet152 (default: resnet50 with --data, resnet18 on the demo data)
+         pretrained: str = 'auto',   # ImageNet weights: auto = use if cached or downloadable, else warn and train from scratch; yes = required; no = scratch
+         weights: Path = None,       # a torchvision ImageNet state_dict file to start from (instead of the cache)
+         size: str = '80x60',        # model input HEIGHTxWIDTH (the small data set is 80 high, 60 wide), or one number for a square
+         bs: int = 64,               # batch size
+         epochs: int = 5,            # stage-one epochs with the whole network trained
+         epochs2: int = 5,           # stage-two epochs (0 skips stage two)
+         freeze_epochs: int = None,  # head-only epochs before each stage (default: 1 if the body starts from trained weights, else 0)
+         lr: str = '2e-3',           # stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion
+         lr2: str = '2e-3',          # stage-two learning rate, or 'auto'
+         topk: int = 20,             # number of most frequent classes in stage one
+         rank_on: str = 'all',       # rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows
+         holdout: float = 0.,        # fraction of even-year images held out for validation; 0 validates on the test split
+         stage2_init: str = 'stage1',# stage-two body: stage1 (the protocol), imagenet or scratch
+         precision: str = 'auto',    # fp32, bf16 (CUDA AMP, or CPU autocast), fp16 (CUDA only); auto: bf16 on recent GPUs, else fp32
+         seed: int = 42,             # random seed (weights init, shuffling, holdout)
+         workers: int = None,        # DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)
+         demo_scale: float = 0.5,    # size of the generated demo data set, 1.0 = about 2,600 images (only without --data)
+         ):
+    "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."
+    try: return train(**locals())
+    except FashionError as e: print(f"train: error: {e}", file=sys.stderr); sys.exit(2)

@@ -16,9 +16,7 @@ import torchvision
 from fastai.vision.all import create_body, model_meta
 from fastai.vision.learner import _default_meta
 
-
-class WeightsError(RuntimeError):
-    "Starting weights were required but could not be had; the message says how to provide them."
+from .errors import OptionError, WeightsError
 
 
 @dataclass
@@ -36,7 +34,7 @@ ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152')
 def get_arch(name: str):
     "The torchvision constructor for `name`; only ResNets, whose fastai `cut` and splitter are known."
     if name not in ARCHS:
-        raise ValueError(f"Unknown --arch {name!r}: choose one of {', '.join(ARCHS)}.")
+        raise OptionError(f"Unknown --arch {name!r}: choose one of {', '.join(ARCHS)}.")
     return getattr(torchvision.models, name)
 
 
@@ -57,7 +55,7 @@ def resolve_weights(arch: str,              # torchvision ResNet name
                     ) -> tuple[dict | None, WeightsInfo]:
     "The ImageNet state_dict to start from (None for scratch) and a record of where it came from."
     get_arch(arch)
-    if pretrained not in ('auto', 'yes', 'no'): raise ValueError(f"--pretrained must be auto, yes or no; got {pretrained!r}.")
+    if pretrained not in ('auto', 'yes', 'no'): raise OptionError(f"--pretrained must be auto, yes or no; got {pretrained!r}.")
     if weights_file is not None:
         p = Path(weights_file)
         if not p.is_file(): raise WeightsError(f"--weights {p} does not exist. " + _offline_help(arch, imagenet_checkpoint(arch)[1]))

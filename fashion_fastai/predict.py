@@ -1,0 +1,103 @@
+"""`python -m fashion_fastai.predict MODEL PATH...`: top-k classes for image files and folders.
+
+MODEL is a run folder, a weights-only `<stage>.json`, or an exported `<stage>.pkl`.  The weights-only form is preferred
+whenever it exists, because unpickling a `.pkl` runs code from the file; the `.pkl` is used only with `--trust-pickle` or
+when it is all there is (with a warning).  A file that cannot be read as an image is reported and skipped; the rest are
+still predicted.
+"""
+from __future__ import annotations
+
+import json as jsonlib, sys, warnings
+from pathlib import Path
+from typing import Annotated
+
+from fastcore.script import call_parse
+from PIL import Image
+
+from .errors import FashionError, ModelError
+
+IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
+
+
+def find_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False) -> tuple[Path, str]:
+    "Which file to load and in which form ('weights' or 'pickle'), preferring the weights-only form."
+    model = Path(model)
+    if model.is_dir(): model = model / f'{stage}.json' if (model / f'{stage}.json').exists() else model / f'{stage}.pkl'
+    if model.suffix == '.pkl':
+        twin = model.with_suffix('.json')
+        if not trust_pickle and twin.exists(): return twin, 'weights'
+        if not model.exists(): raise ModelError(f"Model file {model} not found: pass a run folder, a <stage>.json or a <stage>.pkl.")
+        if not trust_pickle:
+            warnings.warn(f"{model}: no weights-only form ({twin.name}) beside it, so loading the pickle, which runs code "
+                          f"from the file. Only do this with files you trust (pass --trust-pickle to silence this).")
+        return model, 'pickle'
+    if model.suffix == '.json' and model.exists(): return model, 'weights'
+    raise ModelError(f"Model {model} not found: pass a run folder (with {stage}.json or {stage}.pkl), "
+                            f"a <stage>.json (weights-only) or a <stage>.pkl (exported learner).")
+
+
+def load_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False):
+    "A predictor with `.vocab` and `.probs(paths)`."
+    from .artifacts import WeightsOnlyModel, PickledLearner
+    path, form = find_model(model, stage, trust_pickle)
+    if form == 'weights': return WeightsOnlyModel(path)
+    try: return PickledLearner(path)
+    except Exception as e:
+        raise ModelError(f"Could not load the exported learner {path} ({type(e).__name__}: {e}). A .pkl only loads with "
+                           f"the fastai/torch versions that wrote it; use the weights-only {path.with_suffix('.json').name} "
+                           f"(+ .pth) from the same run instead.") from e
+
+
+def expand_paths(paths) -> list[Path]:
+    "Files as given, folders walked recursively for image files, in a stable order."
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir(): out += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS)
+        else: out.append(p)
+    return out
+
+
+def readable(path: Path) -> str | None:
+    "None if `path` decodes as an image, else the reason (so one bad file cannot stop a batch)."
+    try:
+        with Image.open(path) as im: im.load()
+        return None
+    except Exception as e: return f'{type(e).__name__}: {e}'
+
+
+def predict_paths(predictor, paths, topk: int = 5) -> tuple[list, list]:
+    "Top-k predictions for the readable images, and the skipped ones with reasons."
+    files, skipped = [], []
+    for p in expand_paths(paths):
+        why = 'file not found' if not p.exists() else readable(p)
+        (skipped.append({'path': str(p), 'error': why}) if why else files.append(p))
+    results = []
+    if files:
+        probs = predictor.probs(files)
+        k = min(topk, probs.shape[1])
+        vals, idxs = probs.topk(k, dim=1)
+        for f, v, i in zip(files, vals.tolist(), idxs.tolist()):
+            results.append({'path': str(f), 'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
+    return results, skipped
+
+
+@call_parse
+def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
+         *paths: Annotated[str, {'nargs': '+'}], # image files and/or folders (searched recursively)
+         topk: int = 5,              # how many classes to show per image
+         stage: str = 'stage1',      # which stage of a run folder: stage1 (top-20 classes) or stage2 (rare classes)
+         json: bool = False,         # print JSON (predictions and skipped inputs) instead of a table
+         trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
+         ):
+    "Predict the top-k article types of product images with a trained stage."
+    if not paths: sys.exit("predict: give at least one image file or folder after MODEL.")
+    try: predictor = load_model(Path(model), stage, trust_pickle)
+    except FashionError as e: print(f"predict: error: {e}", file=sys.stderr); sys.exit(2)
+    results, skipped = predict_paths(predictor, paths, topk)
+    if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped}, indent=1))
+    else:
+        for r in results:
+            print(f"{r['path']}: " + ', '.join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r['top']))
+    for s in skipped: print(f"skipped {s['path']}: {s['error']}", file=sys.stderr)
+    if skipped: print(f"{len(skipped)} of {len(results) + len(skipped)} inputs skipped", file=sys.stderr)
+    if not results: sys.exit(1)

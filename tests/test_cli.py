@@ -1,0 +1,141 @@
+"""The two command-line programs end to end, as a user runs them: `train` on a tiny demo set, then `predict` on its output."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = ['--arch', 'resnet18', '--size', '32x24', '--bs', '16', '--epochs', '1', '--epochs2', '1', '--pretrained', 'no',
+        '--demo-scale', '0.1', '--lr', '1e-3', '--lr2', '1e-3']
+
+
+def run_module(mod, *args, env=None, cwd=None, check=True):
+    "Run `python -m mod args` with stdout piped (not a TTY), as CI and nohup do."
+    p = subprocess.run([sys.executable, '-m', mod, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+                       timeout=900)
+    if check and p.returncode != 0: raise AssertionError(f"{mod} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    return {**os.environ, 'FASHION_FASTAI_CACHE': str(tmp_path_factory.mktemp('cache')), 'TORCH_HOME': str(tmp_path_factory.mktemp('torch'))}
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory, env):
+    "One tiny training run shared by the tests below (training is the slow part)."
+    out = tmp_path_factory.mktemp('runs')
+    p = run_module('fashion_fastai.train', *TINY, '--out', out, '--name', 'tiny', '--freeze-epochs', '1', env=env)
+    return out / 'tiny', p
+
+
+def test_train_writes_run_folder(run):
+    run_dir, _ = run
+    for f in ['config.json', 'load_report.json', 'results.md', 'metrics.json', 'history_stage1.csv', 'history_stage2.csv',
+              'stage1.pkl', 'stage1.pth', 'stage1.json', 'stage2.pkl', 'stage2.pth', 'stage2.json',
+              'per_class_stage1.csv', 'per_class_stage2.csv', 'losses_stage1.png', 'losses_stage2.png',
+              'confusion_stage1.png', 'per_class_accuracy.png']:
+        assert (run_dir / f).is_file() and (run_dir / f).stat().st_size > 0, f
+    assert not list(run_dir.glob('.*tmp*')), 'temporary files left behind'
+
+
+def test_config_and_report_say_what_happened(run):
+    run_dir, _ = run
+    cfg = json.loads((run_dir / 'config.json').read_text())
+    assert cfg['arch'] == 'resnet18' and cfg['size'] == [32, 24] and cfg['weights_info']['pretrained'] is False
+    assert cfg['versions']['fastai'].startswith('2.8')
+    md = (run_dir / 'results.md').read_text()
+    assert 'Trained from scratch' in md and 'Perfume and Body Mist' in md and 'ceiling' in md.lower()
+    m = json.loads((run_dir / 'metrics.json').read_text())
+    s1, s2 = m['stages']['stage1'], m['stages']['stage2']
+    assert 0 <= s1['all']['micro_top1'] <= s1['all']['micro_top5'] <= 1
+    assert s1['n_unseen_test_images'] > 0 and s1['ceiling_top1'] < 1   # Perfume and Body Mist: test-only
+    assert s2['n_classes'] >= 6
+    rep = json.loads((run_dir / 'load_report.json').read_text())
+    assert len(rep['missing_image']) >= 1 and len(rep['recovered_commas']) >= 3 and len(rep['no_year']) >= 1
+
+
+def test_history_has_both_phases(run):
+    import pandas as pd
+    h = pd.read_csv(run[0] / 'history_stage1.csv')
+    assert list(h['phase']) == ['head', 'all'] and {'train_loss', 'valid_loss', 'accuracy', 'top5'} <= set(h.columns)
+
+
+def test_plain_epoch_lines_when_not_a_tty(run):
+    out = run[1].stdout
+    assert '[stage1 head] epoch 0' in out and '[stage2 all] epoch 0' in out
+    assert '\r' not in out and '█' not in out       # no progress bars in logs
+    assert 'Run folder:' in out and 'python -m fashion_fastai.predict' in out
+
+
+def some_test_images(run_dir, n=3):
+    cfg = json.loads((run_dir / 'config.json').read_text())
+    return sorted((Path(cfg['data_dir']) / 'images').glob('*.jpg'))[:n]
+
+
+def test_exported_learner_predicts_bare_paths_and_matches_weights_only(run):
+    from fastai.vision.all import load_learner
+    from fashion_fastai.artifacts import WeightsOnlyModel, PickledLearner
+    run_dir, _ = run
+    imgs = some_test_images(run_dir)
+    learn = load_learner(run_dir / 'stage1.pkl', cpu=True)
+    label, idx, probs = learn.predict(str(imgs[0]))
+    assert label in learn.dls.vocab and probs.shape == (len(learn.dls.vocab),)
+    w = WeightsOnlyModel(run_dir / 'stage1.json')
+    assert w.vocab == list(learn.dls.vocab)
+    assert torch.allclose(w.probs(imgs), PickledLearner(run_dir / 'stage1.pkl').probs(imgs), atol=1e-5)
+
+
+def test_predict_cli_skips_bad_files_and_reports_json(run, env, tmp_path):
+    run_dir, _ = run
+    imgs = some_test_images(run_dir, 2)
+    bad = tmp_path / 'notes.jpg'; bad.write_text('not an image')
+    p = run_module('fashion_fastai.predict', run_dir, imgs[0], bad, imgs[1], '--json', '--topk', '3', env=env)
+    res = json.loads(p.stdout)
+    assert [r['path'] for r in res['predictions']] == [str(imgs[0]), str(imgs[1])]
+    assert all(len(r['top']) == 3 and r['top'][0]['prob'] >= r['top'][1]['prob'] for r in res['predictions'])
+    assert res['skipped'][0]['path'] == str(bad) and 'skipped' in p.stderr
+    folder = run_module('fashion_fastai.predict', run_dir / 'stage2.json', imgs[0].parent, env=env)
+    assert folder.stdout.count('\n') == len(list(imgs[0].parent.glob('*.jpg')))
+
+
+def test_predict_prefers_weights_only_and_warns_on_lone_pickle(run, tmp_path):
+    import shutil
+    from fashion_fastai.predict import find_model
+    run_dir, _ = run
+    assert find_model(run_dir / 'stage1.pkl') == (run_dir / 'stage1.json', 'weights')
+    assert find_model(run_dir / 'stage1.pkl', trust_pickle=True) == (run_dir / 'stage1.pkl', 'pickle')
+    lone = tmp_path / 'stage1.pkl'; shutil.copy(run_dir / 'stage1.pkl', lone)
+    with pytest.warns(UserWarning, match='runs code'): assert find_model(lone)[1] == 'pickle'
+    with pytest.raises(FileNotFoundError, match='not found'): find_model(tmp_path / 'nope.pkl')
+
+
+@pytest.mark.parametrize('change, msg', [
+    (dict(arch='vgg99'), 'resnet18, resnet34'),
+    (dict(holdout=1.5), '--holdout'),
+    (dict(epochs=0), '--epochs'),
+    (dict(bs=-1), '--bs'),
+    (dict(size='big'), '--size'),
+    (dict(lr='-1'), '--lr'),
+    (dict(precision='fp8'), '--precision'),
+    (dict(stage2_init='random'), '--stage2-init'),
+    (dict(data=Path('/nonexistent/folder')), 'styles.csv'),
+])
+def test_bad_options_are_refused_with_the_option_named(change, msg):
+    from fashion_fastai.train import check_options
+    from fashion_fastai.errors import FashionError
+    opts = dict(data=None, arch='resnet18', holdout=0., epochs=1, epochs2=1, bs=8, topk=20, size='80x60', lr='1e-3',
+                lr2='auto', precision='auto', stage2_init='stage1', freeze_epochs=None, pretrained='no', rank_on='all')
+    check_options(dict(opts))  # the baseline is valid
+    with pytest.raises(FashionError, match=msg.replace('-', '\\-')): check_options({**opts, **change})
+
+
+def test_cli_errors_are_one_line_before_any_work(env, tmp_path):
+    "A bad option or an unwritable output folder stops the CLI at once, with a one-line message and no traceback."
+    blocker = tmp_path / 'file'; blocker.write_text('x')
+    p = run_module('fashion_fastai.train', *TINY, '--out', blocker / 'runs', env=env, check=False)
+    assert p.returncode == 2 and 'train: error: Cannot write the run folder' in p.stderr
+    assert 'Traceback' not in p.stderr and 'Loaded' not in p.stdout
+    p = run_module('fashion_fastai.predict', tmp_path / 'missing.json', blocker, env=env, check=False)
+    assert p.returncode == 2 and 'predict: error:' in p.stderr and 'Traceback' not in p.stderr

@@ -1,0 +1,340 @@
+"""The loader against each trap of the Kaggle files, and the protocol (year-parity split, top-k parts, union vocabs).
+
+Custom data sets are written by `make_dataset` (conftest) from unquoted CSV lines, like the Kaggle `styles.csv`.
+"""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fashion_fastai.data import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles, part_dataloaders,
+                                 part_vocab, top_classes, year_split)
+
+from conftest import COLUMNS, REAL_DATA, SMALL, style_line
+
+
+def ids_of(rows):
+    return sorted(int(i) for i in rows["id"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# styles.csv parsing
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_extra_commas_in_name_are_recovered(make_dataset):
+    names = {2: "Puma Men, Black, Tshirts", 3: "Odd,, name, ending in a comma,", 4: "Plain Name Tshirts"}
+    root = make_dataset([style_line(i, year=2012, name=n) for i, n in names.items()])
+    raw = (root / "styles.csv").read_bytes()
+    assert b'"' not in raw and b"Puma Men, Black, Tshirts\n" in raw  # unquoted: those lines have extra fields
+    df, report = load_styles(root / "styles.csv")
+    assert list(df.columns) == COLUMNS
+    assert dict(zip(df["id"], df["productDisplayName"])) == names  # re-joined exactly, commas and empties included
+    assert sorted(report.recovered_commas) == [2, 3]
+    assert all(isinstance(i, int) for i in report.recovered_commas)
+    assert (df["articleType"] == "Tshirts").all() and df["year"].tolist() == [2012] * 3
+    assert report.malformed == [] and report.lines_read == report.rows_parsed == 3
+
+
+def test_too_few_fields_and_bad_id_are_counted_with_line_numbers(make_dataset):
+    lines = [style_line(1),                          # line 2
+             "",                                     # line 3: blank, ignored, not counted
+             "2,Men,Apparel,Topwear,Tshirts,Black",  # line 4: too few fields
+             style_line("x7"),                       # line 5: id not an integer
+             style_line(-3),                         # line 6: negative is not an id either
+             style_line(8, article=" "),             # line 7: empty articleType
+             style_line(9)]                          # line 8
+    df, report = load_styles(make_dataset(lines) / "styles.csv")
+    assert df["id"].tolist() == [1, 9]
+    assert [m["line"] for m in report.malformed] == [4, 5, 6, 7]
+    assert "6 fields, expected 10" in report.malformed[0]["reason"]
+    assert "id" in report.malformed[1]["reason"]
+    assert report.lines_read == 6 and report.rows_parsed == 2
+
+
+def test_duplicate_id_keeps_the_first_row(make_dataset):
+    lines = [style_line(5, "Tshirts"), style_line(6, "Shirts"), style_line(5, "Jeans"), style_line(5, "Caps")]
+    df, report = load_styles(make_dataset(lines) / "styles.csv")
+    assert df["id"].tolist() == [5, 6]
+    assert df.set_index("id").loc[5, "articleType"] == "Tshirts"
+    assert report.duplicate_ids == [5, 5]
+    assert report.lines_read == 4 and report.rows_parsed == 2
+
+
+def test_bom_and_crlf(make_dataset):
+    root = make_dataset([style_line(1, year=2012, name="A, b"), style_line(2, year=2013)], bom=True, eol="\r\n")
+    assert (root / "styles.csv").read_bytes().startswith(b"\xef\xbb\xbfid,") and b"\r\n" in (root / "styles.csv").read_bytes()
+    df, report = load_styles(root / "styles.csv")
+    assert list(df.columns) == COLUMNS
+    assert not any("\ufeff" in c for c in df.columns)
+    assert df["id"].tolist() == [1, 2]
+    assert df["productDisplayName"].tolist() == ["A, b", "Brand Men Black Tshirts"]  # no stray '\r'
+    assert df["year"].tolist() == [2012, 2013] and report.recovered_commas == [1] and report.undecodable_lines == 0
+    data = load_data(root, k=1)
+    assert data.frame.set_index("id")["split"].to_dict() == {1: "train", 2: "test"}
+
+
+def test_non_utf8_bytes_are_counted_not_fatal(make_dataset):
+    lines = [style_line(1), style_line(2, name="Caf\xe9 Tshirts").encode("latin-1"),
+             style_line(3, name="Brand \xff\xfe Tshirts").encode("latin-1"), style_line(4)]
+    root = make_dataset(lines, bom=True)  # the BOM must also be stripped on the lenient (errors='replace') path
+    df, report = load_styles(root / "styles.csv")
+    assert list(df.columns) == COLUMNS
+    assert df["id"].tolist() == [1, 2, 3, 4]
+    assert report.undecodable_lines == 2
+    names = df.set_index("id")["productDisplayName"]
+    assert names[2] == "Caf\ufffd Tshirts" and "\ufffd" in names[3] and "\ufffd" not in names[1]
+
+
+def test_missing_styles_csv_names_the_file(tmp_path):
+    with pytest.raises(DataError, match="styles.csv") as e:
+        load_data(tmp_path)
+    assert str(tmp_path) in str(e.value)
+    with pytest.raises(DataError) as e:
+        load_styles(tmp_path / "nope.csv")
+    assert str(tmp_path / "nope.csv") in str(e.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"\xef\xbb\xbf"])
+def test_empty_styles_csv(tmp_path, content):
+    (tmp_path / "styles.csv").write_bytes(content)
+    with pytest.raises(DataError, match="empty") as e:
+        load_styles(tmp_path / "styles.csv")
+    assert str(tmp_path / "styles.csv") in str(e.value)
+
+
+def test_header_only_styles_csv(make_dataset):
+    root = make_dataset([])
+    with pytest.raises(DataError, match="no parseable rows") as e:
+        load_styles(root / "styles.csv")
+    assert str(root / "styles.csv") in str(e.value)
+
+
+@pytest.mark.parametrize("drop", ["year", "articleType", "id"])
+def test_missing_required_column(make_dataset, drop):
+    header = ",".join(c for c in COLUMNS if c != drop)
+    root = make_dataset(["1,Men,Apparel,Topwear,Tshirts,Black,Summer,2012,Casual"], header=header)
+    with pytest.raises(DataError) as e:
+        load_styles(root / "styles.csv")
+    assert repr(drop) in str(e.value) and str(root / "styles.csv") in str(e.value)
+
+
+def test_missing_images_folder(make_dataset):
+    root = make_dataset([style_line(1)])
+    (root / "images" / "1.jpg").unlink(); (root / "images").rmdir()
+    with pytest.raises(DataError, match="images"):
+        load_data(root)
+
+
+def test_missing_and_empty_images_are_skipped(make_dataset):
+    lines = [style_line(i, year=2012 + i % 2) for i in range(1, 7)]
+    root = make_dataset(lines, images=[1, 2, 4, 6], empty=[4])  # 3 and 5 missing, 4 zero bytes
+    data = load_data(root, k=1)
+    assert data.report.missing_image == [3, 5]
+    assert data.report.empty_image == [4]
+    assert ids_of(data.frame) == [1, 2, 6] and data.report.usable == 3 and data.report.rows_parsed == 6
+    assert all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in data.frame["file"])
+    assert data.frame.set_index("id").loc[6, "file"] == str((root / "images" / "6.jpg").resolve())
+
+
+def test_missing_or_bad_year_goes_to_split_none(make_dataset):
+    lines = [style_line(1, year=2012), style_line(2, year=2013), style_line(3, year=None),
+             style_line(4, year="unknown"), style_line(5, year=2014), style_line(6, year=2015)]
+    data = load_data(make_dataset(lines), k=1)
+    assert sorted(data.report.no_year) == [3, 4]
+    split = data.frame.set_index("id")["split"].to_dict()
+    assert split == {1: "train", 2: "test", 3: "none", 4: "none", 5: "train", 6: "test"}  # kept, in neither split
+    assert ids_of(data.part("top")) == [1, 2, 5, 6]
+    dls = part_dataloaders(data, "top", size=SMALL, bs=8, num_workers=0, augment=False)
+    used = {Path(it["file"]).stem for it in [*dls.train_ds.items, *dls.valid_ds.items]}
+    assert used == {"1", "2", "5", "6"}
+
+
+def test_fractional_year_is_no_year(make_dataset):
+    df, report = load_styles(make_dataset([style_line(1, year=2012), style_line(2, year="2012.5")]) / "styles.csv")
+    assert report.no_year == [2]
+
+
+def test_duplicate_id_with_other_spelling(make_dataset):
+    df, report = load_styles(make_dataset([style_line(1), style_line("01"), style_line(" 1")]) / "styles.csv")
+    assert df["id"].tolist() == [1] and report.duplicate_ids == [1, 1]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "RGB"])
+def test_image_modes_load_as_3_channels(make_dataset, mode):
+    "Each mode in both splits and next to RGB images: one batch must stack into [bs, 3, H, W]."
+    lines = [style_line(i, "Tshirts" if i % 2 else "Shirts", 2012 if i < 5 else 2013) for i in range(1, 9)]
+    root = make_dataset(lines, modes={i: mode for i in (1, 2, 5, 6)})
+    for i in (1, 2, 5, 6):
+        assert Image.open(root / "images" / f"{i}.jpg").mode == mode  # the file really is in that mode
+    dls = part_dataloaders(load_data(root, k=2), "top", size=SMALL, bs=4, num_workers=0, augment=False)
+    for dl in (dls.train, dls.valid):
+        x, y = dl.one_batch()
+        assert tuple(x.shape) == (4, 3, *SMALL) and x.dtype.is_floating_point
+        assert x.isfinite().all() and x.std() > 0
+
+
+def test_demo_greyscale_images_batch(demo_loaded, demo_dls):
+    grey = [f for f in demo_loaded.frame["file"] if Image.open(f).mode == "L"]
+    assert grey  # the demo holds greyscale JPEGs among RGB ones
+    x, _ = demo_dls["top"].valid.one_batch()
+    assert tuple(x.shape) == (8, 3, *SMALL)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Protocol
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_year_split():
+    years = pd.Series([2012, 2013, pd.NA, 2000, 1999, 2018], index=[10, 11, 12, 13, 14, 15], dtype="Int64")
+    out = year_split(years)
+    assert out.to_dict() == {10: "train", 11: "test", 12: "none", 13: "train", 14: "test", 15: "train"}
+
+
+def styles_frame(counts: dict, year=2012):
+    rows = [{"id": i, LABEL: c, "year": year} for i, c in enumerate(c for c, n in counts.items() for _ in range(n))]
+    df = pd.DataFrame(rows)
+    df["year"] = df["year"].astype("Int64")
+    return df
+
+
+def test_top_classes_ranking_ties_and_k():
+    df = styles_frame({"Zeta": 5, "Beta": 3, "Alpha": 3, "Gamma": 2, "Delta": 3})
+    assert top_classes(df, 1) == ["Zeta"]
+    assert top_classes(df, 2) == ["Zeta", "Alpha"]  # three-way tie at 3: broken by name
+    assert top_classes(df, 4) == ["Zeta", "Alpha", "Beta", "Delta"]
+    assert top_classes(df, 50) == ["Zeta", "Alpha", "Beta", "Delta", "Gamma"]
+    for bad in (0, -1):
+        with pytest.raises(DataError, match="topk"):
+            top_classes(df, bad)
+    with pytest.raises(DataError, match="rank-on"):
+        top_classes(df, 2, "test")
+
+
+def test_top_classes_rank_on_train():
+    df = pd.concat([styles_frame({"Perfume": 6}, 2013), styles_frame({"Socks": 4, "Caps": 2}, 2012),
+                    styles_frame({"Caps": 3}, 2015)], ignore_index=True)
+    assert top_classes(df, 2, "all") == ["Perfume", "Caps"]
+    assert top_classes(df, 2, "train") == ["Socks", "Caps"]  # Perfume has no even-year row
+
+
+def test_top_classes_ranked_over_all_rows_even_without_images(make_dataset):
+    "Perfume: 5 rows, only 1 with an image; Socks: 3 rows, all with images.  The protocol ranks on styles.csv."
+    lines = [style_line(i, "Perfume", 2013) for i in range(1, 6)] + \
+            [style_line(i, "Socks", y) for i, y in ((6, 2012), (7, 2012), (8, 2013))]
+    root = make_dataset(lines, images=[1, 6, 7, 8])
+    data = load_data(root, k=1)
+    assert data.top == ["Perfume"]
+    assert top_classes(data.frame, 1) == ["Socks"]  # what ranking over the usable rows would have given
+    assert data.vocabs == {"top": ["Perfume"], "rare": ["Socks"]}
+    with pytest.raises(DataError, match="no training image"):  # the top part has test images only
+        part_dataloaders(data, "top", size=SMALL, bs=2, num_workers=0)
+    assert load_data(root, k=1, rank_on="train").top == ["Socks"]
+
+
+def test_part_vocab_is_sorted_union():
+    df = pd.DataFrame({LABEL: ["b", "a", "c", "d", "e", "x", "y"],
+                       "split": ["train", "test", "test", "train", "valid", "none", "train"],
+                       "part": ["top", "top", "top", "top", "top", "top", "rare"]})
+    assert part_vocab(df, "top") == ["a", "b", "c", "d", "e"]  # test-only a, c; train-only b, d; valid-only e; not x
+    assert part_vocab(df, "rare") == ["y"]
+
+
+def test_demo_vocab_and_labels(demo_loaded, demo_dls):
+    for part in ("top", "rare"):
+        dls, vocab = demo_dls[part], demo_loaded.vocabs[part]
+        rows = demo_loaded.part(part)
+        assert vocab == sorted(set(rows.loc[rows["split"] == "train", LABEL]) | set(rows.loc[rows["split"] == "test", LABEL]))
+        assert list(dls.vocab) == vocab and dls.c == len(vocab)
+        for ds in (dls.train_ds, dls.valid_ds):
+            for i in range(0, len(ds), max(1, len(ds) // 4)):
+                assert int(ds[i][1]) == vocab.index(ds.items[i][LABEL])
+    top, rare = demo_loaded.vocabs["top"], demo_loaded.vocabs["rare"]
+    # test-only classes have an index and appear only in validation targets; the train-only class only in training
+    for part, label, only_in in (("top", "Perfume and Body Mist", "valid"), ("rare", "Scarves", "valid"),
+                                 ("rare", "Gloves", "valid"), ("rare", "Mufflers", "train")):
+        vocab, dls = demo_loaded.vocabs[part], demo_dls[part]
+        idx = vocab.index(label)
+        train_t = [int(t) for t in dls.train_ds.tls[1]]
+        valid_t = [int(t) for t in dls.valid_ds.tls[1]]
+        assert (idx in train_t, idx in valid_t) == (only_in == "train", only_in == "valid")
+    assert len(top) == 20 and len(rare) == 7 and not set(top) & set(rare)
+
+
+def test_split_column():
+    items = [{"split": s} for s in ("train", "test", "none", "valid", "train", "test")]
+    assert SplitColumn()(items) == ([0, 4], [1, 5])
+    assert SplitColumn("valid")(items) == ([0, 4], [3])
+
+
+def test_as_items():
+    df = pd.DataFrame({"file": ["a.jpg", "b.jpg"], LABEL: ["x", "y"], "split": ["train", "test"], "id": [1, 2]})
+    assert as_items(df) == [{"file": "a.jpg", LABEL: "x", "split": "train"}, {"file": "b.jpg", LABEL: "y", "split": "test"}]
+
+
+def test_holdout(tiny_dir):
+    data = load_data(tiny_dir, k=3, holdout=0.25, seed=1)
+    splits = data.frame["split"].value_counts().to_dict()
+    assert splits == {"train": 15, "valid": 5, "test": 7}  # 20 even-year rows: 5 carved out
+    assert (data.frame.loc[data.frame["split"] == "valid", "year"] % 2 == 0).all()
+    dls = part_dataloaders(data, "top", size=SMALL, bs=8, num_workers=0, augment=False)
+    top = data.part("top")
+    files = lambda split: set(top.loc[top["split"] == split, "file"])
+    train, valid = {it["file"] for it in dls.train_ds.items}, {it["file"] for it in dls.valid_ds.items}
+    assert train == files("train") and valid == files("valid") and valid
+    assert not (files("test") & (train | valid))  # test rows in neither
+    again = load_data(tiny_dir, k=3, holdout=0.25, seed=1)
+    assert again.frame["split"].tolist() == data.frame["split"].tolist()  # seeded
+    for bad in (1.0, 1.5, -0.1):
+        with pytest.raises(DataError, match="holdout"):
+            load_data(tiny_dir, k=3, holdout=bad)
+
+
+def test_holdout_gives_every_part_a_validation_set(tiny_dir):
+    "The holdout is drawn per class, so neither part can end up validating on nothing (or on every train row)."
+    for seed in range(5):
+        data = load_data(tiny_dir, k=3, holdout=0.25, seed=seed)
+        for part in ("top", "rare"):
+            rows = data.part(part)
+            assert (rows["split"] == "valid").any() and (rows["split"] == "train").any(), (seed, part)
+            dls = part_dataloaders(data, part, size=SMALL, bs=8, num_workers=0, augment=False)
+            assert len(dls.valid_ds) == (rows["split"] == "valid").sum()
+
+
+def test_without_holdout_validation_is_test(tiny_data, tiny_dls):
+    top = tiny_data.part("top")
+    assert {it["file"] for it in tiny_dls.valid_ds.items} == set(top.loc[top["split"] == "test", "file"])
+    assert len(tiny_dls.train_ds) == 18 and len(tiny_dls.valid_ds) == 6
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Demo and real data end to end
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_demo_end_to_end(demo_loaded):
+    data, r = demo_loaded, demo_loaded.report
+    assert len(data.top) == 20 and "Perfume and Body Mist" in data.top
+    assert data.train_counts("top").get("Perfume and Body Mist", 0) == 0
+    perfume = data.part("top").query(f"{LABEL} == 'Perfume and Body Mist'")
+    assert len(perfume) > 0 and set(perfume["split"]) == {"test"}
+    assert len(r.missing_image) == 1 and len(r.recovered_commas) >= 3 and len(r.no_year) >= 1
+    assert r.malformed == [] and r.duplicate_ids == [] and r.empty_image == [] and r.undecodable_lines == 0
+    assert r.usable == len(data.frame) == r.rows_parsed - len(r.missing_image) and r.lines_read == r.rows_parsed
+    assert not set(r.missing_image) & set(data.frame["id"])
+    frame = data.frame.set_index("id")
+    assert all(frame.loc[i, "split"] == "none" for i in r.no_year if i in frame.index)
+    assert all("," in frame.loc[i, "productDisplayName"] for i in r.recovered_commas if i in frame.index)
+    assert set(frame["split"]) == {"train", "test", "none"}
+
+
+@pytest.mark.skipif(not (REAL_DATA / "styles.csv").is_file(), reason=f"real data not at {REAL_DATA}")
+def test_real_data_smoke():
+    data = load_data(REAL_DATA)
+    r = data.report
+    assert r.lines_read == 44446
+    assert "Perfume and Body Mist" in data.top and data.train_counts("top").get("Perfume and Body Mist", 0) == 0
+    assert len(data.top) == 20 and len(data.vocabs["top"]) == 20
+    assert len(r.no_year) == 1
+    assert data.frame.set_index("id").loc[r.no_year[0], "split"] == "none"
+    x, y = part_dataloaders(data, "top", bs=8, num_workers=0).one_batch()
+    assert tuple(x.shape) == (8, 3, 80, 60) and tuple(y.shape) == (8,)

@@ -1,0 +1,177 @@
+"""The two learners: how the body travels from stage one to stage two, the training loop's log, top-5 on small vocabs,
+and precision on the CPU.  resnet18 at 32x24 on a few dozen images: every fit is a handful of batches."""
+import math
+from functools import partialmethod
+
+import pytest
+import torch
+from fastai.vision.all import Callback, Learner, accuracy
+from torch import nn
+
+from fashion_fastai.stages import (CPUAutocast, build_learner, resolve_precision, stage_one, stage_two, top5,
+                                   train_stage)
+from fashion_fastai.weights import body_state_from_imagenet
+
+from conftest import distinctive_resnet_state
+
+
+@pytest.fixture(scope="module")
+def stage1(demo_dls, tmp_path_factory):
+    "A stage-one learner on the demo top part whose every body tensor is unlike a fresh init (as after training)."
+    learn = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path_factory.mktemp("stage1"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for k, v in learn.model[0].state_dict().items():  # tensors share storage with the model
+            if v.is_floating_point(): v.add_(torch.rand(v.shape, generator=g))
+            else: v.fill_(11)
+    return learn
+
+
+def body(learn):
+    return {k: v.clone() for k, v in learn.model[0].state_dict().items()}
+
+
+def test_stage_two_starts_from_stage_one(stage1, demo_dls, demo_loaded, tmp_path):
+    before = body(stage1)
+    learn2 = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=stage1, path=tmp_path)
+    b1, b2 = stage1.model[0].state_dict(), learn2.model[0].state_dict()
+    assert b1.keys() == b2.keys() and len(b1) > 100
+    assert all(torch.equal(b1[k], b2[k]) for k in b1)  # weights, BN running stats and counters
+    head1, head2 = stage1.model[1][-1], learn2.model[1][-1]
+    assert isinstance(head2, nn.Linear)
+    assert head2.out_features == len(demo_loaded.vocabs["rare"]) == 7
+    assert head1.out_features == len(demo_loaded.vocabs["top"]) == 20
+    assert learn2.dls is demo_dls["rare"] and learn2.epoch_log.stage == "stage2"
+    # cloned, not shared: changing stage two's body leaves stage one's alone
+    assert all(p1.data_ptr() != p2.data_ptr() for p1, p2 in zip(stage1.model[0].parameters(), learn2.model[0].parameters()))
+    with torch.no_grad():
+        for p in learn2.model[0].parameters(): p.add_(1.0)
+        learn2.model[0][1].running_mean.add_(1.0)
+    after = stage1.model[0].state_dict()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert not torch.equal(learn2.model[0][0].weight, after["0.weight"])
+
+
+def test_stage_two_scratch_and_imagenet(stage1, demo_dls, tmp_path):
+    scratch = stage_two(demo_dls["rare"], "resnet18", "scratch", stage1=stage1, path=tmp_path)
+    assert not torch.equal(scratch.model[0][0].weight, stage1.model[0][0].weight)
+    assert not torch.equal(scratch.model[0][7][1].conv2.weight, stage1.model[0][7][1].conv2.weight)
+    with pytest.raises(ValueError, match="imagenet"):
+        stage_two(demo_dls["rare"], "resnet18", "imagenet", stage1=stage1, path=tmp_path)
+    saved = distinctive_resnet_state()
+    inet = stage_two(demo_dls["rare"], "resnet18", "imagenet", imagenet_state=saved, path=tmp_path)
+    mapped, got = body_state_from_imagenet("resnet18", saved), inet.model[0].state_dict()
+    assert all(torch.equal(got[k], mapped[k]) for k in mapped)
+    with pytest.raises(ValueError, match="stage-one learner"):
+        stage_two(demo_dls["rare"], "resnet18", "stage1", path=tmp_path)
+    with pytest.raises(ValueError, match="stage2-init"):
+        stage_two(demo_dls["rare"], "resnet18", "stage0", stage1=stage1, path=tmp_path)
+
+
+LOG_KEYS = {"stage", "phase", "epoch", "train_loss", "valid_loss", "accuracy", "top5", "time"}
+
+
+def check_rows(rows, phases):
+    assert [r["phase"] for r in rows] == phases
+    assert [r["epoch"] for r in rows] == list(range(len(phases)))
+    for r in rows:
+        assert set(r) == LOG_KEYS and r["stage"] == "stage1"
+        assert math.isfinite(r["train_loss"]) and math.isfinite(r["valid_loss"])
+        assert 0 <= r["accuracy"] <= r["top5"] <= 1
+
+
+def test_train_stage_with_head_phase(tiny_dls, tmp_path):
+    learn = stage_one(tiny_dls, "resnet18", None, path=tmp_path)
+    assert train_stage(learn, 1, 2e-3, freeze_epochs=1) == 2e-3
+    check_rows(learn.epoch_log.rows, ["head", "all"])
+    assert learn.opt.frozen_idx == 0  # ends unfrozen
+
+
+def test_train_stage_without_head_phase(tiny_dls, tmp_path, capsys):
+    learn = stage_one(tiny_dls, "resnet18", None, path=tmp_path)
+    learn.freeze()  # whatever state it comes in, freeze_epochs=0 trains everything
+    w0 = learn.model[0][0].weight.detach().clone()
+    lr = train_stage(learn, 1, "1e-3", freeze_epochs=0)
+    assert lr == 1e-3 and isinstance(lr, float)
+    check_rows(learn.epoch_log.rows, ["all"])
+    assert not torch.equal(learn.model[0][0].weight, w0)  # the body was trained
+    # stdout is not a terminal under pytest: one plain line per epoch instead of progress bars
+    assert learn.epoch_log.plain and not hasattr(learn, "progress")
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[stage1 all]")]
+    assert len(lines) == 1 and "valid_loss" in lines[0] and "top5" in lines[0]
+
+
+def test_train_stage_auto_lr(tiny_dls, tmp_path, monkeypatch):
+    # fastai's lr_find runs 100 iterations and train_stage cannot pass num_it: shorten it here, the code path is the same
+    monkeypatch.setattr(Learner, "lr_find", partialmethod(Learner.lr_find, num_it=16))
+    learn = stage_one(tiny_dls, "resnet18", None, path=tmp_path)
+    lr = train_stage(learn, 1, "auto", freeze_epochs=0)
+    assert isinstance(lr, float) and 1e-7 < lr < 10 and math.isfinite(lr)
+    assert len(learn.recorder.losses) == 2  # the recorder was reset by the real fit after lr_find (2 batches)
+    check_rows(learn.epoch_log.rows, ["all"])  # lr_find's iterations are not logged as epochs
+    assert not list((tmp_path / "models").glob("**/_tmp.pth"))  # lr_find's temporary save was cleaned up
+
+
+def _scores(ranks, n_classes):
+    "Scores where sample i's target (class 0) sits at rank ranks[i] (0 = best)."
+    inp = torch.zeros(len(ranks), n_classes)
+    for i, r in enumerate(ranks):
+        others = list(range(1, n_classes))
+        order = others[:r] + [0] + others[r:]
+        inp[i, torch.tensor(order)] = torch.linspace(1, 0, n_classes)
+    return inp, torch.zeros(len(ranks), dtype=torch.long)
+
+
+def test_top5():
+    inp, targ = _scores([0, 4, 5, 6], 7)
+    assert float(top5(inp, targ)) == pytest.approx(0.5)
+    assert float(accuracy(inp, targ)) == pytest.approx(0.25)
+    # fewer than 5 classes: k clamped to the number of classes (axis -1, not the batch size), so everything is a hit
+    inp, targ = _scores([2, 0], 3)
+    assert float(top5(inp, targ)) == 1.0
+    inp, targ = _scores([0, 1, 1, 0], 2)
+    assert float(top5(inp, targ)) == 1.0 and float(accuracy(inp, targ)) == 0.5
+    inp, targ = _scores([4, 3, 0, 2, 1], 5)
+    assert float(top5(inp, targ)) == 1.0
+
+
+def test_resolve_precision(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_precision("auto") == "fp32"  # no CUDA: bf16 on the CPU is opt-in
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_precision("auto") == "bf16"  # Ampere and newer
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for p in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(p) == p
+    for bad in ("fp64", "BF16", "", None):
+        with pytest.raises(ValueError, match="precision"):
+            resolve_precision(bad)
+
+
+class _PredDtype(Callback):
+    "Records the model output's dtype before CPUAutocast (order 10) casts it back to float32."
+    order = 9
+    def before_fit(self): self.dtypes, self.leaked = [], []
+    def after_pred(self): self.dtypes.append(self.pred.dtype)
+    def after_batch(self): self.leaked.append(torch.is_autocast_enabled("cpu"))
+
+
+def test_bf16_on_cpu(tiny_dls, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    learn = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="bf16")
+    assert sum(isinstance(cb, CPUAutocast) for cb in learn.cbs) == 1
+    assert not hasattr(learn, "mixed_precision")
+    probe = _PredDtype()
+    learn.fit(1, 1e-3, cbs=probe)
+    assert len(probe.dtypes) == 3  # 2 training + 1 validation batch
+    assert set(probe.dtypes) == {torch.bfloat16}
+    assert not any(probe.leaked) and not torch.is_autocast_enabled("cpu")  # context exited after each batch
+    assert all(math.isfinite(float(l)) for l in learn.recorder.losses)
+    assert learn.recorder.losses[0].dtype == torch.float32
+    fp32 = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp32")
+    assert not any(isinstance(cb, CPUAutocast) for cb in fp32.cbs)
+    with pytest.raises(ValueError, match="fp16"):
+        build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp16")
