@@ -275,7 +275,9 @@ def test_as_items():
 def test_holdout(tiny_dir):
     data = load_data(tiny_dir, k=3, holdout=0.25, seed=1)
     splits = data.frame["split"].value_counts().to_dict()
-    assert splits == {"train": 15, "valid": 5, "test": 7}  # 20 even-year rows: 5 carved out
+    even = load_data(tiny_dir, k=3).frame.query("split == 'train'")[LABEL].value_counts()
+    carved = sum(round(0.25 * n) for n in even)   # a quarter of each class's even-year rows
+    assert carved > 0 and splits == {"train": 20 - carved, "valid": carved, "test": 7}
     assert (data.frame.loc[data.frame["split"] == "valid", "year"] % 2 == 0).all()
     dls = part_dataloaders(data, "top", size=SMALL, bs=8, num_workers=0, augment=False)
     top = data.part("top")
@@ -291,14 +293,19 @@ def test_holdout(tiny_dir):
 
 
 def test_holdout_gives_every_part_a_validation_set(tiny_dir):
-    "The holdout is drawn per class, so neither part can end up validating on nothing (or on every train row)."
+    "Drawn per class: the big part always gets a holdout; a part too small for one is refused, never validated on nothing."
     for seed in range(5):
         data = load_data(tiny_dir, k=3, holdout=0.25, seed=seed)
         for part in ("top", "rare"):
             rows = data.part(part)
-            assert (rows["split"] == "valid").any() and (rows["split"] == "train").any(), (seed, part)
-            dls = part_dataloaders(data, part, size=SMALL, bs=8, num_workers=0, augment=False)
-            assert len(dls.valid_ds) == (rows["split"] == "valid").sum()
+            n_valid = int((rows["split"] == "valid").sum())
+            if part == "top": assert n_valid > 0 and (rows["split"] == "train").any(), seed
+            if n_valid:
+                dls = part_dataloaders(data, part, size=SMALL, bs=8, num_workers=0, augment=False)
+                assert len(dls.valid_ds) == n_valid
+            else:
+                with pytest.raises(DataError, match="holdout"):
+                    part_dataloaders(data, part, size=SMALL, bs=8, num_workers=0, augment=False)
 
 
 def test_without_holdout_validation_is_test(tiny_data, tiny_dls):
