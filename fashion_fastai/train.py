@@ -5,7 +5,7 @@ results.md / metrics.json / plots.  Every option is recorded in config.json so a
 """
 from __future__ import annotations
 
-import json, platform, sys, time, warnings
+import json, platform, sys, time
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .data import load_data, part_dataloaders, eval_rows, as_items, FashionData
 from .demo import demo_dir
 from .evaluate import class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class
 from .artifacts import export_stage
-from .stages import stage_one, stage_two, train_stage, resolve_precision, STAGE2_INITS, PRECISIONS
+from .stages import stage_one, stage_two, train_stage, resolve_precision, STAGE2_INITS
 from .weights import resolve_weights, WeightsInfo, ARCHS
 
 
