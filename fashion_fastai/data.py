@@ -156,7 +156,7 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
                     holdout: float = 0., # fraction of even-year rows moved to `valid` for tuning (0: validate on test)
                     seed: int = 42,      # seed for the holdout draw
                     ) -> pd.DataFrame:
-    "Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so every part gets one."
+    "Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so no part is left out."
     if not 0 <= holdout < 1: raise DataError(f"--holdout must be in (0, 1) or 0 for none, got {holdout}.")
     df = df.copy()
     df['split'] = year_split(df['year'])
