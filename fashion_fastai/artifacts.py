@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 
 import torch
-from fastai.vision.all import (Learner, load_learner, create_vision_model, Datasets, TfmdDL, PILImage, ToTensor,
+from fastai.vision.all import (Learner, load_learner, create_vision_model, Datasets, TfmdDL, ToTensor,
                                IntToFloatTensor, Normalize, imagenet_stats)
 
 from .atomic import atomic_path
 from .data import item_tfms
+from .images import ProductImage
 from .stages import TRAINING_ONLY_CBS
 from .weights import get_arch
 
@@ -55,7 +56,7 @@ class WeightsOnlyModel:
         self.norm = Normalize.from_stats(self.meta['mean'], self.meta['std'], cuda=False)
 
     def dataloader(self, paths, bs=64):
-        ds = Datasets([str(p) for p in paths], [[PILImage.create]])
+        ds = Datasets([str(p) for p in paths], [[ProductImage.create]])
         return TfmdDL(ds, bs=bs, after_item=[*item_tfms(self.size), ToTensor()],
                       after_batch=[IntToFloatTensor(), self.norm], shuffle=False, drop_last=False)
 

@@ -1,0 +1,76 @@
+"""One way to turn a product image file into 8-bit RGB, used by training, the up-front check and inference alike.
+
+fastai's `PILImage.create` is `Image.convert('RGB')`, which is right for JPEG but wrong for two kinds of files found in
+scraped catalogues: 16-bit greyscale PNGs (PIL clips them, so they come out almost white) and images with transparency
+(the transparent background turns black, while product shots are photographed on white).  `to_rgb` handles both.
+
+`image_problem` decodes a file completely (JPEGs at 1/8 scale, which still reads every byte) before a run starts, so a
+truncated file, a text file named `.jpg` or a decompression bomb becomes a counted skip in the load report instead of a
+crash in the middle of an epoch.
+"""
+from __future__ import annotations
+
+import io, os, warnings
+from pathlib import Path
+
+import numpy as np
+from fastai.vision.all import PILImage
+from fastcore.parallel import parallel
+from PIL import Image
+
+_WIDE_GREY = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    "8-bit RGB: wide greyscale scaled down, not clipped; transparency composited onto white."
+    if im.mode in _WIDE_GREY:
+        a = np.asarray(im, dtype=np.float64)
+        top = 1. if im.mode == 'F' and a.max() <= 1 else 65535. if im.mode.startswith('I;16') or a.max() > 255 else 255.
+        im = Image.fromarray(np.clip(a * (255. / top), 0, 255).round().astype(np.uint8), 'L')
+    if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in im.info:
+        rgba = im.convert('RGBA')
+        return Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba).convert('RGB')
+    return im.convert('RGB')
+
+
+def open_rgb(fn) -> Image.Image:
+    "Decode a path or bytes fully (the file is closed afterwards) and return `to_rgb` of it."
+    with Image.open(io.BytesIO(fn) if isinstance(fn, bytes) else fn) as im:
+        im.load()
+        return to_rgb(im)
+
+
+class ProductImage(PILImage):
+    "fastai's `PILImage`, decoded with `to_rgb`; use as `ImageBlock(cls=ProductImage)`."
+    @classmethod
+    def create(cls, fn, **kwargs):
+        if isinstance(fn, (str, Path, bytes)): return cls(open_rgb(fn))
+        if isinstance(fn, Image.Image) and not isinstance(fn, PILImage): return cls(to_rgb(fn))
+        return super().create(fn, **kwargs)
+
+
+def image_problem(path) -> str | None:
+    "None when `path` decodes to RGB the way training will decode it, else why not (one line)."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', Image.DecompressionBombWarning)  # PIL only warns between 1x and 2x its limit
+            with Image.open(path) as im:
+                if im.format == 'JPEG': im.draft('RGB', (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+                to_rgb(im)
+        return None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return f"too large to decode safely ({e}); shrink the image first"
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error... for broken files
+        return f"{type(e).__name__}: {e}".strip()
+
+
+def check_images(files: list,          # image paths
+                 n_workers: int = None, # processes (None: one per core; small lists are checked in this process)
+                 ) -> dict:
+    "`{file: problem}` for the files that would fail to decode; the rest are fine."
+    files = list(files)
+    n_workers = (os.cpu_count() or 1) if n_workers is None else n_workers
+    if len(files) < 2000: n_workers = 0  # starting processes costs more than checking a few files
+    problems = parallel(image_problem, files, n_workers=n_workers, chunksize=256, progress=False)
+    return {f: p for f, p in zip(files, problems) if p is not None}
