@@ -1,6 +1,6 @@
 """Reading the Kaggle "Fashion Product Images" layout into one DataFrame, and the protocol's DataBlocks.
 
-Data flows one way: `load_styles` (robust CSV parse) -> `attach_images` (drop rows without a usable image, counted) ->
+Data flows one way: `load_styles` (robust CSV parse) -> `attach_images` (drop rows without a decodable image, counted) ->
 `assign_protocol` (year-parity split, top-k parts ranked over `styles.csv`) -> `part_dataloaders` (one DataBlock per part,
 vocab = sorted union of that part's train and test classes).  Nothing here trains or evaluates.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .errors import DataError
+from .images import ProductImage, check_images
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, ResizeMethod, PadMode,
                                aug_transforms, Normalize, imagenet_stats)
 
@@ -35,6 +36,7 @@ class LoadReport:
     undecodable_lines: int = 0                           # lines with bytes that are not UTF-8 (replaced by U+FFFD, kept)
     missing_image: list = field(default_factory=list)    # ids whose images/<id>.jpg does not exist
     empty_image: list = field(default_factory=list)      # ids whose image file has zero bytes
+    unreadable_image: list = field(default_factory=list) # {"id": id, "reason": ...}: truncated, not an image, too large...
     no_year: list = field(default_factory=list)          # ids with a missing/non-numeric year: kept, but in neither split
     usable: int = 0                                      # rows with an image, i.e. the rows of the returned frame
 
@@ -43,18 +45,61 @@ class LoadReport:
         return (f"{self.lines_read} rows in {self.styles_csv}: {len(self.recovered_commas)} recovered (commas in name), "
                 f"{len(self.malformed)} malformed skipped, {len(self.duplicate_ids)} duplicate ids skipped, "
                 f"{len(self.missing_image)} without image skipped, {len(self.empty_image)} empty image skipped, "
+                f"{len(self.unreadable_image)} unreadable image skipped, "
                 f"{len(self.no_year)} without a usable year (in neither split); {self.usable} usable images")
 
     def to_dict(self) -> dict: return asdict(self)
 
 
 def _decode(raw: bytes, report: LoadReport) -> str:
-    "UTF-8 (with or without BOM); undecodable bytes become U+FFFD and are counted rather than failing the whole file."
+    """UTF-8 (with or without BOM), or UTF-16 when it starts with a UTF-16 BOM (Excel's and pandas' 'unicode' exports);
+    undecodable bytes become U+FFFD and are counted rather than failing the whole file."""
+    if raw[:2] in (b'\xff\xfe', b'\xfe\xff'):
+        try: return raw.decode('utf-16')
+        except UnicodeDecodeError: pass
     try: return raw.decode('utf-8-sig')
     except UnicodeDecodeError:
         text = raw.decode('utf-8-sig', errors='replace')
         report.undecodable_lines = sum('\ufffd' in l for l in text.splitlines())
         return text
+
+
+def _fields(line: str) -> list:
+    """The fields of one physical line.  Each line is parsed on its own, so a name that opens a quote it never closes
+    cannot swallow the lines after it into one field (the whole rest of the file, silently)."""
+    line = line.rstrip('\r\n')
+    if '"' not in line: return line.split(',') if line else []  # what the csv reader gives, twice as fast
+    return next(csv.reader([line]), [])
+
+
+_INT64_MAX = np.iinfo('int64').max
+
+
+def _row_problem(rec: dict, recovered: bool) -> str | None:
+    "Why a row of the right width cannot be used, or None."
+    ident = rec['id'].strip()
+    if not re.fullmatch(r'[0-9]+', ident): return f'id {ident!r} is not a non-negative integer'
+    if int(ident) > _INT64_MAX: return f'id {ident} is too large (beyond 64-bit integers)'
+    if not rec[LABEL].strip(): return 'empty articleType'
+    year = rec['year'].strip()
+    if recovered and year and not re.fullmatch(r'[0-9]+(\.[0-9]*)?', year):
+        return (f'extra fields, and year {year!r} is not a number: the commas are not (only) in productDisplayName, '
+                f'so the columns cannot be told apart')
+    return None
+
+
+def _header_problem(csv_path: Path, header: list) -> str | None:
+    "What is wrong with the header line, for the error message, or None."
+    dup = sorted({h for h in header if h and header.count(h) > 1})
+    if dup: return f"{csv_path}: column(s) {dup} appear more than once in its header {header}; keep one of each."
+    missing = [c for c in REQUIRED if c not in header]
+    if not missing: return None
+    near = [h for c in missing for h in header if h.lower() == c.lower()]
+    hints = [f"column names are case-sensitive: found {', '.join(map(repr, near))}"] if near else []
+    seps = [s for s in ';\t|' if len(header) == 1 and s in header[0]]
+    if seps: hints.append(f"the header is a single column: the file must be comma-separated, not {seps[0]!r}-separated")
+    return (f"{csv_path} lacks required column(s) {missing}; its header is {header}" + (f" ({'; '.join(hints)})" if hints else '')
+            + f". Expected the Kaggle columns {','.join(COLUMNS)}.")
 
 
 def load_styles(csv_path: Path,   # the Kaggle `styles.csv`
@@ -68,51 +113,60 @@ def load_styles(csv_path: Path,   # the Kaggle `styles.csv`
                         f"(e.g. fashion-product-images-small/), or omit --data to use the built-in demo data.")
     report = LoadReport(styles_csv=str(csv_path))
     text = _decode(csv_path.read_bytes(), report)
-    rows = csv.reader(io.StringIO(text, newline=''))
-    header = next(rows, None)
+    lines = io.StringIO(text, newline='')  # iterates physical lines ending in \n, \r\n or \r, like the csv module
+    header = _fields(next(lines, ''))
     if not header or not any(h.strip() for h in header):
         raise DataError(f"{csv_path} is empty: expected a header line with columns {','.join(COLUMNS)}.")
     header = [h.strip() for h in header]
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise DataError(f"{csv_path} lacks required column(s) {missing}; its header is {header}. "
-                        f"Expected the Kaggle columns {','.join(COLUMNS)}.")
+    problem = _header_problem(csv_path, header)
+    if problem: raise DataError(problem)
     n, name_col = len(header), header.index('productDisplayName') if 'productDisplayName' in header else None
     records, seen = [], set()
-    for lineno, fields in enumerate(rows, start=2):
+    for lineno, line in enumerate(lines, start=2):
+        fields = _fields(line)
         if not fields or not any(f.strip() for f in fields): continue   # blank line
         report.lines_read += 1
-        if len(fields) > n:
+        recovered = len(fields) > n
+        if recovered:
             if name_col != n - 1:
                 report.malformed.append({'line': lineno, 'reason': f'{len(fields)} fields, expected {n}'}); continue
             fields = fields[:n - 1] + [','.join(fields[n - 1:])]
-            report.recovered_commas.append(fields[0])
         elif len(fields) < n:
             report.malformed.append({'line': lineno, 'reason': f'{len(fields)} fields, expected {n}'}); continue
         rec = dict(zip(header, fields))
-        if not re.fullmatch(r'[0-9]+', rec['id'].strip()) or not rec[LABEL].strip():
-            report.malformed.append({'line': lineno, 'reason': 'id not an integer or empty articleType'}); continue
+        why = _row_problem(rec, recovered)
+        if why: report.malformed.append({'line': lineno, 'reason': why}); continue
         rec['id'] = str(int(rec['id']))  # '01', ' 1' and '1' are the same id
         if rec['id'] in seen: report.duplicate_ids.append(int(rec['id'])); continue
         seen.add(rec['id'])
+        if recovered: report.recovered_commas.append(int(rec['id']))
         records.append(rec)
     df = pd.DataFrame.from_records(records, columns=header)
     df['id'] = df['id'].astype('int64')
     df[LABEL] = df[LABEL].str.strip()
     year = pd.to_numeric(df['year'], errors='coerce')
     df['year'] = year.where(year == year.round()).astype('Int64')  # '2012.5' is no year, not a crash
-    report.recovered_commas = [int(i) for i in report.recovered_commas]
     report.no_year = df.loc[df['year'].isna(), 'id'].tolist()
     report.rows_parsed = len(df)
-    if df.empty: raise DataError(f"{csv_path} has a header but no parseable rows ({len(report.malformed)} malformed).")
+    if df.empty and not report.lines_read:
+        raise DataError(f"{csv_path} has a header but no parseable rows (no data lines): it must hold one line per product "
+                        f"under the header; is it the Kaggle styles.csv?")
+    if df.empty:
+        first = '; '.join(f"line {m['line']}: {m['reason']}" for m in report.malformed[:3])
+        raise DataError(f"{csv_path} has a header but no parseable rows: all {report.lines_read} data lines were skipped "
+                        f"({len(report.malformed)} malformed, {len(report.duplicate_ids)} duplicate ids; {first}"
+                        f"{'; ...' if len(report.malformed) > 3 else ''}). Each line needs the {n} columns of its header "
+                        f"{','.join(header)}, comma-separated, with an integer id and an articleType.")
     return df, report
 
 
 def attach_images(df: pd.DataFrame,  # rows from `load_styles`
                   images_dir: Path,  # the folder holding `<id>.jpg`
                   report: LoadReport,
+                  check: bool = True,  # decode every image up front (seconds for the small set) and skip those that fail
                   ) -> pd.DataFrame:
-    "Add the `file` column and drop rows whose image is missing or empty, listing their ids; one directory scan, no per-row stat."
+    """Add the `file` column and drop rows whose image is missing, empty or undecodable, listing their ids: one directory
+    scan, no per-row stat, and one full decode so that no bad file is met in the middle of an epoch."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise DataError(f"{images_dir} is not a folder: the Kaggle layout has images/<id>.jpg next to styles.csv.")
@@ -125,6 +179,11 @@ def attach_images(df: pd.DataFrame,  # rows from `load_styles`
     out = df[keep].copy()
     root = str(images_dir.resolve())
     out['file'] = [os.path.join(root, n) for n in names[keep]]
+    if check:
+        problems = check_images(out['file'])
+        bad = out['file'].isin(problems)
+        report.unreadable_image = [{'id': int(i), 'reason': problems[f]} for i, f in zip(out.loc[bad, 'id'], out.loc[bad, 'file'])]
+        out = out[~bad]
     report.usable = len(out)
     return out.reset_index(drop=True)
 
@@ -203,7 +262,7 @@ def part_datablock(vocab: list,            # the part's union vocab
                    valid: str = 'test',    # which split fastai validates on: `test` (protocol) or `valid` (holdout)
                    augment: bool = True,   # batch augmentation while training
                    ) -> DataBlock:
-    return DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab)), get_x=ColReader('file'), get_y=ColReader(LABEL),
+    return DataBlock(blocks=(ImageBlock(cls=ProductImage), CategoryBlock(vocab=vocab)), get_x=ColReader('file'), get_y=ColReader(LABEL),
                      splitter=SplitColumn(valid), item_tfms=item_tfms(size), batch_tfms=batch_tfms(augment))
 
 
@@ -250,14 +309,19 @@ def part_dataloaders(data: FashionData,
                      ):
     "Train on the part's even years; validate on the test split, or on the holdout when one was carved."
     rows = data.part(part)
-    if not len(rows) or not (rows['split'] == 'train').any():
-        raise DataError(f"The {part} part has no training image after loading ({len(rows)} rows with a split): "
-                        f"check --topk/--rank-on and the load report.")
+    if part == 'rare' and not len(rows):
+        raise DataError(f"The top-{len(data.top)} part holds every class with images, so nothing is left for stage two: "
+                        f"use a --topk below {len(data.top)}, or --epochs2 0 to train stage one only.")
+    n_train = int((rows['split'] == 'train').sum())
+    if n_train < 2:  # BatchNorm cannot train on a batch of one
+        raise DataError(f"The {part} part has {n_train} training image(s) after loading ({len(rows)} rows with a split); "
+                        f"training needs at least 2: check --topk/--rank-on and the load report"
+                        f"{', or pass --epochs2 0' if part == 'rare' else ''}.")
     valid = 'valid' if (data.frame['split'] == 'valid').any() else 'test'
     if not (rows['split'] == valid).any():
         raise DataError(f"The {part} part has no {'holdout' if valid == 'valid' else 'test'} image to validate on: "
                         f"{'raise --holdout' if valid == 'valid' else 'check the years in styles.csv'}.")
-    bs = min(bs, int((rows['split'] == 'train').sum()))  # fastai drops the last partial batch: a tiny part would train on nothing
+    bs = min(bs, n_train)  # fastai drops the last partial batch: a tiny part would train on nothing
     return part_datablock(data.vocabs[part], size, valid, augment).dataloaders(
         as_items(rows), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 from fastcore.script import call_parse
-from PIL import Image
 
 from .errors import FashionError, ModelError
+from .images import image_problem
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 
@@ -22,7 +22,20 @@ IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 def find_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False) -> tuple[Path, str]:
     "Which file to load and in which form ('weights' or 'pickle'), preferring the weights-only form."
     model = Path(model)
-    if model.is_dir(): model = model / f'{stage}.json' if (model / f'{stage}.json').exists() else model / f'{stage}.pkl'
+    if model.is_dir():
+        forms = [model / f'{stage}.pkl', model / f'{stage}.json'] if trust_pickle else [model / f'{stage}.json', model / f'{stage}.pkl']
+        if not any(f.exists() for f in forms):
+            there = sorted(f.name for f in model.glob('stage*.json')) + sorted(f.name for f in model.glob('stage*.pkl'))
+            why = (f"it holds {', '.join(there)}: choose another --stage"
+                   + (" (or was it trained with --epochs2 0?)" if stage == 'stage2' else '') if there else
+                   "is the run still training, or did it stop before exporting?")
+            raise ModelError(f"Run folder {model} has no {stage}.json or {stage}.pkl: {why}")
+        model = next(f for f in forms if f.exists())
+    if model.suffix == '.pth' and model.is_file():  # the state_dict of the weights-only form: its .json says how to use it
+        if not model.with_suffix('.json').is_file():
+            raise ModelError(f"{model} is a bare state_dict: pass the {model.with_suffix('.json').name} written beside it "
+                             f"(arch, vocab, size), which is missing here.")
+        model = model.with_suffix('.json')
     if model.suffix == '.pkl':
         twin = model.with_suffix('.json')
         if not trust_pickle and twin.exists(): return twin, 'weights'
@@ -32,20 +45,35 @@ def find_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False) -
                           f"from the file. Only do this with files you trust (pass --trust-pickle to silence this).")
         return model, 'pickle'
     if model.suffix == '.json' and model.exists(): return model, 'weights'
+    if model.exists():
+        raise ModelError(f"{model} is not a model file: pass a run folder, a <stage>.json (weights-only) or a <stage>.pkl "
+                         f"(exported learner).")
     raise ModelError(f"Model {model} not found: pass a run folder (with {stage}.json or {stage}.pkl), "
                             f"a <stage>.json (weights-only) or a <stage>.pkl (exported learner).")
 
 
 def load_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False):
-    "A predictor with `.vocab` and `.probs(paths)`."
+    "A predictor with `.vocab` and `.probs(paths)`; a file that cannot be loaded gives a `ModelError` naming it and what to use."
     from .artifacts import WeightsOnlyModel, PickledLearner
     path, form = find_model(model, stage, trust_pickle)
-    if form == 'weights': return WeightsOnlyModel(path)
+    if form == 'weights':
+        try: return WeightsOnlyModel(path)
+        except Exception as e:
+            pkl = path.with_suffix('.pkl')
+            raise ModelError(f"Could not load the weights-only model {path} and the state_dict it names "
+                             f"({type(e).__name__}: {str(e)[:300]}). Both files come from the same run folder; "
+                             + (f"the exported learner {pkl} may still load with --trust-pickle (it runs code from the file)."
+                                if pkl.is_file() else "copy them again, or retrain.")) from e
     try: return PickledLearner(path)
     except Exception as e:
-        raise ModelError(f"Could not load the exported learner {path} ({type(e).__name__}: {e}). A .pkl only loads with "
-                           f"the fastai/torch versions that wrote it; use the weights-only {path.with_suffix('.json').name} "
-                           f"(+ .pth) from the same run instead.") from e
+        twin = path.with_suffix('.json')
+        why = (f"it names a module or class that this installation lacks" if isinstance(e, UnboundLocalError) else
+               f"{type(e).__name__}: {str(e)[:300]}")  # fastai's load_learner swallows an ImportError, then fails on `res`
+        raise ModelError(f"Could not load the exported learner {path} ({why}). A .pkl loads "
+                         f"only if intact and with the fastai/torch versions that wrote it; use the weights-only form "
+                         + (f"{twin} instead (it is right there: drop --trust-pickle)." if twin.is_file() else
+                            f"{twin.name} + {path.with_suffix('.pth').name} from the same run instead, which loads with "
+                            f"any version.")) from e
 
 
 def expand_paths(paths) -> list[Path]:
@@ -57,19 +85,11 @@ def expand_paths(paths) -> list[Path]:
     return out
 
 
-def readable(path: Path) -> str | None:
-    "None if `path` decodes as an image, else the reason (so one bad file cannot stop a batch)."
-    try:
-        with Image.open(path) as im: im.load()
-        return None
-    except Exception as e: return f'{type(e).__name__}: {e}'
-
-
 def predict_paths(predictor, paths, topk: int = 5) -> tuple[list, list]:
     "Top-k predictions for the readable images, and the skipped ones with reasons."
     files, skipped = [], []
     for p in expand_paths(paths):
-        why = 'file not found' if not p.exists() else readable(p)
+        why = 'file not found' if not p.exists() else image_problem(p)
         (skipped.append({'path': str(p), 'error': why}) if why else files.append(p))
     results = []
     if files:
@@ -91,6 +111,7 @@ def main(model: str,                 # run folder, <stage>.json (weights-only) o
          ):
     "Predict the top-k article types of product images with a trained stage."
     if not paths: sys.exit("predict: give at least one image file or folder after MODEL.")
+    if topk < 1: print(f"predict: error: --topk must be at least 1, got {topk}.", file=sys.stderr); sys.exit(2)
     try: predictor = load_model(Path(model), stage, trust_pickle)
     except FashionError as e: print(f"predict: error: {e}", file=sys.stderr); sys.exit(2)
     results, skipped = predict_paths(predictor, paths, topk)

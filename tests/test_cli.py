@@ -139,3 +139,65 @@ def test_cli_errors_are_one_line_before_any_work(env, tmp_path):
     assert 'Traceback' not in p.stderr and 'Loaded' not in p.stdout
     p = run_module('fashion_fastai.predict', tmp_path / 'missing.json', blocker, env=env, check=False)
     assert p.returncode == 2 and 'predict: error:' in p.stderr and 'Traceback' not in p.stderr
+
+
+# Option errors (issue 4), checked without training: `check_options` directly, `make_run_dir` before any data is read.
+GOOD_OPTS = dict(data=None, arch='resnet18', holdout=0., epochs=1, epochs2=1, bs=8, topk=20, size='80x60', lr='1e-3',
+                 lr2='auto', precision='auto', stage2_init='stage1', freeze_epochs=None, pretrained='no', rank_on='all',
+                 workers=None, demo_scale=0.5, weights=None)
+
+
+@pytest.mark.parametrize('change, msg', [
+    (dict(arch='resnet'), "Unknown --arch 'resnet': choose one of resnet18, resnet34, resnet50, resnet101, resnet152"),
+    (dict(size='0'), '--size'), (dict(size='80x0'), '--size'), (dict(size='-80x60'), '--size'), (dict(size='80x60x3'), '--size'),
+    (dict(epochs=-2), '--epochs must be a positive integer, got -2'),
+    (dict(epochs2=-1), '--epochs2 must be a positive integer, or 0 to skip stage two; got -1'),
+    (dict(freeze_epochs=-1), '--freeze-epochs must be >= 0 (0: train the whole network from the first epoch), got -1'),
+    (dict(topk=0), '--topk must be a positive integer, got 0'),
+    (dict(holdout=1.0), '--holdout must be 0 (no holdout: validate on the test split) or a fraction in (0, 1)'),
+    (dict(holdout=-0.1), 'got -0.1'), (dict(holdout=float('nan')), 'got nan'),
+    (dict(workers=-1), '--workers must be >= 0'),
+    (dict(demo_scale=0.), '--demo-scale must be > 0'),
+    (dict(weights=Path('/nonexistent/resnet18.pth')), '--weights /nonexistent/resnet18.pth is not a file'),
+])
+def test_more_bad_options_name_the_value_and_the_fix(change, msg):
+    from fashion_fastai.train import check_options
+    from fashion_fastai.errors import OptionError
+    check_options(dict(GOOD_OPTS))
+    with pytest.raises(OptionError) as e: check_options({**GOOD_OPTS, **change})
+    assert msg in str(e.value)
+
+
+@pytest.mark.parametrize('holdout', [0, 0., 0.1, 0.999])
+def test_holdout_zero_means_none_and_fractions_are_accepted(holdout):
+    from fashion_fastai.train import check_options
+    assert check_options({**GOOD_OPTS, 'holdout': holdout})['holdout'] == holdout
+
+
+def test_data_folder_without_styles_csv_says_where_it_is(tmp_path):
+    from fashion_fastai.train import check_options
+    from fashion_fastai.errors import DataError
+    kaggle = tmp_path / 'fashion-product-images-small'
+    (kaggle / 'myntradataset').mkdir(parents=True)
+    (kaggle / 'myntradataset' / 'styles.csv').write_text('id\n')
+    for data, hint in [(kaggle, f"it has one in {kaggle / 'myntradataset'}: try --data {kaggle / 'myntradataset'}"),
+                       (kaggle / 'myntradataset' / 'styles.csv', 'it is a file: give the folder holding it'),
+                       (tmp_path / 'typo', 'that folder does not exist')]:
+        with pytest.raises(DataError) as e: check_options({**GOOD_OPTS, 'data': data})
+        assert f'--data {data} has no styles.csv ({hint})' in str(e.value)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(DataError, match='Kaggle folder holding styles.csv and images/'):
+        check_options({**GOOD_OPTS, 'data': tmp_path / 'empty'})
+    assert check_options({**GOOD_OPTS, 'data': kaggle / 'myntradataset'})['data'] == kaggle / 'myntradataset'
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(tmp_path):
+    from fashion_fastai.train import make_run_dir
+    from fashion_fastai.errors import OptionError
+    blocker = tmp_path / 'file'; blocker.write_text('x')
+    with pytest.raises(OptionError, match=f'Cannot write the run folder {blocker}/runs/x .*choose another --out'):
+        make_run_dir(blocker / 'runs', 'x')
+    if os.geteuid() != 0:  # root writes anywhere: a read-only folder only stops other users
+        ro = tmp_path / 'ro'; ro.mkdir(); ro.chmod(0o555)
+        with pytest.raises(OptionError, match='Permission denied'): make_run_dir(ro, 'x')
+    assert make_run_dir(tmp_path / 'ok', 'x').is_dir()

@@ -227,7 +227,7 @@ def test_top_classes_ranked_over_all_rows_even_without_images(make_dataset):
     assert data.top == ["Perfume"]
     assert top_classes(data.frame, 1) == ["Socks"]  # what ranking over the usable rows would have given
     assert data.vocabs == {"top": ["Perfume"], "rare": ["Socks"]}
-    with pytest.raises(DataError, match="no training image"):  # the top part has test images only
+    with pytest.raises(DataError, match="has 0 training image"):  # the top part has test images only
         part_dataloaders(data, "top", size=SMALL, bs=2, num_workers=0)
     assert load_data(root, k=1, rank_on="train").top == ["Socks"]
 
@@ -345,3 +345,122 @@ def test_real_data_smoke():
     assert data.frame.set_index("id").loc[r.no_year[0], "split"] == "none"
     x, y = part_dataloaders(data, "top", bs=8, num_workers=0).one_batch()
     assert tuple(x.shape) == (8, 3, 80, 60) and tuple(y.shape) == (8,)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# More styles.csv traps (issue 4): nothing dropped silently, no crash on a bad line, errors name the file and the fix
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_unclosed_quote_does_not_swallow_the_following_lines(make_dataset):
+    "A name opening a quote it never closes: the csv reader would read every later line into that one field, silently."
+    lines = [style_line(1), style_line(2, name='"12 inch Tshirts'), style_line(3), style_line(4, name='Nike 3.5" Shorts')]
+    df, report = load_styles(make_dataset(lines) / "styles.csv")
+    assert df["id"].tolist() == [1, 2, 3, 4] and report.lines_read == 4 and report.malformed == []
+    assert df.set_index("id").loc[4, "productDisplayName"] == 'Nike 3.5" Shorts'
+
+
+def test_bad_rows_are_counted_not_fatal(make_dataset):
+    "An id beyond int64, and a bad id on a line whose name holds commas, used to raise (OverflowError, ValueError)."
+    lines = [style_line(1), style_line(99999999999999999999999), style_line("x7", name="Puma, Black, Tshirts"),
+             style_line(4, name="Puma, Black")]
+    df, report = load_styles(make_dataset(lines) / "styles.csv")
+    assert df["id"].tolist() == [1, 4] and report.recovered_commas == [4]
+    assert [m["line"] for m in report.malformed] == [3, 4]
+    assert "too large" in report.malformed[0]["reason"] and "'x7'" in report.malformed[1]["reason"]
+
+
+def test_comma_outside_the_name_is_malformed_not_recovered(make_dataset):
+    "Extra fields can only be re-joined when they belong to productDisplayName; shifted columns would mislabel the row."
+    df, report = load_styles(make_dataset([style_line(1), style_line(2, article="Shirts, Tops")]) / "styles.csv")
+    assert df["id"].tolist() == [1] and report.recovered_commas == []
+    assert report.malformed[0]["line"] == 3 and "year 'Summer' is not a number" in report.malformed[0]["reason"]
+
+
+def test_duplicate_column_in_header(make_dataset):
+    root = make_dataset([style_line(1) + ",2013"], header=",".join(COLUMNS) + ",year")
+    with pytest.raises(DataError, match=r"\['year'\] appear more than once") as e:
+        load_styles(root / "styles.csv")
+    assert str(root / "styles.csv") in str(e.value)
+
+
+@pytest.mark.parametrize("header, hint", [
+    (",".join(COLUMNS).replace("year", "Year").replace("articleType", "ArticleType"), "case-sensitive: found 'ArticleType', 'Year'"),
+    (";".join(COLUMNS), "must be comma-separated, not ';'-separated"),
+    ("\t".join(COLUMNS), "must be comma-separated, not '\\t'-separated"),
+])
+def test_missing_column_error_says_why(make_dataset, header, hint):
+    root = make_dataset([style_line(1)], header=header)
+    with pytest.raises(DataError) as e:
+        load_styles(root / "styles.csv")
+    assert hint in str(e.value) and str(root / "styles.csv") in str(e.value) and "lacks required column" in str(e.value)
+
+
+def test_all_lines_malformed_error_shows_the_first_problems(make_dataset):
+    root = make_dataset(["1;Men;Apparel", "2;Men;Apparel", "3;Men;Apparel", "4;Men;Apparel"])
+    with pytest.raises(DataError, match="no parseable rows") as e:
+        load_styles(root / "styles.csv")
+    msg = str(e.value)
+    assert str(root / "styles.csv") in msg and "all 4 data lines" in msg
+    assert "line 2: 1 fields, expected 10" in msg and "line 4" in msg and "; ..." in msg  # the first three, then '...'
+
+
+def test_utf16_styles_csv(tmp_path):
+    "pandas' and Excel's 'unicode' exports are UTF-16 with a BOM: read as such, not as U+FFFD soup."
+    text = "\n".join([",".join(COLUMNS), style_line(1, name="Caf\xe9, Tshirts"), style_line(2, year=2013)]) + "\n"
+    for enc in ("utf-16", "utf-16-be"):
+        (tmp_path / "styles.csv").write_bytes(text.encode(enc) if enc == "utf-16" else b"\xfe\xff" + text.encode(enc))
+        df, report = load_styles(tmp_path / "styles.csv")
+        assert list(df.columns) == COLUMNS and df["id"].tolist() == [1, 2] and report.undecodable_lines == 0
+        assert df.set_index("id").loc[1, "productDisplayName"] == "Caf\xe9, Tshirts" and report.recovered_commas == [1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Labels: parts empty after filtering, classes with a single image
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_part_empty_after_filtering_is_a_clear_error(make_dataset):
+    lines = [style_line(i, "Tshirts", 2012 + i % 2) for i in range(1, 7)] + [style_line(7, "Ties", 2012), style_line(8, "Ties", 2013)]
+    everything = load_data(make_dataset(lines), k=2)  # --topk covers every class: nothing is left for stage two
+    assert everything.vocabs["rare"] == [] and len(everything.part("rare")) == 0
+    with pytest.raises(DataError, match=r"top-2 part holds every class.*--topk below 2.*--epochs2 0"):
+        part_dataloaders(everything, "rare", size=SMALL, bs=8, num_workers=0)
+    no_images = load_data(make_dataset(lines, images=range(1, 7)), k=1)  # the rare class's images are all missing
+    assert no_images.report.missing_image == [7, 8]
+    with pytest.raises(DataError, match="top-1 part holds every class with images"):
+        part_dataloaders(no_images, "rare", size=SMALL, bs=8, num_workers=0)
+    one_train = load_data(make_dataset(lines, images=[*range(1, 7), 7]), k=1)  # 1 train image: BatchNorm cannot train
+    with pytest.raises(DataError, match=r"rare part has 1 training image.*at least 2.*--epochs2 0"):
+        part_dataloaders(one_train, "rare", size=SMALL, bs=8, num_workers=0)
+
+
+def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
+    """'Solo' has a single image (train), 'Lone' a single image (test only): both keep a vocab index, one epoch trains,
+    and the evaluation counts them (Lone unseen, in the ceiling; Solo with no test image)."""
+    from fashion_fastai.stages import stage_one, train_stage
+    from fashion_fastai.train import evaluate_learner
+    from fashion_fastai.data import eval_rows
+    lines = [style_line(i, c, y) for i, (c, y) in enumerate(
+        [(c, y) for c in ("Belts", "Caps") for y in (2012, 2012, 2014, 2014, 2013, 2015)]
+        + [("Solo", 2012), ("Lone", 2013)], start=1)]
+    data = load_data(make_dataset(lines), k=4)
+    assert data.vocabs["top"] == ["Belts", "Caps", "Lone", "Solo"]
+    dls = part_dataloaders(data, "top", size=SMALL, bs=4, num_workers=0, augment=False, seed=0)
+    learn = stage_one(dls, "resnet18", None, path=tmp_path)
+    train_stage(learn, 1, 1e-3, 0)
+    table, summary, probs, targs = evaluate_learner(learn, eval_rows(data, "top"), data.train_counts("top"))
+    assert tuple(probs.shape) == (5, 4)
+    assert table.loc["Solo", "n_train"] == 1 and table.loc["Solo", "n_test"] == 0
+    assert table.loc["Lone", "n_train"] == 0 and table.loc["Lone", "n_test"] == 1 and not table.loc["Lone", "seen"]
+    assert summary["ceiling_top1"] == pytest.approx(4 / 5)
+    assert 0 <= summary["all"]["micro_top1"] <= summary["all"]["micro_top5"] <= 1
+
+
+def test_topk_covering_every_class_fails_before_stage_one(demo_data, tmp_path):
+    "--topk 40 on the 27-class demo leaves stage two nothing: the run stops before training anything, saying what to do."
+    from fashion_fastai.train import train
+    args = dict(data=demo_data, out=tmp_path, name='all-top', arch='resnet18', pretrained='no', weights=None,
+                size='32x24', bs=8, epochs=1, epochs2=1, freeze_epochs=None, lr='1e-3', lr2='1e-3', topk=40,
+                rank_on='all', holdout=0., stage2_init='stage1', precision='fp32', seed=0, workers=0, demo_scale=0.1)
+    with pytest.raises(DataError, match=r"top-27 part holds every class.*--topk below 27.*--epochs2 0"):
+        train(**args)
+    assert not (tmp_path / 'all-top' / 'checkpoints').exists() and not list((tmp_path / 'all-top').glob('history*'))

@@ -1,0 +1,135 @@
+"""`predict` against what users hand it: missing or broken model files, a `.pkl` from another fastai (or a damaged one),
+and a non-image among good inputs.  The model is a small untrained weights-only resnet18 written here (no training)."""
+import json, subprocess, sys
+
+import pytest
+import torch
+from fastai.vision.all import create_vision_model, imagenet_stats
+
+from fashion_fastai.errors import ModelError
+from fashion_fastai.predict import find_model, load_model, predict_paths
+from fashion_fastai.weights import get_arch
+
+from conftest import SMALL, save_image
+
+VOCAB = ["Belts", "Caps", "Socks"]
+
+
+def write_weights_only(folder, stage="stage1"):
+    "`<stage>.json` + `<stage>.pth` in the format `artifacts.export_stage` writes, for an untrained 3-class resnet18."
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(create_vision_model(get_arch("resnet18"), len(VOCAB), pretrained=False).state_dict(), folder / f"{stage}.pth")
+    meta = dict(format="fashion_fastai.weights/1", arch="resnet18", n_out=len(VOCAB), vocab=VOCAB, size=list(SMALL),
+                mean=list(imagenet_stats[0]), std=list(imagenet_stats[1]), weights=f"{stage}.pth")
+    (folder / f"{stage}.json").write_text(json.dumps(meta))
+    return folder / f"{stage}.json"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    "A run folder holding only stage one's weights-only form."
+    folder = tmp_path_factory.mktemp("run")
+    write_weights_only(folder)
+    return folder
+
+
+def other_fastai_pickle():
+    "What a .pkl written by another fastai looks like to this one: it names a class this installation does not have."
+    return b"\x80\x02cfastai.no_such_module\nLearner\nq\x00)\x81q\x01."
+
+
+def truncated_pickle(tmp_path):
+    f = tmp_path / "full.pkl"
+    torch.save({"model": torch.zeros(1000)}, f)
+    return f.read_bytes()[:300]
+
+
+@pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "other_fastai"])
+def test_unloadable_pickle_names_the_file_and_the_weights_only_form(tmp_path, kind):
+    content = {"garbage": b"this is not a pickle", "empty": b"", "truncated": truncated_pickle(tmp_path),
+               "other_fastai": other_fastai_pickle()}[kind]
+    pkl = tmp_path / "stage1.pkl"; pkl.write_bytes(content)
+    with pytest.raises(ModelError) as e:
+        load_model(pkl, trust_pickle=True)
+    msg = str(e.value)
+    assert str(pkl) in msg and "weights-only" in msg and "stage1.json" in msg and "stage1.pth" in msg
+    if kind == "other_fastai": assert "no_such_module" in msg or "lacks" in msg  # not fastai's UnboundLocalError
+    with pytest.warns(UserWarning, match="runs code"), pytest.raises(ModelError, match="weights-only"):
+        load_model(pkl)  # no --trust-pickle and no .json beside it: warned, then the same clear error
+
+
+def test_unloadable_pickle_points_at_the_weights_only_file_beside_it(run_dir, tmp_path):
+    pkl = run_dir / "stage1.pkl"; pkl.write_bytes(other_fastai_pickle())
+    try:
+        with pytest.raises(ModelError, match="drop --trust-pickle") as e:
+            load_model(run_dir, trust_pickle=True)  # --trust-pickle with a run folder means its .pkl
+        assert str(run_dir / "stage1.json") in str(e.value)
+        assert load_model(run_dir).vocab == VOCAB  # without --trust-pickle the weights-only form is used
+    finally: pkl.unlink()
+
+
+def test_missing_model_names_the_path(tmp_path):
+    for missing in (tmp_path / "stage1.json", tmp_path / "stage1.pkl", tmp_path / "no_run"):
+        with pytest.raises(ModelError, match="not found") as e:
+            load_model(missing)
+        assert str(missing) in str(e.value)
+
+
+def test_run_folder_without_the_stage(run_dir, tmp_path):
+    with pytest.raises(ModelError) as e:
+        find_model(run_dir, stage="stage2")
+    msg = str(e.value)
+    assert str(run_dir) in msg and "stage2.json" in msg and "stage1.json" in msg and "--epochs2 0" in msg
+    with pytest.raises(ModelError, match="still training"):
+        find_model(tmp_path)  # an empty folder: nothing exported (yet)
+
+
+def test_pth_is_taken_as_its_weights_only_form(run_dir, tmp_path):
+    assert find_model(run_dir / "stage1.pth") == (run_dir / "stage1.json", "weights")
+    lone = tmp_path / "stage1.pth"; lone.write_bytes((run_dir / "stage1.pth").read_bytes())
+    with pytest.raises(ModelError, match="stage1.json"):
+        find_model(lone)
+    other = tmp_path / "notes.txt"; other.write_text("x")
+    with pytest.raises(ModelError, match="not a model file"):
+        find_model(other)
+
+
+@pytest.mark.parametrize("damage", ["json_garbage", "pth_missing", "pth_garbage"])
+def test_broken_weights_only_form_is_a_clear_error(tmp_path, damage):
+    j = write_weights_only(tmp_path / "run")
+    if damage == "json_garbage": j.write_text("{not json")
+    if damage == "pth_missing": j.with_suffix(".pth").unlink()
+    if damage == "pth_garbage": j.with_suffix(".pth").write_bytes(b"\x00" * 50)
+    with pytest.raises(ModelError) as e:
+        load_model(j)
+    assert str(j) in str(e.value) and "retrain" in str(e.value)
+    j.with_suffix(".pkl").write_bytes(b"x")  # an exported learner beside it: say it may be an alternative
+    with pytest.raises(ModelError, match="--trust-pickle"):
+        load_model(j)
+
+
+def inputs(tmp_path):
+    good = [save_image(tmp_path / f"good{i}.jpg", seed=i) for i in range(2)]
+    text = tmp_path / "notes.jpg"; text.write_text("not an image")
+    return good, text, tmp_path / "gone.jpg"
+
+
+def test_non_image_among_good_ones_is_skipped_and_the_rest_predicted(run_dir, tmp_path):
+    (g0, g1), text, gone = inputs(tmp_path)
+    results, skipped = predict_paths(load_model(run_dir), [g0, text, gone, g1], topk=10)
+    assert [r["path"] for r in results] == [str(g0), str(g1)]
+    assert all(len(r["top"]) == len(VOCAB) for r in results)  # --topk above the number of classes: all of them, ranked
+    assert [s["path"] for s in skipped] == [str(text), str(gone)] and skipped[1]["error"] == "file not found"
+    assert skipped[0]["error"]
+
+
+def test_predict_cli_skips_a_non_image(run_dir, tmp_path):
+    """The CLI as a user runs it, without a trained run (test_cli's version needs one).  A bad model file's one-line CLI
+    error goes through the same `FashionError` path as test_cli's `test_cli_errors_are_one_line_before_any_work`."""
+    (g0, g1), text, _ = inputs(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "fashion_fastai.predict", run_dir / "stage1.json", g0, text, g1, "--json"],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    assert [r["path"] for r in json.loads(p.stdout)["predictions"]] == [str(g0), str(g1)]
+    assert f"skipped {text}" in p.stderr and "1 of 3 inputs skipped" in p.stderr
