@@ -13,6 +13,7 @@ import torch
 from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner, valley)
 
 from .errors import OptionError
+from .checkpoint import fit_schedule, skipped_epoch
 from .weights import get_arch, body_state_from_imagenet
 
 STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
@@ -38,11 +39,12 @@ class EpochLog(Callback):
     def after_fit(self):
         if hasattr(self, 'old_logger'): self.learn.logger = self.old_logger; del self.old_logger
     def after_epoch(self):
-        if not hasattr(self.recorder, 'log') or getattr(self.learn, 'lr_finder', None): return
+        if not hasattr(self.recorder, 'log') or getattr(self.learn, 'lr_finder', None) or skipped_epoch(self.learn): return
         row = dict(zip(self.recorder.metric_names, self.recorder.log))
         row.pop('epoch', None)
         self.rows.append({'stage': self.stage, 'phase': self.phase, 'epoch': len(self.rows), **row})
     def _line(self, log):
+        if skipped_epoch(self.learn): return  # an epoch finished before a resume
         vals = [f'{n} {v:.4f}' if isinstance(v, float) else f'{n} {v}' for n, v in zip(self.recorder.metric_names, log)]
         print(f'[{self.stage} {self.phase}] ' + '  '.join(vals), flush=True)
 
@@ -72,11 +74,16 @@ def resolve_precision(precision: str) -> str:
 
 
 def set_precision(learn: Learner, precision: str) -> Learner:
+    """Mixed precision comes with channels_last (fastai's `ChannelsLast`): oneDNN's and cuDNN's reduced-precision
+    convolutions are fastest in that layout (measured here: resnet18 bf16 at 80x60, 36 vs 25 img/s); fp32 is left as is."""
     if precision == 'fp16':
         if not torch.cuda.is_available(): raise OptionError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
-        return learn.to_fp16()
-    if precision == 'bf16': return learn.to_bf16() if torch.cuda.is_available() else learn.add_cb(CPUAutocast())
-    return learn
+        learn.to_fp16()
+    elif precision == 'bf16':
+        if torch.cuda.is_available(): learn.to_bf16()
+        else: learn.add_cb(CPUAutocast())
+    else: return learn
+    return learn.to_channelslast(use_amp=False)
 
 
 def build_learner(dls,                 # the part's DataLoaders
@@ -128,14 +135,13 @@ def train_stage(learn: Learner,
                 epochs: int,            # epochs with the whole network trainable
                 lr,                     # a float, or 'auto' for lr_find's valley
                 freeze_epochs: int = 0, # head-only epochs first (fine_tune); 0 trains everything from the start
+                run_dir=None,           # checkpoint every epoch into run_dir/checkpoints (None: no checkpoints)
+                resume: dict = None,    # a checkpoint state to continue from (see checkpoint.py)
                 ) -> float:
-    """`fine_tune` when there is a head-only phase (a body worth protecting); a plain one-cycle fit otherwise, since
-    freezing a randomly initialised body only wastes epochs.  Returns the learning rate used."""
+    """fastai's `fine_tune` schedule when there is a head-only phase (a body worth protecting); a plain one-cycle fit
+    otherwise, since freezing a randomly initialised body only wastes epochs.  Returns the learning rate used."""
     if freeze_epochs: learn.freeze()
-    if lr == 'auto': lr = suggest_lr(learn)
+    if lr == 'auto': lr = resume['lr'] if resume else suggest_lr(learn)  # a resumed run keeps the rate it chose
     lr = float(lr)
-    if freeze_epochs: learn.fine_tune(epochs, base_lr=lr, freeze_epochs=freeze_epochs)
-    else:
-        learn.unfreeze()
-        learn.fit_one_cycle(epochs, lr)
+    fit_schedule(learn, lr, epochs, freeze_epochs, run_dir, resume)
     return lr

@@ -23,6 +23,7 @@ from .data import load_data, part_dataloaders, eval_rows, as_items, FashionData
 from .demo import demo_dir
 from .evaluate import class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class
 from .artifacts import export_stage
+from .checkpoint import read_state, write_state
 from .stages import stage_one, stage_two, train_stage, resolve_precision, STAGE2_INITS
 from .weights import resolve_weights, WeightsInfo, ARCHS
 
@@ -49,19 +50,34 @@ def parse_lr(lr) -> float | str:
 def check_options(o: dict) -> dict:
     "Fail before any data is read or anything trained, with the option's name and what would be valid."
     if o['arch'] not in ARCHS: raise OptionError(f"Unknown --arch {o['arch']!r}: choose one of {', '.join(ARCHS)}.")
-    for k in ('epochs', 'epochs2', 'bs', 'topk'):
-        if o[k] is None or o[k] < (0 if k == 'epochs2' else 1):
-            raise OptionError(f"--{k} must be a positive integer, got {o[k]}.")
-    if o['freeze_epochs'] is not None and o['freeze_epochs'] < 0: raise OptionError("--freeze-epochs must be >= 0.")
-    if not (o['holdout'] == 0 or 0 < o['holdout'] < 1): raise OptionError(f"--holdout must be in (0, 1), got {o['holdout']}.")
+    for k in ('epochs', 'bs', 'topk'):
+        if o[k] is None or o[k] < 1: raise OptionError(f"--{k} must be a positive integer, got {o[k]}.")
+    if o['epochs2'] is None or o['epochs2'] < 0:
+        raise OptionError(f"--epochs2 must be a positive integer, or 0 to skip stage two; got {o['epochs2']}.")
+    if o['freeze_epochs'] is not None and o['freeze_epochs'] < 0:
+        raise OptionError(f"--freeze-epochs must be >= 0 (0: train the whole network from the first epoch), got {o['freeze_epochs']}.")
+    if o.get('workers') is not None and o['workers'] < 0:
+        raise OptionError(f"--workers must be >= 0 (0: decode images in the main process), got {o['workers']}.")
+    if o['data'] is None and o.get('demo_scale') is not None and not o['demo_scale'] > 0:
+        raise OptionError(f"--demo-scale must be > 0 (1.0 = about 2,600 images), got {o['demo_scale']}.")
+    if not (o['holdout'] == 0 or 0 < o['holdout'] < 1):
+        raise OptionError(f"--holdout must be 0 (no holdout: validate on the test split) or a fraction in (0, 1) of the "
+                          f"even-year images, e.g. 0.1; got {o['holdout']}.")
     if o['pretrained'] not in ('auto', 'yes', 'no'): raise OptionError("--pretrained must be auto, yes or no.")
     if o['stage2_init'] not in STAGE2_INITS: raise OptionError(f"--stage2-init must be one of {', '.join(STAGE2_INITS)}.")
     if o['rank_on'] not in ('all', 'train'): raise OptionError("--rank-on must be all or train.")
     o['precision'] = resolve_precision(o['precision'])
     o['size'], o['lr'], o['lr2'] = parse_size(o['size']), parse_lr(o['lr']), parse_lr(o['lr2'])
+    if o.get('weights') is not None and not Path(o['weights']).is_file():
+        raise OptionError(f"--weights {o['weights']} is not a file: give a torchvision ImageNet state_dict (.pth), "
+                          f"or leave --weights out to use torchvision's cache.")
     if o['data'] is not None and not (Path(o['data']) / 'styles.csv').is_file():
-        raise DataError(f"--data {o['data']} has no styles.csv: it must be the Kaggle folder holding styles.csv and images/ "
-                        f"(e.g. fashion-product-images-small/); omit --data for the built-in demo data.")
+        d = Path(o['data'])
+        hint = ('it is a file: give the folder holding it' if d.is_file() else 'that folder does not exist' if not d.is_dir()
+                else next((f'it has one in {c.parent}: try --data {c.parent}' for c in sorted(d.glob('*/styles.csv'))), ''))
+        raise DataError(f"--data {o['data']} has no styles.csv{' (' + hint + ')' if hint else ''}: it must be the Kaggle "
+                        f"folder holding styles.csv and images/ (e.g. fashion-product-images-small/); omit --data for the "
+                        f"built-in demo data.")
     return o
 
 
@@ -98,19 +114,29 @@ def headline(summary: dict) -> str:
 
 
 def run_stage(stage: str, learn, epochs: int, lr, freeze_epochs: int, data: FashionData, part: str, run_dir: Path,
-              opts: dict) -> dict:
-    "Train, evaluate and export one stage; returns what the report needs."
+              opts: dict, resume: dict = None) -> dict:
+    """Train (or, when resuming, finish or reload), evaluate and export one stage; returns what the report needs.
+    Checkpoints go to run_dir/checkpoints after every epoch; the final state is marked done once the stage is exported."""
     print(f"== {stage}: {part} part, {len(learn.dls.vocab)} classes, {len(learn.dls.train_ds)} train / "
           f"{len(learn.dls.valid_ds)} validation images, {epochs} epochs (+{freeze_epochs} frozen)", flush=True)
-    t0 = time.time()
-    used_lr = train_stage(learn, epochs, lr, freeze_epochs)
-    train_s = time.time() - t0
-    print(f"{stage}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})", flush=True)
+    if resume and resume['done']:
+        print(f"{stage}: already trained, reloading {stage}.pth", flush=True)
+        learn.model.load_state_dict(torch.load(run_dir / f'{stage}.pth', map_location='cpu', weights_only=True))
+        learn.epoch_log.rows, used_lr, train_s = resume['rows'], resume['lr'], resume['train_seconds']
+    else:
+        if resume: print(f"{stage}: resuming after {resume['phase']} epoch {resume['epoch']}", flush=True)
+        t0 = time.time()
+        used_lr = train_stage(learn, epochs, lr, freeze_epochs, run_dir=run_dir, resume=resume)
+        train_s = time.time() - t0 + (resume['train_seconds'] if resume else 0.)
+        print(f"{stage}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})", flush=True)
     history = pd.DataFrame(learn.epoch_log.rows)
     atomic_write_text(run_dir / f'history_{stage}.csv', history.to_csv(index=False))
     table, summary, probs, targs = evaluate_learner(learn, eval_rows(data, part), data.train_counts(part))
     print(f"{stage}: {headline(summary)}", flush=True)
-    export_stage(learn, run_dir, stage, opts['arch'], opts['size'])
+    if not (resume and resume['done']):
+        export_stage(learn, run_dir, stage, opts['arch'], opts['size'])
+        write_state(run_dir, stage, dict(done=True, lr=used_lr, train_seconds=round(train_s, 1),
+                                         rows=learn.epoch_log.rows, vocab=list(learn.dls.vocab)))
     plot_losses(history, run_dir / f'losses_{stage}.png', f'{stage}: losses and metrics per epoch')
     return dict(table=table, summary=summary, probs=probs, targs=targs, lr=used_lr, train_seconds=round(train_s, 1),
                 epochs=epochs, freeze_epochs=freeze_epochs, vocab=list(learn.dls.vocab))
@@ -136,7 +162,7 @@ Command: `{opts['command']}`
 | stage two | rare classes, body from {opts['stage2_init']}, {opts['epochs2']} epochs |
 | validation during training | {validated} |
 | evaluation | odd-year test split, every image with a known class, fixed order |
-| time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min |
+| time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min{' (since the last --resume; stage times include the epochs before it)' if timings.get('resumed') else ''} |
 | versions | {', '.join(f'{k} {v}' for k, v in versions().items())} |
 
 Loading: {r.summary()}. Skipped ids are listed in `load_report.json`.
@@ -146,14 +172,38 @@ correctly, so the ceiling is the share of test images whose class is seen.
 """
 
 
+def resume_arguments(run_dir: Path) -> dict:
+    "The arguments a run was started with, from its config.json, so that `--resume` continues the same run."
+    cfg = Path(run_dir) / 'config.json'
+    if not cfg.is_file():
+        raise OptionError(f"--resume {run_dir}: no config.json there; pass the folder of a run started by this program.")
+    try: return json.loads(cfg.read_text())['arguments']
+    except (ValueError, KeyError) as e:
+        raise OptionError(f"--resume {run_dir}: {cfg} is not a run configuration written by this program ({e}).") from e
+
+
 def train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2, freeze_epochs, lr, lr2, topk, rank_on,
-          holdout, stage2_init, precision, seed, workers, demo_scale) -> Path:
-    "The run behind the CLI (same arguments, see `main`); raises `FashionError`s instead of exiting."
+          holdout, stage2_init, precision, seed, workers, demo_scale, resume=None) -> Path:
+    """The run behind the CLI (same arguments, see `main`); raises `FashionError`s instead of exiting.  With `resume`,
+    every other argument is taken from that run's config.json and finished epochs are not trained again."""
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != 'resume'}
+    if resume is not None:
+        arguments = resume_arguments(resume)
+        print(f"Resuming {resume} with its original options (other options given now are ignored)", flush=True)
+        return _train(**arguments, run_dir=Path(resume))
+    return _train(**arguments)
+
+
+def _train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2, freeze_epochs, lr, lr2, topk, rank_on,
+           holdout, stage2_init, precision, seed, workers, demo_scale, run_dir=None) -> Path:
+    arguments = {k: v for k, v in locals().items() if k != 'run_dir'}
+    resuming = run_dir is not None
     arch = arch or ('resnet50' if data is not None else 'resnet18')  # the demo should finish in minutes on a laptop CPU
-    opts = check_options(dict(locals()))
+    opts = check_options({**arguments, 'arch': arch})
     t_start = time.time()
     opts['command'] = 'python -m fashion_fastai.train ' + ' '.join(sys.argv[1:])
-    run_dir = make_run_dir(out, name)
+    run_dir = make_run_dir(out, name) if run_dir is None else make_run_dir(run_dir.parent, run_dir.name)
+    states = {s: read_state(run_dir, s) if resuming else None for s in ('stage1', 'stage2')}
     data_dir = Path(data) if data is not None else demo_dir(scale=demo_scale)
     if data is None: print(f"No --data: using the built-in demo data set at {data_dir}", flush=True)
     set_seed(seed, reproducible=True)
@@ -164,22 +214,28 @@ def train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2,
     state, winfo = resolve_weights(arch, pretrained, weights)
     print(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})", flush=True)
     config = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()}, 'data_dir': str(data_dir),
-              'weights_info': winfo.to_dict(), 'versions': versions(), 'top_classes': fd.top}
+              'weights_info': winfo.to_dict(), 'versions': versions(), 'top_classes': fd.top, 'arguments': arguments}
+    if resuming:
+        old = json.loads((run_dir / 'config.json').read_text())
+        config['command'], config['resumed_by'] = old['command'], old.get('resumed_by', []) + [opts['command']]
     atomic_write_text(run_dir / 'config.json', json.dumps(config, indent=1))
 
     fe = freeze_epochs if freeze_epochs is not None else int(winfo.pretrained)
     dl_kw = dict(size=opts['size'], bs=bs, num_workers=workers, seed=seed)
     results, timings = {}, {}
-    learn1 = stage_one(part_dataloaders(fd, 'top', **dl_kw), arch, state, path=run_dir, precision=opts['precision'])
-    results['stage1'] = run_stage('stage1', learn1, epochs, opts['lr'], fe, fd, 'top', run_dir, opts)
+    dls1 = part_dataloaders(fd, 'top', **dl_kw)
+    dls2 = part_dataloaders(fd, 'rare', **dl_kw) if epochs2 else None  # an empty rare part fails now, not after stage one
+    learn1 = stage_one(dls1, arch, state, path=run_dir, precision=opts['precision'])
+    results['stage1'] = run_stage('stage1', learn1, epochs, opts['lr'], fe, fd, 'top', run_dir, opts, states['stage1'])
     timings['stage1'] = results['stage1']['train_seconds']
     if epochs2:
         fe2 = freeze_epochs if freeze_epochs is not None else int(stage2_init == 'stage1' or winfo.pretrained)
-        learn2 = stage_two(part_dataloaders(fd, 'rare', **dl_kw), arch, stage2_init, learn1, state, path=run_dir,
+        learn2 = stage_two(dls2, arch, stage2_init, learn1, state, path=run_dir,
                            precision=opts['precision'])
-        results['stage2'] = run_stage('stage2', learn2, epochs2, opts['lr2'], fe2, fd, 'rare', run_dir, opts)
+        results['stage2'] = run_stage('stage2', learn2, epochs2, opts['lr2'], fe2, fd, 'rare', run_dir, opts,
+                                      states['stage2'])
         timings['stage2'] = results['stage2']['train_seconds']
-    timings['total'] = round(time.time() - t_start, 1)
+    timings['total'], timings['resumed'] = round(time.time() - t_start, 1), resuming
 
     r1 = results['stage1']
     plot_confusion(r1['probs'], r1['targs'], r1['vocab'], run_dir / 'confusion_stage1.png',
@@ -220,6 +276,7 @@ def main(data: Path = None,          # Kaggle folder holding styles.csv and imag
          seed: int = 42,             # random seed (weights init, shuffling, holdout)
          workers: int = None,        # DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)
          demo_scale: float = 0.5,    # size of the generated demo data set, 1.0 = about 2,600 images (only without --data)
+         resume: Path = None,        # continue a killed run from its last finished epoch: its run folder (its options are reused)
          ):
     "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."
     try: return train(**locals())

@@ -171,7 +171,10 @@ def test_bf16_on_cpu(tiny_dls, tmp_path, monkeypatch):
     assert not any(probe.leaked) and not torch.is_autocast_enabled("cpu")  # context exited after each batch
     assert all(math.isfinite(float(l)) for l in learn.recorder.losses)
     assert learn.recorder.losses[0].dtype == torch.float32
+    conv = learn.model[0][0].weight  # mixed precision trains in channels_last, the layout its fast kernels want
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     fp32 = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp32")
     assert not any(isinstance(cb, CPUAutocast) for cb in fp32.cbs)
+    assert not hasattr(fp32, "channels_last")
     with pytest.raises(ValueError, match="fp16"):
         build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp16")

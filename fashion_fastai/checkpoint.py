@@ -1,0 +1,96 @@
+"""Checkpoints after every epoch, and resuming a killed run from the last finished one.
+
+A 44k-image run on a CPU takes an hour; losing it to a reboot or an out-of-memory kill at minute 50 should cost one epoch,
+not the run.  After each epoch `EpochCheckpoint` writes, atomically, `checkpoints/<stage>-<phase>-<epoch>.pth` (model and
+optimiser state, fastai's `save_model`), then `checkpoints/<stage>.json` (where in the schedule it is, the learning rate,
+the history so far), and only then removes the previous `.pth`: a kill at any moment leaves a JSON and the weights it
+describes.  `fit_schedule` replays fastai's `fine_tune` schedule phase by phase, so that it can re-enter it after any
+finished epoch with `fit_one_cycle(start_epoch=...)`.
+"""
+from __future__ import annotations
+
+import json, time
+from pathlib import Path
+
+from fastai.vision.all import Callback, Learner
+from fastai.learner import save_model, load_model
+
+from .atomic import atomic_path, atomic_write_text
+from .errors import OptionError
+
+
+def state_path(run_dir: Path, stage: str) -> Path: return Path(run_dir) / 'checkpoints' / f'{stage}.json'
+
+
+def read_state(run_dir: Path, stage: str) -> dict | None:
+    "The stage's last checkpoint state (None if it never finished an epoch)."
+    p = state_path(run_dir, stage)
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_state(run_dir: Path, stage: str, state: dict) -> None:
+    atomic_write_text(state_path(run_dir, stage), json.dumps(state, indent=1))
+
+
+def skipped_epoch(learn: Learner) -> bool:
+    "fastai's `SkipToEpoch` cancels resumed-over epochs, but `after_epoch` still runs for them, with no losses logged."
+    rec = learn.recorder
+    return len(rec.log) < len(rec.metric_names)
+
+
+class EpochCheckpoint(Callback):
+    "After every trained epoch: model + optimiser state, then the JSON saying which epoch of which phase it is."
+    order = 62  # after EpochLog (61), whose rows go into the state
+    def __init__(self, run_dir: Path, stage: str, lr: float, seconds: float = 0.):
+        self.run_dir, self.stage, self.lr, self.seconds = Path(run_dir), stage, lr, seconds
+    def before_fit(self): self.t0 = time.time()
+    def after_epoch(self):
+        if getattr(self.learn, 'lr_finder', None) or skipped_epoch(self.learn): return
+        phase = self.learn.epoch_log.phase
+        folder = state_path(self.run_dir, self.stage).parent
+        pth = folder / f'{self.stage}-{phase}-{self.epoch:03d}.pth'  # a new name each epoch: the JSON never points at a
+        with atomic_path(pth) as tmp: save_model(tmp, self.learn.model, self.learn.opt, with_opt=True)  # newer file
+        now = time.time()
+        self.seconds, self.t0 = self.seconds + now - self.t0, now
+        write_state(self.run_dir, self.stage, dict(
+            phase=phase, epoch=self.epoch, n_epoch=self.n_epoch, file=pth.name, lr=self.lr, done=False,
+            train_seconds=round(self.seconds, 1), rows=self.learn.epoch_log.rows, vocab=list(self.dls.vocab)))
+        for old in folder.glob(f'{self.stage}-*.pth'):
+            if old != pth: old.unlink()
+
+
+def schedule(epochs: int, lr: float, freeze_epochs: int) -> list:
+    """`[(phase, n_epoch, fit_one_cycle kwargs)]`: fastai's `fine_tune` (head at `lr`, then everything at lr/2 with
+    discriminative rates) when there is a head phase, else one one-cycle fit of the whole network."""
+    if not freeze_epochs: return [('all', epochs, dict(lr_max=lr))]
+    return [('head', freeze_epochs, dict(lr_max=slice(lr), pct_start=0.99)),
+            ('all', epochs, dict(lr_max=slice(lr / 2 / 100, lr / 2), pct_start=0.3, div=5.))]
+
+
+def fit_schedule(learn: Learner,
+                 lr: float,
+                 epochs: int,                 # epochs of the whole network
+                 freeze_epochs: int = 0,      # head-only epochs first
+                 run_dir: Path = None,        # where checkpoints/ goes (None: no checkpoints, e.g. in a notebook)
+                 resume: dict | None = None,  # a checkpoint state (`read_state`) to continue from
+                 ) -> None:
+    "Run the stage's schedule from the start or from the epoch after `resume`'s, checkpointing every epoch."
+    stage = learn.epoch_log.stage
+    if resume is not None and resume['vocab'] != list(learn.dls.vocab):
+        raise OptionError(f"Cannot resume {stage}: its classes changed since the checkpoint in {run_dir} was written "
+                          f"(was the data folder modified?). Start a new run instead.")
+    cbs = [] if run_dir is None else [EpochCheckpoint(run_dir, stage, lr, resume['train_seconds'] if resume else 0.)]
+    if resume: learn.epoch_log.rows = list(resume['rows'])
+    phases = schedule(epochs, lr, freeze_epochs)
+    order = [p for p, *_ in phases]
+    for phase, n, kw in phases:
+        learn.freeze() if phase == 'head' else learn.unfreeze()  # either creates the optimiser if there is none yet
+        start = 0
+        if resume is not None:
+            if order.index(phase) < order.index(resume['phase']): continue
+            if phase == resume['phase']:
+                load_model(state_path(run_dir, stage).parent / resume['file'], learn.model, learn.opt, with_opt=True,
+                           device=learn.dls.device)
+                start = resume['epoch'] + 1
+                if start >= n: continue
+        learn.fit_one_cycle(n, start_epoch=start, cbs=cbs, **kw)

@@ -1,0 +1,102 @@
+"""Per-epoch checkpoints and resuming from them, in process on the tiny data (resnet18 at 32x24, a few batches per fit)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from fastai.vision.all import Callback
+
+from fashion_fastai.checkpoint import read_state, schedule, skipped_epoch, state_path
+from fashion_fastai.errors import OptionError
+from fashion_fastai.stages import build_learner, train_stage
+from fashion_fastai.train import resume_arguments
+
+
+class _Kill(Callback):
+    "Stops the process's training like a SIGKILL would, right after the checkpoint of the `at`-th trained epoch."
+    order = 99
+    def __init__(self, at): self.at, self.seen = at, 0
+    def after_epoch(self):
+        if getattr(self.learn, 'lr_finder', None) or skipped_epoch(self.learn): return
+        self.seen += 1
+        if self.seen == self.at: raise KeyboardInterrupt
+
+
+class _LRs(Callback):
+    "Every batch's learning rate per parameter group, and the weights at the start of each fit."
+    order = 99
+    def __init__(self): self.lrs, self.start = [], []
+    def before_fit(self): self.start.append({k: v.detach().clone() for k, v in self.model.state_dict().items()})
+    def before_batch(self):
+        if self.training: self.lrs.append([round(h['lr'], 12) for h in self.opt.hypers])
+
+
+def _learner(dls, path):
+    torch.manual_seed(0)
+    return build_learner(dls, "resnet18", path=path, stage="stage1")
+
+
+def test_schedule_is_fastais_fine_tune(tiny_dls, tmp_path):
+    "The replayed schedule (needed to re-enter it) sets exactly the rates `fine_tune` sets, batch by batch."
+    a, b = _learner(tiny_dls, tmp_path), _learner(tiny_dls, tmp_path)
+    ra, rb = _LRs(), _LRs()
+    a.add_cb(ra); b.add_cb(rb)
+    a.fine_tune(2, base_lr=1e-3, freeze_epochs=1)
+    train_stage(b, 2, 1e-3, freeze_epochs=1)
+    assert len(ra.lrs) == 6 and ra.lrs == rb.lrs
+    assert [p for p, *_ in schedule(3, 1e-3, 0)] == ["all"] and [p for p, *_ in schedule(3, 1e-3, 2)] == ["head", "all"]
+
+
+def test_checkpoint_every_epoch(tiny_dls, tmp_path):
+    learn = _learner(tiny_dls, tmp_path)
+    train_stage(learn, 2, 1e-3, freeze_epochs=1, run_dir=tmp_path)
+    state = read_state(tmp_path, "stage1")
+    assert (state["phase"], state["epoch"], state["n_epoch"], state["done"]) == ("all", 1, 2, False)
+    assert [(r["phase"], r["epoch"]) for r in state["rows"]] == [("head", 0), ("all", 1), ("all", 2)]
+    assert state["vocab"] == list(tiny_dls.vocab) and state["lr"] == 1e-3
+    files = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert files == ["stage1-all-001.pth", "stage1.json"]  # earlier epochs' weights removed once superseded
+    saved = torch.load(tmp_path / "checkpoints" / state["file"], weights_only=False)
+    assert set(saved) == {"model", "opt"}
+    assert all(torch.equal(saved["model"][k], v) for k, v in learn.model.state_dict().items())
+
+
+@pytest.mark.parametrize("kill_after", [1, 2])  # right after the head phase, and inside the second phase
+def test_resume_continues_from_last_epoch(tiny_dls, tmp_path, kill_after):
+    learn = _learner(tiny_dls, tmp_path)
+    learn.add_cb(_Kill(kill_after))
+    with pytest.raises(KeyboardInterrupt): train_stage(learn, 3, 1e-3, freeze_epochs=1, run_dir=tmp_path)
+    state = read_state(tmp_path, "stage1")
+    assert len(state["rows"]) == kill_after
+    saved = torch.load(tmp_path / "checkpoints" / state["file"], weights_only=False)["model"]
+
+    resumed = _learner(tiny_dls, tmp_path)
+    probe = _LRs()
+    resumed.add_cb(probe)
+    train_stage(resumed, 3, "auto", freeze_epochs=1, run_dir=tmp_path, resume=state)  # 'auto' reuses the saved rate
+    assert all(torch.equal(probe.start[0][k], v) for k, v in saved.items())  # training restarted from the checkpoint
+    assert len(probe.lrs) == 2 * (4 - kill_after)  # only the epochs not yet trained, 2 batches each
+    final = read_state(tmp_path, "stage1")
+    assert [(r["phase"], r["epoch"]) for r in final["rows"]] == [("head", 0), ("all", 1), ("all", 2), ("all", 3)]
+    assert (final["phase"], final["epoch"]) == ("all", 2) and final["lr"] == 1e-3
+    assert len(list((tmp_path / "checkpoints").glob("*.pth"))) == 1
+
+
+def test_resume_refuses_changed_classes(tiny_dls, tmp_path):
+    learn = _learner(tiny_dls, tmp_path)
+    learn.add_cb(_Kill(1))
+    with pytest.raises(KeyboardInterrupt): train_stage(learn, 1, 1e-3, run_dir=tmp_path)
+    state = read_state(tmp_path, "stage1")
+    state["vocab"] = state["vocab"][:-1]
+    with pytest.raises(OptionError, match="classes changed"):
+        train_stage(_learner(tiny_dls, tmp_path), 1, 1e-3, run_dir=tmp_path, resume=state)
+
+
+def test_resume_arguments_errors(tmp_path):
+    with pytest.raises(OptionError, match="no config.json"): resume_arguments(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"arch": "resnet18"}))
+    with pytest.raises(OptionError, match="not a run configuration"): resume_arguments(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"arguments": {"epochs": 3}}))
+    assert resume_arguments(tmp_path) == {"epochs": 3}
+    assert not state_path(tmp_path, "stage1").exists()

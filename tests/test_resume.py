@@ -1,0 +1,56 @@
+"""A real training process killed with SIGKILL after its first checkpoint, then `--resume`d to the end."""
+from __future__ import annotations
+
+import json, os, signal, subprocess, sys, time
+
+import pandas as pd
+
+ARGS = ['--arch', 'resnet18', '--size', '32x24', '--bs', '16', '--epochs', '3', '--epochs2', '2', '--freeze-epochs', '1',
+        '--pretrained', 'no', '--demo-scale', '0.1', '--lr', '1e-3', '--lr2', '1e-3']
+
+
+def test_sigkill_then_resume(tmp_path):
+    env = {**os.environ, 'FASHION_FASTAI_CACHE': str(tmp_path / 'cache'), 'TORCH_HOME': str(tmp_path / 'torch'),
+           'OMP_NUM_THREADS': '1'}
+    run_dir = tmp_path / 'runs' / 'killed'
+    state_file = run_dir / 'checkpoints' / 'stage1.json'
+    cmd = [sys.executable, '-m', 'fashion_fastai.train', *ARGS, '--out', tmp_path / 'runs', '--name', 'killed']
+    proc = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 600
+        while not state_file.exists():
+            assert proc.poll() is None, f"training ended before its first checkpoint:\n{proc.stdout.read()}"
+            assert time.time() < deadline, "no checkpoint after 10 minutes"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None: proc.kill()
+    first = proc.stdout.read()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = json.loads(state_file.read_text())
+    assert (killed_at['phase'], killed_at['epoch']) == ('head', 0) and not (run_dir / 'results.md').exists(), first
+
+    p = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir)], env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert 'stage1: resuming after head epoch 0' in p.stdout
+    h1, h2 = pd.read_csv(run_dir / 'history_stage1.csv'), pd.read_csv(run_dir / 'history_stage2.csv')
+    assert list(h1['phase']) == ['head', 'all', 'all', 'all'] and list(h1['epoch']) == [0, 1, 2, 3]  # all 1 + 3 epochs
+    assert list(h2['phase']) == ['head', 'all', 'all'] and h1['train_loss'].notna().all()
+    md = (run_dir / 'results.md').read_text()
+    assert 'stage1' in md and 'stage2' in md and 'since the last --resume' in md
+    m = json.loads((run_dir / 'metrics.json').read_text())['stages']
+    assert 0 <= m['stage1']['all']['micro_top1'] <= 1 and 0 <= m['stage2']['all']['micro_top1'] <= 1
+    cfg = json.loads((run_dir / 'config.json').read_text())
+    assert cfg['epochs'] == 3 and cfg['resumed_by'] and '--resume' in cfg['resumed_by'][0]
+    for s in ('stage1', 'stage2'):
+        assert json.loads((run_dir / 'checkpoints' / f'{s}.json').read_text())['done'] is True
+        assert (run_dir / f'{s}.json').is_file() and (run_dir / f'{s}.pth').is_file()
+    assert not list(run_dir.rglob('.*tmp*')), 'temporary files left behind'
+
+    again = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir)], env=env,
+                           capture_output=True, text=True, timeout=900)  # a finished run: reloads, trains nothing
+    assert again.returncode == 0 and 'stage1: already trained' in again.stdout and 'stage2: already trained' in again.stdout
+    assert '[stage1 ' not in again.stdout and '[stage2 ' not in again.stdout  # no epoch trained again
+    assert json.loads((run_dir / 'metrics.json').read_text())['stages'] == m  # same weights, same evaluation
