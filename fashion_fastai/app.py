@@ -1,0 +1,98 @@
+"""`python -m fashion_fastai.app RUN_DIR_OR_MODEL`: a Gradio page to try a trained stage on one product photo.
+
+A web page lets someone judge a model by showing it their own photos, without a terminal.  It must not become a second,
+subtly different inference path, so it only wraps `predict`: the same model loading (weights-only form preferred, the
+pickle only with --trust-pickle) and the same `predict_paths`.  The upload reaches the model as the very file the user
+chose (`type="filepath"`, no colour-mode conversion by Gradio, which would re-encode a greyscale or CMYK JPEG), so the page
+shows exactly what `python -m fashion_fastai.predict` prints for that file.  Gradio is imported only to build the page,
+with its analytics and the Hugging Face Hub switched off first, so that the demo contacts nothing and a user error (a
+missing model) is reported at once.
+"""
+from __future__ import annotations
+
+import os, sys
+from pathlib import Path
+
+from fastcore.script import call_parse
+
+from .errors import FashionError, OptionError
+from .predict import load_model, predict_paths
+
+STAGES = ('stage1', 'stage2')
+STAGE_CHOICES = (*STAGES, 'both')
+TITLES = {'stage1': 'Stage one: the {n} most frequent article types', 'stage2': 'Stage two: {n} rarer article types'}
+
+
+def load_predictors(model: Path,                # run folder, <stage>.json or <stage>.pkl
+                    stage: str = 'both',        # stage1, stage2 or both (every stage the run folder has)
+                    trust_pickle: bool = False, # load .pkl files even when a weights-only form exists
+                    ) -> dict:
+    "{title: predictor} for the stages to show, in stage order."
+    if stage not in STAGE_CHOICES: raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
+    model = Path(model)
+    if model.is_dir():
+        names = [s for s in STAGES if stage in (s, 'both')]
+        if stage == 'both':  # a run trained with --epochs2 0 has no stage two; with neither, load_model says what is wrong
+            names = [s for s in names if (model / f'{s}.json').exists() or (model / f'{s}.pkl').exists()] or ['stage1']
+        loaded = {s: load_model(model, s, trust_pickle) for s in names}
+    else:  # a single file: its own stage, whatever --stage says (as in predict)
+        loaded = {model.stem: load_model(model, 'stage1', trust_pickle)}
+    return {TITLES.get(s, '{s}: {n} classes').format(s=s, n=len(p.vocab)): p for s, p in loaded.items()}
+
+
+def classify(predictors: dict,  # {title: predictor}, as from `load_predictors`
+             path,              # image file (None: no image, so nothing to show)
+             topk: int = 5,     # classes per stage
+             ) -> list:
+    "One {class: probability} per stage, best first: `predict_paths`'s answer for this file, as `gr.Label` takes it."
+    if path is None: return [None] * len(predictors)
+    out = []
+    for predictor in predictors.values():
+        results, skipped = predict_paths(predictor, [path], topk)
+        if skipped: raise ValueError(f"Not a readable image ({skipped[0]['error']}).")
+        out.append({t['class']: t['prob'] for t in results[0]['top']})
+    return out
+
+
+def import_gradio():
+    "Gradio, imported with its usage analytics and the Hugging Face Hub switched off (the demo contacts nothing)."
+    os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'
+    os.environ['HF_HUB_OFFLINE'] = '1'
+    import gradio as gr
+    return gr
+
+
+def build_app(predictors: dict,  # {title: predictor}, as from `load_predictors`
+              topk: int = 5,     # classes shown per stage
+              source: str = '',  # where the model came from, shown on the page
+              ):
+    "The Gradio page (not launched): one image in, one `gr.Label` per stage out."
+    gr = import_gradio()
+
+    def predict(path):
+        try: out = classify(predictors, path, topk)
+        except ValueError as e: raise gr.Error(str(e))
+        return out[0] if len(out) == 1 else out
+
+    return gr.Interface(
+        predict,
+        inputs=gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard'], label='Product photo'),
+        outputs=[gr.Label(num_top_classes=topk, label=title) for title in predictors],
+        live=True, flagging_mode='never', title='Fashion product classifier',
+        description=f"Upload a product photo to see the top-{topk} article types and their probabilities"
+                    + (f" from `{source}`." if source else "."))
+
+
+@call_parse
+def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
+         port: int = 7860,           # port to serve the page on
+         stage: str = 'both',        # stage1 (top-20 classes), stage2 (rare classes) or both (every stage the run folder has)
+         host: str = '127.0.0.1',    # address to listen on (0.0.0.0 to let other machines in)
+         trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
+         ):
+    "Serve a web page that shows the top-5 article types of an uploaded product photo."
+    try: predictors = load_predictors(Path(model), stage, trust_pickle)
+    except FashionError as e: print(f"app: error: {e}", file=sys.stderr); sys.exit(2)
+    demo = build_app(predictors, source=model)
+    try: demo.launch(server_name=host, server_port=port, share=False)
+    except OSError as e: print(f"app: error: cannot serve on {host}:{port} ({e}); pass another --port.", file=sys.stderr); sys.exit(2)

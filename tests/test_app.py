@@ -1,0 +1,147 @@
+"""The web demo (`fashion_fastai.app`): its prediction function, its errors, and the real page in a headless browser.
+
+The models are untrained (random weights, exported like a run's): their answers are meaningless but deterministic, which is
+all that is needed to check that the page shows what `predict` answers for the same file.
+"""
+import os, shutil, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SMALL
+
+CHROMIUM = Path('/usr/bin/chromium')
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory, tiny_data, tiny_dls):
+    "A run folder with both stages exported from untrained tiny learners (3 top classes, 1 rare class)."
+    from fashion_fastai.artifacts import export_stage
+    from fashion_fastai.data import part_dataloaders
+    from fashion_fastai.stages import build_learner
+    out = tmp_path_factory.mktemp('run')
+    torch.manual_seed(0)
+    rare = part_dataloaders(tiny_data, 'rare', size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
+    for name, dls in (('stage1', tiny_dls), ('stage2', rare)):
+        export_stage(build_learner(dls, 'resnet18', path=out, stage=name), out, name, 'resnet18', SMALL)
+    return out
+
+
+@pytest.fixture(scope='module')
+def photo(tiny_dir):
+    return sorted((tiny_dir / 'images').glob('*.jpg'))[0]
+
+
+def expected(run_dir, stage, path, topk=5):
+    "What `predict` answers for `path`: its top-k as {class: prob}, best first."
+    from fashion_fastai.predict import load_model, predict_paths
+    (res,), skipped = predict_paths(load_model(run_dir, stage), [path], topk)
+    assert not skipped
+    return {t['class']: t['prob'] for t in res['top']}
+
+
+def test_classify_is_predicts_answer(run_dir, photo, tmp_path):
+    from fashion_fastai.app import classify, load_predictors
+    preds = load_predictors(run_dir, 'both')
+    assert [len(p.vocab) for p in preds.values()] == [3, 1] and 'Stage one' in list(preds)[0]
+    assert classify(preds, photo) == [expected(run_dir, 'stage1', photo), expected(run_dir, 'stage2', photo)]
+    assert list(classify(preds, photo)[0]) == list(expected(run_dir, 'stage1', photo))  # same order too
+    assert classify(preds, None) == [None, None]                                          # image cleared
+    assert list(load_predictors(run_dir, 'stage2')) == list(preds)[1:]
+    assert list(load_predictors(run_dir / 'stage1.json', 'both')) == list(preds)[:1]    # a file: its own stage
+    bad = tmp_path / 'bad.jpg'; bad.write_bytes(b'not an image')
+    with pytest.raises(ValueError, match='Not a readable image'): classify(preds, bad)
+
+
+def test_both_is_every_stage_the_run_has(run_dir, tmp_path):
+    from fashion_fastai.app import load_predictors
+    one = tmp_path / 'one'; one.mkdir()
+    for f in ('stage1.json', 'stage1.pth'): shutil.copy(run_dir / f, one / f)   # as after --epochs2 0
+    assert len(load_predictors(one, 'both')) == 1
+
+
+def test_page_builds_without_launching_and_keeps_the_uploaded_file(run_dir, tmp_path):
+    import gradio as gr
+    from gradio.data_classes import FileData
+    from fashion_fastai.app import build_app, load_predictors
+    demo = build_app(load_predictors(run_dir, 'both'))
+    assert isinstance(demo, gr.Blocks) and os.environ['GRADIO_ANALYTICS_ENABLED'] == 'False'
+    labels = [c for c in demo.blocks.values() if isinstance(c, gr.Label)]
+    image, = [c for c in demo.blocks.values() if isinstance(c, gr.Image)]
+    assert len(labels) == 2 and image.type == 'filepath'
+    # a greyscale JPEG reaches the model as the same file, not re-encoded in RGB by Gradio (which would change its pixels)
+    grey = tmp_path / 'grey.jpg'; Image.new('L', (60, 80), 90).save(grey)
+    assert image.preprocess(FileData(path=str(grey), orig_name='grey.jpg')) == str(grey)
+
+
+@pytest.mark.parametrize('args, message', [(['{missing}'], 'not found'), (['{run}', '--stage', 'stage3'], '--stage must be')])
+def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys, args, message):
+    from fashion_fastai.app import main
+    args = [a.format(missing=tmp_path / 'nope', run=run_dir) for a in args]
+    kw = dict(model=args[0], stage=args[2] if len(args) > 2 else 'both')
+    with pytest.raises(SystemExit) as e: main.__wrapped__(**kw)   # the function behind call_parse's argv parsing
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('app: error: ') and message in err[0], err
+
+
+def test_help_documents_every_option():
+    from fastcore.script import anno_parser
+    from fashion_fastai.app import main
+    text = anno_parser(main.__wrapped__).format_help()
+    for opt in ('--port', '--stage', '--host', '--trust-pickle'): assert opt in text
+    assert 'stage1 (top-20 classes)' in text and 'run folder' in text
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(run_dir, tmp_path, request):
+    "`python -m fashion_fastai.app RUN --stage both` on a free port; yields its URL once it answers HTTP; always stopped."
+    port = free_port()
+    env = {**os.environ, 'GRADIO_TEMP_DIR': str(tmp_path / 'gradio'), 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    log = (tmp_path / 'app.log').open('w')
+    proc = subprocess.Popen([sys.executable, '-m', 'fashion_fastai.app', str(run_dir), '--port', str(port), '--stage', 'both'],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+    def stop():
+        proc.terminate()
+        try: proc.wait(10)
+        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+        log.close()
+    request.addfinalizer(stop)
+    url, deadline = f'http://127.0.0.1:{port}/', time.monotonic() + 300   # imports take long on a busy 2-core machine
+    while True:
+        if proc.poll() is not None: pytest.fail(f"the app exited ({proc.returncode}):\n{(tmp_path / 'app.log').read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200: return url
+        except OSError: pass
+        if time.monotonic() > deadline: pytest.fail(f"the app did not answer in 300 s:\n{(tmp_path / 'app.log').read_text()}")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def playwright_api():
+    "playwright's sync API; skips (before the app is started) only where no browser can run."
+    if not CHROMIUM.exists(): pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup.sh does, as root)")
+    try: from playwright import sync_api
+    except ImportError as e: pytest.skip(f"playwright not importable ({e}): pip install -e '.[test]'")
+    return sync_api
+
+
+def test_page_in_a_browser_shows_predicts_top1(playwright_api, served, run_dir, photo):
+    sync_playwright, expect = playwright_api.sync_playwright, playwright_api.expect
+    want = [next(iter(expected(run_dir, s, photo))) for s in ('stage1', 'stage2')]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'])
+        try:
+            page = browser.new_page()
+            page.goto(served)
+            page.locator('input[type=file]').first.set_input_files(str(photo))
+            expect(page.get_by_test_id('label-output-value')).to_have_text(want, timeout=60_000)
+        finally: browser.close()
