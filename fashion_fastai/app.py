@@ -83,6 +83,9 @@ def build_app(predictors: dict,  # {title: predictor}, as from `load_predictors`
                     + (f" from `{source}`." if source else "."))
 
 
+if __name__ == '__main__': sys.argv[0] = f'python -m {__spec__.name}'  # so that --help's usage line shows the command
+
+
 @call_parse
 def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
          port: int = 7860,           # port to serve the page on

@@ -5,8 +5,8 @@ learn them, so a single accuracy hides how much of the error is unavoidable. Eve
 average is therefore given over all classes and over seen classes (>= 1 train image),
 next to the ceiling that unseen classes impose on micro accuracy.
 
-Everything here is a pure function of tensors / DataFrames, so it can be tested without
-a `Learner` and rerun on saved predictions. Files are written atomically (temp file in
+Everything here works on tensors / DataFrames (and, for the top-losses plot, the image
+files), so it can be tested without a `Learner` and rerun on saved predictions. Files are written atomically (temp file in
 the same folder, then `os.replace`) so an interrupted run never leaves a half-written
 report that looks finished.
 """
@@ -19,20 +19,19 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")  # headless training boxes have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from .atomic import atomic_open, atomic_write_text  # noqa: E402
+from .atomic import atomic_open, atomic_write_text
+from .images import open_rgb
 
 __all__ = [
     "top_k_correct", "class_table", "summarize", "stage_markdown", "atomic_write_text",
-    "write_report", "plot_losses", "plot_confusion", "plot_per_class",
+    "write_report", "plot_losses", "plot_confusion", "plot_per_class", "plot_top_losses",
+    "test_losses",
 ]
 
 MISSING = "–"  # shown for undefined numbers (no test image, no seen class, ...)
@@ -199,12 +198,15 @@ def stage_markdown(
 
 # ----------------------------------------------------------------------------- files
 
-def _save_fig(fig, path: Path) -> None:
-    try:
-        with atomic_open(path, "wb") as f:
-            fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+def _figure(**kw) -> Figure:
+    """A `Figure` outside pyplot: it renders with the non-interactive Agg canvas, so plots work on a headless training box,
+    and importing this module leaves the caller's backend alone (a notebook keeps showing its own plots inline)."""
+    return Figure(**kw)
+
+
+def _save_fig(fig: Figure, path: Path) -> None:
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
 
 
 def _json_ready(x):
@@ -287,7 +289,8 @@ def plot_losses(
     x = pd.to_numeric(h["epoch"], errors="coerce")
     metrics = [c for c in h.columns if c not in _NOT_METRICS
                and pd.to_numeric(h[c], errors="coerce").notna().any()]
-    fig, axes = plt.subplots(1, 2 if metrics else 1, figsize=(11 if metrics else 6, 4), squeeze=False)
+    fig = _figure(figsize=(11 if metrics else 6, 4))
+    axes = fig.subplots(1, 2 if metrics else 1, squeeze=False)
     ax = axes[0, 0]
     for col in ("train_loss", "valid_loss"):
         if col in h:
@@ -324,7 +327,8 @@ def plot_confusion(
     row = counts.sum(dim=1, keepdim=True)
     cm = (counts / row).numpy()  # 0/0 -> NaN -> blank row
     side = max(5.0, 0.38 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    fig = _figure(figsize=(side + 1.2, side))
+    ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(cm), cmap="Blues", vmin=0, vmax=1)
     ax.set_facecolor("0.9")
     ylabels = [f"{c} (n={int(k)})" for c, k in zip(vocab, row.squeeze(1).tolist())]
@@ -347,8 +351,8 @@ def plot_per_class(
     "Accuracy against training-set size, one panel per stage; unseen classes are marked, not hidden."
     names = list(tables)
     heights = [max(len(t), 1) for t in tables.values()]
-    fig, axes = plt.subplots(len(names), 1, squeeze=False, figsize=(9, 1.2 * len(names) + 0.24 * sum(heights)),
-                             gridspec_kw={"height_ratios": heights})
+    fig = _figure(figsize=(9, 1.2 * len(names) + 0.24 * sum(heights)))
+    axes = fig.subplots(len(names), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, name in zip(axes[:, 0], names):
         t = tables[name].sort_values("n_train", ascending=False, kind="stable")
         y = np.arange(len(t))
@@ -365,5 +369,50 @@ def plot_per_class(
         ax.set_xticks(range(0, 101, 20))
         ax.grid(axis="x", alpha=0.3)
         ax.set(title=f"{name}: per-class top-1 accuracy (labels: class (train/test imgs))", xlabel="top-1 %")
+    fig.tight_layout()
+    _save_fig(fig, path)
+
+
+def test_losses(probs: Tensor, targets: Tensor) -> Tensor:
+    "Per-image cross-entropy of the predicted probabilities (what fastai's loss is, without label smoothing)."
+    _check_preds(probs, targets)
+    p = probs.detach().cpu().double().gather(1, targets.detach().cpu().long()[:, None]).squeeze(1)
+    return -p.clamp_min(1e-12).log()
+
+
+def plot_top_losses(
+    stages: dict[str, dict],  # stage name -> dict(files=[N paths], probs=[N, C], targs=[N], vocab=[C])
+    path: Path,  # PNG to write (atomically)
+    k: int = 8,  # images per stage (fewer if a stage has fewer test images)
+    open_image=open_rgb,  # path -> PIL image, decoded as in training
+) -> None:
+    """The k test images with the highest loss in each stage, one row per stage, titled like fastai's `plot_top_losses`:
+    prediction / actual / loss / probability of the prediction. Confident mistakes show look-alike classes and wrong
+    labels in the data, which no accuracy number does. Only the k images shown are decoded."""
+    picks = {}
+    for name, s in stages.items():
+        probs, targs = torch.as_tensor(s["probs"]), torch.as_tensor(s["targs"])
+        _check_preds(probs, targs, len(s["vocab"]))
+        if len(s["files"]) != len(probs):
+            raise ValueError(f"{name}: {len(s['files'])} files but {len(probs)} predictions")
+        losses = test_losses(probs, targs)
+        picks[name] = [(i, float(losses[i])) for i in losses.topk(min(k, len(losses))).indices.tolist()]
+    cols = max([len(v) for v in picks.values()] + [1])
+    fig = _figure(figsize=(1.9 * cols, 2.9 * max(len(picks), 1) + 0.3))
+    axes = fig.subplots(max(len(picks), 1), cols, squeeze=False)
+    for (name, chosen), ax_row in zip(picks.items(), axes):
+        s = stages[name]
+        for ax in ax_row:
+            ax.set_xticks([]); ax.set_yticks([]); ax.set_frame_on(False)
+        ax_row[0].set_ylabel(name, fontsize=10)
+        if not chosen:
+            ax_row[0].text(0.5, 0.5, "no test images", ha="center", va="center", transform=ax_row[0].transAxes)
+        for ax, (i, loss) in zip(ax_row, chosen):
+            p = torch.as_tensor(s["probs"][i]).float()
+            pred = int(p.argmax())
+            ax.imshow(np.asarray(open_image(s["files"][i])))
+            ax.set_title(f"{s['vocab'][pred]}\n{s['vocab'][int(s['targs'][i])]}\n{loss:.2f} / {float(p[pred]):.2f}",
+                         fontsize=7)
+    fig.suptitle("Highest test losses: prediction / actual / loss / probability", fontsize=10)
     fig.tight_layout()
     _save_fig(fig, path)

@@ -101,6 +101,9 @@ def predict_paths(predictor, paths, topk: int = 5) -> tuple[list, list]:
     return results, skipped
 
 
+if __name__ == '__main__': sys.argv[0] = f'python -m {__spec__.name}'  # so that --help's usage line shows the command
+
+
 @call_parse
 def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
          *paths: Annotated[str, {'nargs': '+'}], # image files and/or folders (searched recursively)
