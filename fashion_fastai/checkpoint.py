@@ -16,6 +16,7 @@ from fastai.vision.all import Callback, Learner
 from fastai.learner import save_model, load_model
 
 from .atomic import atomic_path, atomic_write_text
+from .distributed import is_main
 from .errors import OptionError
 
 
@@ -39,13 +40,14 @@ def skipped_epoch(learn: Learner) -> bool:
 
 
 class EpochCheckpoint(Callback):
-    "After every trained epoch: model + optimiser state, then the JSON saying which epoch of which phase it is."
+    """After every trained epoch: model + optimiser state, then the JSON saying which epoch of which phase it is (by the
+    main process only, when several train together: their weights are the same)."""
     order = 62  # after EpochLog (61), whose rows go into the state
     def __init__(self, run_dir: Path, stage: str, lr: float, seconds: float = 0.):
         self.run_dir, self.stage, self.lr, self.seconds = Path(run_dir), stage, lr, seconds
     def before_fit(self): self.t0 = time.time()
     def after_epoch(self):
-        if getattr(self.learn, 'lr_finder', None) or skipped_epoch(self.learn): return
+        if getattr(self.learn, 'lr_finder', None) or skipped_epoch(self.learn) or not is_main(): return
         phase = self.learn.epoch_log.phase
         folder = state_path(self.run_dir, self.stage).parent
         pth = folder / f'{self.stage}-{phase}-{self.epoch:03d}.pth'  # a new name each epoch: the JSON never points at a

@@ -10,10 +10,12 @@ from __future__ import annotations
 import sys
 
 import torch
+from fastcore.imports import in_notebook
 from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner, valley)
 
 from .errors import OptionError
 from .checkpoint import fit_schedule, skipped_epoch
+from .distributed import from_main, training_ctx
 from .weights import get_arch, body_state_from_imagenet
 
 STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
@@ -25,12 +27,13 @@ def top5(inp, targ, axis=-1):
 
 
 class EpochLog(Callback):
-    """Keeps every epoch's metrics across the two fits of `fine_tune` (for history_stage*.csv), and, when stdout is not a
-    terminal (CI, nohup, pipes), prints one flushed line per epoch instead of progress bars that would fill the log."""
+    """Keeps every epoch's metrics across the two fits of `fine_tune` (for history_stage*.csv), and, when stdout is neither
+    a terminal nor a notebook (CI, nohup, pipes), prints one flushed line per epoch instead of progress bars that would
+    fill the log.  A notebook's stdout is not a TTY either, but it draws fastprogress's HTML bars, so it keeps them."""
     order = 61  # after Recorder (50) has computed the epoch's values, after ProgressCallback (60)
     def __init__(self, stage: str, plain: bool | None = None):
         self.stage, self.rows = stage, []
-        self.plain = (not sys.stdout.isatty()) if plain is None else plain
+        self.plain = not (sys.stdout.isatty() or in_notebook()) if plain is None else plain
     def before_fit(self):
         frozen = getattr(self.opt, 'frozen_idx', 0) if self.opt is not None else 0
         self.phase = 'head' if frozen else 'all'  # fine_tune's first fit trains the head only
@@ -139,9 +142,10 @@ def train_stage(learn: Learner,
                 resume: dict = None,    # a checkpoint state to continue from (see checkpoint.py)
                 ) -> float:
     """fastai's `fine_tune` schedule when there is a head-only phase (a body worth protecting); a plain one-cycle fit
-    otherwise, since freezing a randomly initialised body only wastes epochs.  Returns the learning rate used."""
+    otherwise, since freezing a randomly initialised body only wastes epochs.  Launched on several processes, it trains
+    them together (see distributed.py).  Returns the learning rate used."""
     if freeze_epochs: learn.freeze()
-    if lr == 'auto': lr = resume['lr'] if resume else suggest_lr(learn)  # a resumed run keeps the rate it chose
+    if lr == 'auto': lr = resume['lr'] if resume else from_main(suggest_lr(learn))  # a resumed run keeps its rate
     lr = float(lr)
-    fit_schedule(learn, lr, epochs, freeze_epochs, run_dir, resume)
+    with training_ctx(learn): fit_schedule(learn, lr, epochs, freeze_epochs, run_dir, resume)
     return lr

@@ -21,9 +21,11 @@ from .atomic import atomic_write_text
 from .errors import FashionError, OptionError, DataError
 from .data import load_data, part_dataloaders, eval_rows, as_items, FashionData
 from .demo import demo_dir
-from .evaluate import class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class
+from .evaluate import (class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class,
+                       plot_top_losses)
 from .artifacts import export_stage
 from .checkpoint import read_state, write_state
+from .distributed import init_distributed, is_main, from_main, barrier, per_process_bs, num_distrib, alone
 from .stages import stage_one, stage_two, train_stage, resolve_precision, STAGE2_INITS
 from .weights import resolve_weights, WeightsInfo, ARCHS
 
@@ -93,6 +95,11 @@ def make_run_dir(out: Path, name: str | None) -> Path:
     return run_dir
 
 
+def say(*args) -> None:
+    "Print from the main process only (several processes train one run together under `torchrun`/`accelerate launch`)."
+    if is_main(): print(*args, flush=True)
+
+
 def versions() -> dict:
     return dict(fashion_fastai=__version__, python=platform.python_version(), torch=torch.__version__,
                 torchvision=torchvision.__version__, fastai=fastai.__version__,
@@ -102,7 +109,7 @@ def versions() -> dict:
 def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict):
     "Predict the part's test rows in a fixed order and tabulate per-class top-1/top-5."
     dl = learn.dls.test_dl(as_items(rows), with_labels=True, shuffle=False)
-    probs, targs = learn.get_preds(dl=dl)
+    with alone(): probs, targs = learn.get_preds(dl=dl)  # only the main process evaluates
     table = class_table(probs, targs, list(learn.dls.vocab), train_counts)
     return table, summarize(table), probs, targs
 
@@ -115,31 +122,37 @@ def headline(summary: dict) -> str:
 
 def run_stage(stage: str, learn, epochs: int, lr, freeze_epochs: int, data: FashionData, part: str, run_dir: Path,
               opts: dict, resume: dict = None) -> dict:
-    """Train (or, when resuming, finish or reload), evaluate and export one stage; returns what the report needs.
-    Checkpoints go to run_dir/checkpoints after every epoch; the final state is marked done once the stage is exported."""
-    print(f"== {stage}: {part} part, {len(learn.dls.vocab)} classes, {len(learn.dls.train_ds)} train / "
-          f"{len(learn.dls.valid_ds)} validation images, {epochs} epochs (+{freeze_epochs} frozen)", flush=True)
+    """Train (or, when resuming, finish or reload), evaluate and export one stage; returns what the report needs (None on
+    processes other than the main one, which only train).  Checkpoints go to run_dir/checkpoints after every epoch; the
+    final state is marked done once the stage is exported."""
+    say(f"== {stage}: {part} part, {len(learn.dls.vocab)} classes, {len(learn.dls.train_ds)} train / "
+        f"{len(learn.dls.valid_ds)} validation images, {epochs} epochs (+{freeze_epochs} frozen)")
     if resume and resume['done']:
-        print(f"{stage}: already trained, reloading {stage}.pth", flush=True)
+        say(f"{stage}: already trained, reloading {stage}.pth")
         learn.model.load_state_dict(torch.load(run_dir / f'{stage}.pth', map_location='cpu', weights_only=True))
         learn.epoch_log.rows, used_lr, train_s = resume['rows'], resume['lr'], resume['train_seconds']
     else:
-        if resume: print(f"{stage}: resuming after {resume['phase']} epoch {resume['epoch']}", flush=True)
+        if resume: say(f"{stage}: resuming after {resume['phase']} epoch {resume['epoch']}")
         t0 = time.time()
         used_lr = train_stage(learn, epochs, lr, freeze_epochs, run_dir=run_dir, resume=resume)
         train_s = time.time() - t0 + (resume['train_seconds'] if resume else 0.)
-        print(f"{stage}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})", flush=True)
+        say(f"{stage}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})")
+    if not is_main():
+        barrier()  # the main process evaluates and exports; the others wait, then train the next stage with it
+        return None
     history = pd.DataFrame(learn.epoch_log.rows)
     atomic_write_text(run_dir / f'history_{stage}.csv', history.to_csv(index=False))
-    table, summary, probs, targs = evaluate_learner(learn, eval_rows(data, part), data.train_counts(part))
-    print(f"{stage}: {headline(summary)}", flush=True)
+    rows = eval_rows(data, part)
+    table, summary, probs, targs = evaluate_learner(learn, rows, data.train_counts(part))
+    say(f"{stage}: {headline(summary)}")
     if not (resume and resume['done']):
         export_stage(learn, run_dir, stage, opts['arch'], opts['size'])
         write_state(run_dir, stage, dict(done=True, lr=used_lr, train_seconds=round(train_s, 1),
                                          rows=learn.epoch_log.rows, vocab=list(learn.dls.vocab)))
     plot_losses(history, run_dir / f'losses_{stage}.png', f'{stage}: losses and metrics per epoch')
-    return dict(table=table, summary=summary, probs=probs, targs=targs, lr=used_lr, train_seconds=round(train_s, 1),
-                epochs=epochs, freeze_epochs=freeze_epochs, vocab=list(learn.dls.vocab))
+    barrier()
+    return dict(table=table, summary=summary, probs=probs, targs=targs, files=list(rows['file']), lr=used_lr,
+                train_seconds=round(train_s, 1), epochs=epochs, freeze_epochs=freeze_epochs, vocab=list(learn.dls.vocab))
 
 
 def header_markdown(opts: dict, weights: WeightsInfo, data: FashionData, data_dir: Path, timings: dict) -> str:
@@ -160,7 +173,7 @@ Command: `{opts['command']}`
 | starting weights | {'ImageNet: ' + weights.source if weights.pretrained else 'scratch'} ({weights.note}) |
 | stage one | top-{opts['topk']} classes (ranked over {opts['rank_on']} rows), {opts['epochs']} epochs |
 | stage two | rare classes, body from {opts['stage2_init']}, {opts['epochs2']} epochs |
-| validation during training | {validated} |
+| validation during training | {validated} |{distributed_row(opts)}
 | evaluation | odd-year test split, every image with a known class, fixed order |
 | time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min{' (since the last --resume; stage times include the epochs before it)' if timings.get('resumed') else ''} |
 | versions | {', '.join(f'{k} {v}' for k, v in versions().items())} |
@@ -170,6 +183,13 @@ Loading: {r.summary()}. Skipped ids are listed in `load_report.json`.
 "Seen" classes have at least one training image. A class with test images but no training image can never be predicted
 correctly, so the ceiling is the share of test images whose class is seen.
 """
+
+
+def distributed_row(opts: dict) -> str:
+    d = opts.get('distributed') or {}
+    if d.get('processes', 1) <= 1: return ''
+    return (f"\n| processes | {d['processes']} ({d['backend']}), {d['bs_per_process']} images each per step; epoch lines show "
+            f"the main process's share of the validation images, the evaluation below all of them |")
 
 
 def resume_arguments(run_dir: Path) -> dict:
@@ -198,49 +218,58 @@ def _train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2
            holdout, stage2_init, precision, seed, workers, demo_scale, run_dir=None) -> Path:
     arguments = {k: v for k, v in locals().items() if k != 'run_dir'}
     resuming = run_dir is not None
+    backend = init_distributed()  # None unless launched on several processes
     arch = arch or ('resnet50' if data is not None else 'resnet18')  # the demo should finish in minutes on a laptop CPU
     opts = check_options({**arguments, 'arch': arch})
+    processes = dict(processes=max(num_distrib(), 1), backend=backend, bs_per_process=per_process_bs(bs))
+    opts['distributed'] = processes
     t_start = time.time()
     opts['command'] = 'python -m fashion_fastai.train ' + ' '.join(sys.argv[1:])
-    run_dir = make_run_dir(out, name) if run_dir is None else make_run_dir(run_dir.parent, run_dir.name)
+    if run_dir is None: run_dir = Path(out) / from_main(name or datetime.now().strftime('%Y%m%d-%H%M%S'))
+    if is_main(): make_run_dir(run_dir.parent, run_dir.name)
+    barrier()
     states = {s: read_state(run_dir, s) if resuming else None for s in ('stage1', 'stage2')}
     data_dir = Path(data) if data is not None else demo_dir(scale=demo_scale)
-    if data is None: print(f"No --data: using the built-in demo data set at {data_dir}", flush=True)
+    if data is None: say(f"No --data: using the built-in demo data set at {data_dir}")
     set_seed(seed, reproducible=True)
 
     fd = load_data(data_dir, k=topk, rank_on=rank_on, holdout=holdout, seed=seed)
-    print('Loaded: ' + fd.report.summary(), flush=True)
-    atomic_write_text(run_dir / 'load_report.json', json.dumps(fd.report.to_dict(), indent=1))
+    say('Loaded: ' + fd.report.summary())
+    if is_main(): atomic_write_text(run_dir / 'load_report.json', json.dumps(fd.report.to_dict(), indent=1))
     state, winfo = resolve_weights(arch, pretrained, weights)
-    print(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})", flush=True)
+    say(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})")
+    if backend: say(f"Distributed: {processes['processes']} processes ({backend}), {processes['bs_per_process']} images "
+                    f"each per step (--bs {bs} in all); the main one writes {run_dir}")
     config = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()}, 'data_dir': str(data_dir),
               'weights_info': winfo.to_dict(), 'versions': versions(), 'top_classes': fd.top, 'arguments': arguments}
     if resuming:
         old = json.loads((run_dir / 'config.json').read_text())
         config['command'], config['resumed_by'] = old['command'], old.get('resumed_by', []) + [opts['command']]
-    atomic_write_text(run_dir / 'config.json', json.dumps(config, indent=1))
+    if is_main(): atomic_write_text(run_dir / 'config.json', json.dumps(config, indent=1))
 
     fe = freeze_epochs if freeze_epochs is not None else int(winfo.pretrained)
-    dl_kw = dict(size=opts['size'], bs=bs, num_workers=workers, seed=seed)
-    results, timings = {}, {}
+    dl_kw = dict(size=opts['size'], bs=processes['bs_per_process'], num_workers=workers, seed=seed)
+    results = {}
     dls1 = part_dataloaders(fd, 'top', **dl_kw)
     dls2 = part_dataloaders(fd, 'rare', **dl_kw) if epochs2 else None  # an empty rare part fails now, not after stage one
     learn1 = stage_one(dls1, arch, state, path=run_dir, precision=opts['precision'])
     results['stage1'] = run_stage('stage1', learn1, epochs, opts['lr'], fe, fd, 'top', run_dir, opts, states['stage1'])
-    timings['stage1'] = results['stage1']['train_seconds']
     if epochs2:
         fe2 = freeze_epochs if freeze_epochs is not None else int(stage2_init == 'stage1' or winfo.pretrained)
         learn2 = stage_two(dls2, arch, stage2_init, learn1, state, path=run_dir,
                            precision=opts['precision'])
         results['stage2'] = run_stage('stage2', learn2, epochs2, opts['lr2'], fe2, fd, 'rare', run_dir, opts,
                                       states['stage2'])
-        timings['stage2'] = results['stage2']['train_seconds']
+    if not is_main(): return run_dir  # the main process writes the report
+    timings = {s: r['train_seconds'] for s, r in results.items()}
     timings['total'], timings['resumed'] = round(time.time() - t_start, 1), resuming
 
     r1 = results['stage1']
-    plot_confusion(r1['probs'], r1['targs'], r1['vocab'], run_dir / 'confusion_stage1.png',
-                   f"stage one: top-{topk} confusion on the test split (row-normalised)")
+    plot_confusion(r1['probs'], r1['targs'], r1['vocab'], run_dir / f'confusion_top{topk}.png',
+                   f"stage one: top-{topk} confusion on the test split")
     plot_per_class({s: r['table'] for s, r in results.items()}, run_dir / 'per_class_accuracy.png')
+    plot_top_losses({s: {k: r[k] for k in ('files', 'probs', 'targs', 'vocab')} for s, r in results.items()},
+                    run_dir / 'top_losses.png')
     config.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings)
     atomic_write_text(run_dir / 'config.json', json.dumps(config, indent=1))
     write_report(run_dir, {s: (r['table'], r['summary']) for s, r in results.items()},
@@ -252,6 +281,9 @@ def _train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2
     for s, r in results.items(): print(f"  {s}: {headline(r['summary'])}")
     print(f"  report: {run_dir / 'results.md'}\nNext: python -m fashion_fastai.predict {run_dir / 'stage1.json'} IMAGE_OR_FOLDER")
     return run_dir
+
+
+if __name__ == '__main__': sys.argv[0] = f'python -m {__spec__.name}'  # so that --help's usage line shows the command
 
 
 @call_parse

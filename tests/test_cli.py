@@ -1,5 +1,5 @@
 """The two command-line programs end to end, as a user runs them: `train` on a tiny demo set, then `predict` on its output."""
-import json, os, subprocess, sys
+import json, os, re, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ def test_train_writes_run_folder(run):
     for f in ['config.json', 'load_report.json', 'results.md', 'metrics.json', 'history_stage1.csv', 'history_stage2.csv',
               'stage1.pkl', 'stage1.pth', 'stage1.json', 'stage2.pkl', 'stage2.pth', 'stage2.json',
               'per_class_stage1.csv', 'per_class_stage2.csv', 'losses_stage1.png', 'losses_stage2.png',
-              'confusion_stage1.png', 'per_class_accuracy.png']:
+              'confusion_top20.png', 'per_class_accuracy.png', 'top_losses.png']:
         assert (run_dir / f).is_file() and (run_dir / f).stat().st_size > 0, f
     assert not list(run_dir.glob('.*tmp*')), 'temporary files left behind'
 
@@ -47,6 +47,8 @@ def test_config_and_report_say_what_happened(run):
     assert cfg['versions']['fastai'].startswith('2.8')
     md = (run_dir / 'results.md').read_text()
     assert 'Trained from scratch' in md and 'Perfume and Body Mist' in md and 'ceiling' in md.lower()
+    for png in ('confusion_top20', 'per_class_accuracy', 'top_losses', 'losses_stage1', 'losses_stage2'):
+        assert f'![{png}]({png}.png)' in md, png
     m = json.loads((run_dir / 'metrics.json').read_text())
     s1, s2 = m['stages']['stage1'], m['stages']['stage2']
     assert 0 <= s1['all']['micro_top1'] <= s1['all']['micro_top5'] <= 1
@@ -201,3 +203,38 @@ def test_unwritable_output_folder_is_refused_before_any_work(tmp_path):
         ro = tmp_path / 'ro'; ro.mkdir(); ro.chmod(0o555)
         with pytest.raises(OptionError, match='Permission denied'): make_run_dir(ro, 'x')
     assert make_run_dir(tmp_path / 'ok', 'x').is_dir()
+
+
+@pytest.mark.parametrize('mod', ['fashion_fastai.train', 'fashion_fastai.predict', 'fashion_fastai.app',
+                                 'fashion_fastai.prepare'])
+def test_help_reads_well(mod, env):
+    "`--help`: the command as typed, every option with one line of meaning, and nothing else on the terminal."
+    p = run_module(mod, '--help', env=env)
+    assert p.stdout.startswith(f'usage: python -m {mod} ['), p.stdout[:200]
+    lines = [l for l in p.stdout.split('options:')[1].splitlines() if l.strip().startswith('--')]
+    assert len(lines) >= 3
+    for line in lines:  # option, its type, then its meaning on the same line
+        meaning = re.sub(r'^\s*--[\w-]+(\s+\(\w+\))?', '', line).strip()
+        assert len(meaning) > 10, f'{mod}: {line.strip()!r} has no description'
+    assert p.stderr == '', f'{mod} --help printed warnings:\n{p.stderr}'
+
+
+def test_progress_bars_in_a_terminal(env, tmp_path):
+    "In a terminal (a pseudo-terminal here) the user sees fastprogress's bars and fastai's epoch table, not log lines."
+    import pty
+    master, slave = pty.openpty()
+    cmd = [sys.executable, '-m', 'fashion_fastai.train', *TINY, '--epochs2', '0', '--out', str(tmp_path), '--name', 'tty']
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try: data = os.read(master, 65536)
+        except OSError: break  # EIO: the child has closed the terminal
+        if not data: break
+        chunks.append(data)
+    os.close(master)
+    out = b''.join(chunks).decode(errors='replace')
+    assert p.wait(900) == 0, out
+    assert '█' in out and 'train_loss' in out, out[-3000:]
+    assert '[stage1 all]' not in out, 'plain epoch lines in a terminal'
+    assert 'Run folder:' in out

@@ -178,3 +178,15 @@ def test_bf16_on_cpu(tiny_dls, tmp_path, monkeypatch):
     assert not hasattr(fp32, "channels_last")
     with pytest.raises(ValueError, match="fp16"):
         build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp16")
+
+
+def test_gpu_precisions_use_fastai_mixed_precision(tiny_dls, tmp_path, monkeypatch):
+    "On CUDA, bf16/fp16 are fastai's `to_bf16`/`to_fp16` (PyTorch AMP) plus channels_last; fp32 adds neither."
+    from fastai.callback.fp16 import AMPMode
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # building a learner moves nothing to the GPU
+    for precision, mode in (("bf16", AMPMode.BF16), ("fp16", AMPMode.FP16)):
+        learn = build_learner(tiny_dls, "resnet18", path=tmp_path, precision=precision)
+        assert learn.mixed_precision.amp_mode == mode and hasattr(learn, "channels_last"), precision
+        assert not any(isinstance(cb, CPUAutocast) for cb in learn.cbs)
+    fp32 = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp32")
+    assert not hasattr(fp32, "mixed_precision") and not hasattr(fp32, "channels_last")
