@@ -205,18 +205,41 @@ def test_unwritable_output_folder_is_refused_before_any_work(tmp_path):
     assert make_run_dir(tmp_path / 'ok', 'x').is_dir()
 
 
-@pytest.mark.parametrize('mod', ['fashion_fastai.train', 'fashion_fastai.predict', 'fashion_fastai.app',
-                                 'fashion_fastai.prepare'])
-def test_help_reads_well(mod, env):
+HELP_MODULES = ['fashion_fastai.train', 'fashion_fastai.predict', 'fashion_fastai.app', 'fashion_fastai.prepare']
+# Each module's `--help` run as `python -m` runs it (`runpy`, as __main__), all in one fresh process: importing torch and
+# fastai costs half a minute, and whatever any import prints still reaches this process's stderr.
+HELP_RUNNER = """
+import contextlib, io, json, runpy, sys, warnings
+warnings.filterwarnings('ignore', message='.*found in sys.modules', category=RuntimeWarning)  # runpy, for the 2nd module on
+helps = {}
+for mod in sys.argv[1:]:
+    sys.argv, out = [mod, '--help'], io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        runpy.run_module(mod, run_name='__main__', alter_sys=True)  # alter_sys: call_parse runs only in __main__
+    helps[mod] = out.getvalue()
+print(json.dumps(helps))
+"""
+
+
+@pytest.fixture(scope='module')
+def helps(env):
+    p = subprocess.run([sys.executable, '-c', HELP_RUNNER, *HELP_MODULES], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout), p.stderr
+
+
+@pytest.mark.parametrize('mod', HELP_MODULES)
+def test_help_reads_well(mod, helps):
     "`--help`: the command as typed, every option with one line of meaning, and nothing else on the terminal."
-    p = run_module(mod, '--help', env=env)
-    assert p.stdout.startswith(f'usage: python -m {mod} ['), p.stdout[:200]
-    lines = [l for l in p.stdout.split('options:')[1].splitlines() if l.strip().startswith('--')]
+    text, stderr = helps[0][mod], helps[1]
+    assert text.startswith(f'usage: python -m {mod} ['), text[:200]
+    lines = [l for l in text.split('options:')[1].splitlines() if l.strip().startswith('--')]
     assert len(lines) >= 3
     for line in lines:  # option, its type, then its meaning on the same line
         meaning = re.sub(r'^\s*--[\w-]+(\s+\(\w+\))?', '', line).strip()
         assert len(meaning) > 10, f'{mod}: {line.strip()!r} has no description'
-    assert p.stderr == '', f'{mod} --help printed warnings:\n{p.stderr}'
+    assert stderr == '', f'--help printed warnings:\n{stderr}'
 
 
 def test_progress_bars_in_a_terminal(env, tmp_path):
