@@ -1,0 +1,184 @@
+"""Benchmark: our default recipe against the published recipe, side by side, on the same split, arch, size and epochs.
+
+- `baseline`: the recipe the published ResNet50 results used, re-implemented here in plain PyTorch/torchvision from its
+  description: SGD lr 1e-3 momentum 0.9, StepLR (step 5 epochs, gamma 0.1), cross-entropy weighted by inverse train class
+  frequency, RandomResizedCrop (scale 0.5-1) + horizontal flip for training, resize + centre crop for testing, ImageNet
+  normalisation; stage two a new head on its own stage-one body, same recipe, whole network trained.
+- `ours`: the project's default recipe, through the same `train` function as `python -m fashion_fastai.train`.
+- `ours-stage2-scratch`: ours with `--stage2-init scratch`, the transfer ablation (stage one is trained again: same seed).
+Both start from scratch (no ImageNet weights on this machine). Both read the data through the project's loader (the same
+rows, splits, union vocabs and greyscale handling) and are scored by the project's evaluation (`class_table`/`summarize`),
+on the test split, or on the holdout carved from the even years with `--holdout F` (the set to tune on).
+
+    .venv/bin/python bench/accuracy.py --arch resnet18 --size 80x60 --epochs 1 --epochs2 1
+Writes bench/results/accuracy[-<tag>].json and prints the markdown table for BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import copy, inspect, json, os, platform, sys, time
+from pathlib import Path
+
+import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import torch, torchvision
+from torch import nn
+from torchvision import transforms as T
+from fastcore.script import call_parse
+
+from fashion_fastai.data import load_data, LABEL
+from fashion_fastai.evaluate import class_table, summarize
+from fashion_fastai.images import open_rgb
+from fashion_fastai.train import main as train_cli, parse_size, train
+
+REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
+IMAGENET = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+
+
+class Rows(torch.utils.data.Dataset):
+    "A part's rows as (image tensor, class index): the project's RGB loading, torchvision's transforms."
+    def __init__(self, rows, vocab: list, tfm):
+        self.files, self.tfm = list(rows['file']), tfm
+        self.y = [vocab.index(c) for c in rows[LABEL]]
+    def __len__(self): return len(self.files)
+    def __getitem__(self, i): return self.tfm(open_rgb(self.files[i])), self.y[i]
+
+
+def transforms(size):
+    "Published recipe: random resized crop (scale 0.5-1) and flip to train; resize the shorter side and centre-crop to test."
+    norm = [T.ToTensor(), T.Normalize(**IMAGENET)]
+    return (T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip(), *norm]),
+            T.Compose([T.Resize(min(size)), T.CenterCrop(size), *norm]))
+
+
+def class_weights(counts: dict, vocab: list) -> torch.Tensor:
+    "Inverse train frequency, scaled to mean 1 over the classes with train images (0 for the others: never a target)."
+    w = torch.tensor([1 / counts[c] if counts.get(c) else 0. for c in vocab])
+    return w * (w > 0).sum() / w.sum()
+
+
+def fit_baseline(model, rows, vocab, counts, size, epochs, bs, workers, precision, log):
+    train_tfm, _ = transforms(size)
+    ds = Rows(rows[rows['split'] == 'train'], vocab, train_tfm)
+    dl = torch.utils.data.DataLoader(ds, batch_size=min(bs, len(ds)), shuffle=True, num_workers=workers,
+                                     drop_last=True)  # a lone last image would break BatchNorm; a tiny part still trains
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.1)
+    loss_func = nn.CrossEntropyLoss(weight=class_weights(counts, vocab))
+    for epoch in range(epochs):
+        model.train()
+        t0, total, n = time.time(), 0., 0
+        for x, y in dl:
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
+                loss = loss_func(model(x).float(), y)
+            opt.zero_grad(); loss.backward(); opt.step()
+            total, n = total + loss.item() * len(y), n + len(y)
+        sched.step()
+        log(f"epoch {epoch}  train_loss {total / n:.4f}  time {time.time() - t0:.0f} s")
+    return model
+
+
+def predict(model, rows, vocab, size, bs, workers, precision):
+    _, test_tfm = transforms(size)
+    dl = torch.utils.data.DataLoader(Rows(rows, vocab, test_tfm), batch_size=bs, num_workers=workers)
+    model.eval()
+    probs, targs = [], []
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=precision == 'bf16'):
+        for x, y in dl:
+            probs.append(model(x).float().softmax(1)); targs.append(y)
+    return torch.cat(probs), torch.cat(targs)
+
+
+def eval_split_rows(data, part: str, holdout: float):
+    rows = data.part(part)
+    return rows[rows['split'] == ('valid' if holdout else 'test')].sort_values('id').reset_index(drop=True)
+
+
+def new_head(model, n_out: int):
+    model.fc = nn.Linear(model.fc.in_features, n_out)
+    return model
+
+
+def baseline(data, arch, size, epochs, epochs2, bs, workers, holdout, precision, seed) -> dict:
+    torch.manual_seed(seed)
+    out, model = {}, None
+    for stage, part, n_epochs in (('stage1', 'top', epochs), ('stage2', 'rare', epochs2)):
+        vocab, counts, rows = data.vocabs[part], data.train_counts(part), data.part(part)
+        model = (new_head(getattr(torchvision.models, arch)(weights=None), len(vocab)) if model is None
+                 else new_head(copy.deepcopy(model), len(vocab)))  # stage two: a new head on the stage-one body
+        t0 = time.time()
+        fit_baseline(model, rows, vocab, counts, size, n_epochs, bs, workers, precision,
+                     lambda m: print(f"[baseline {stage}] {m}", flush=True))
+        probs, targs = predict(model, eval_split_rows(data, part, holdout), vocab, size, bs, workers, precision)
+        out[stage] = dict(summarize(class_table(probs, targs, vocab, counts)), train_seconds=round(time.time() - t0, 1))
+    return out
+
+
+def ours(data_dir, out, tag, **settings) -> dict:
+    """Our CLI's run with its defaults for every setting not given. With a holdout the run validates on it and its
+    history's last epoch is the holdout score (its own evaluation stays on the test split, which tuning must not read)."""
+    defaults = {k: p.default for k, p in inspect.signature(train_cli).parameters.items()}
+    run = train(**{**defaults, 'data': data_dir, 'out': out, 'name': f'bench-{tag}', 'pretrained': 'no', **settings})
+    holdout = settings.get('holdout')
+    stages = json.loads((run / 'metrics.json').read_text())['stages']
+    cfg = json.loads((run / 'config.json').read_text())
+    if holdout:
+        import pandas as pd
+        return {s: dict(holdout_last_epoch=pd.read_csv(run / f'history_{s}.csv').iloc[-1][['accuracy', 'top5']].to_dict(),
+                        train_seconds=cfg['timings_seconds'][s]) for s in stages}
+    return {s: {**m, 'train_seconds': cfg['timings_seconds'][s]} for s, m in stages.items()}
+
+
+def pct(x): return '-' if x is None else f"{100 * x:.2f}%"
+
+
+@call_parse
+def main(data: Path = REAL,            # Kaggle folder (the real small data set)
+         arch: str = 'resnet18',
+         size: str = '80x60',          # (height)x(width) on both sides
+         epochs: int = 1,              # stage-one epochs, both sides
+         epochs2: int = 1,             # stage-two epochs, both sides
+         bs: int = 64,
+         workers: int = 0,             # DataLoader workers, both sides (0: decode in the training process, fastest on 2 cores)
+         holdout: float = 0.,          # > 0: score on this fraction of the even years instead of the test split (for tuning)
+         precision: str = 'bf16',      # fp32 | bf16, both sides
+         freeze_epochs: int = 0,       # ours: head-only epochs before each stage (0: as many epochs as the baseline)
+         which: str = 'baseline,ours,ours-stage2-scratch',
+         seed: int = 42,               # as train's default
+         tag: str = '',                # results file suffix
+         out: Path = Path(__file__).parent / 'results'):
+    torch.manual_seed(seed)
+    size_t = parse_size(size)
+    fd = load_data(data, holdout=holdout, seed=seed)  # as `train` loads it
+    results, t_all = {}, time.time()
+    for name in which.split(','):
+        t0 = time.time()
+        if name == 'baseline':
+            results[name] = baseline(fd, arch, size_t, epochs, epochs2, bs, workers, holdout, precision, seed)
+        elif name in ('ours', 'ours-stage2-scratch'):
+            results[name] = ours(data, out / 'runs', f"{name}{'-' + tag if tag else ''}", arch=arch, size=size,
+                                 epochs=epochs, epochs2=epochs2, freeze_epochs=freeze_epochs, bs=bs, workers=workers,
+                                 holdout=holdout, precision=precision, seed=seed,
+                                 stage2_init='scratch' if name.endswith('scratch') else 'stage1')
+        else: raise SystemExit(f"accuracy: error: unknown --which entry {name!r}")
+        results[name]['wall_seconds'] = round(time.time() - t0, 1)
+        print(f"{name}: {json.dumps(results[name], default=str)[:600]}", flush=True)
+    record = dict(command=' '.join(['python', *sys.argv]), data=str(data), arch=arch, size=size, epochs=epochs,
+                  epochs2=epochs2, bs=bs, holdout=holdout, precision=precision, wall_s=round(time.time() - t_all, 1),
+                  results=results, machine=dict(cores=os.cpu_count(), torch=torch.__version__,
+                                                cpu=platform.processor() or platform.machine(),
+                                                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"accuracy{'-' + tag if tag else ''}.json").write_text(json.dumps(record, indent=1, default=str))
+    if holdout:
+        for name, r in results.items():
+            print(f"{name}: holdout top-1 " + ', '.join(
+                f"{s} {r[s]['holdout_last_epoch']['accuracy'] if 'holdout_last_epoch' in r[s] else r[s]['all']['micro_top1']:.4f}"
+                for s in ('stage1', 'stage2')))
+        return
+    print("\n| recipe | stage | micro top-1 | micro top-5 | macro top-1 | seen top-1 | seen top-5 | train min |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in results.items():
+        for s in ('stage1', 'stage2'):
+            m = r[s]
+            print(f"| {name} | {s} | {pct(m['all']['micro_top1'])} | {pct(m['all']['micro_top5'])} | "
+                  f"{pct(m['all']['macro_top1'])} | {pct(m['seen']['micro_top1'])} | {pct(m['seen']['micro_top5'])} | "
+                  f"{m['train_seconds'] / 60:.1f} |")

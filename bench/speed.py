@@ -1,0 +1,209 @@
+"""Benchmark: the project's fastai loops against bare PyTorch, and the data pipeline against the model's appetite.
+
+For each arch x input size, with the same model, batch size and input size on both sides, alternating ours and bare
+`--repeats` times (median reported):
+  1. training images/second: our stage-one learner's `fit_one_cycle` (fastai's loop, callbacks, metrics, optimiser) vs a
+     bare loop (forward, cross-entropy, backward, `torch.optim.AdamW` step with fastai's Adam settings) on a deep copy of
+     the same model. Both replay the same batches, already decoded and augmented in memory, so only the loops differ;
+  2. batch inference images/second: the exported learner (`load_learner`) running `get_preds` on a `test_dl` of image files
+     (decoding included: what a user runs) vs a bare `model(x)` forward on those images' batches already in memory;
+  3. the data pipeline alone (decode, item and batch transforms of the training DataLoader) for each worker count, vs
+     our training images/second.
+Images: the first `--images` rows of the real small data set when it is there (`--data`), else the built-in demo data;
+at 224x224 those 60x80 images are upscaled (the full-size data set would be downscaled instead: same tensors for the model).
+Models start from scratch (no ImageNet weights here); speed does not depend on the weights.
+
+    .venv/bin/python bench/speed.py                      # resnet18 and resnet50 at 80x60 and 224x224
+Writes bench/results/speed.json and prints the markdown tables for BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import copy, json, os, platform, statistics, sys, tempfile, time, warnings
+from pathlib import Path
+
+import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import torch
+from fastai.vision.all import Callback, DataLoader, DataLoaders, find_bs, load_learner
+from fastcore.script import call_parse
+
+from fashion_fastai.artifacts import export_stage
+from fashion_fastai.data import load_data, part_dataloaders
+from fashion_fastai.stages import stage_one
+from fashion_fastai.train import parse_size
+
+REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
+
+
+class TrainClock(Callback):
+    "Wall time of the training batches after the first `warmup` ones (validation and the fit's set-up excluded)."
+    order = 100  # after every other callback's after_batch: the clock sees the whole step
+    def __init__(self, warmup: int = 1): self.warmup = warmup
+    def before_train(self): self.t0, self.n = None, 0
+    def after_batch(self):
+        if not self.training: return
+        if self.iter == self.warmup - 1: self.t0 = time.perf_counter()
+        elif self.iter >= self.warmup: self.n += find_bs(self.yb)
+    def after_train(self): self.rate = self.n / (time.perf_counter() - self.t0)
+
+
+def subset(data: Path, images: int, tmp: Path) -> Path:
+    "A Kaggle-layout folder with the first `images` rows of styles.csv, its images/ linked: loading stays in seconds."
+    lines = (data / 'styles.csv').read_bytes().splitlines(keepends=True)
+    (tmp / 'subset').mkdir()
+    (tmp / 'subset' / 'styles.csv').write_bytes(b''.join(lines[:images + 1]))
+    (tmp / 'subset' / 'images').symlink_to((data / 'images').resolve())
+    return tmp / 'subset'
+
+
+def replay(batches: list) -> DataLoader:
+    "A fastai DataLoader that hands out ready-made batches in order (`bs=None`: each item is a whole batch)."
+    return DataLoader(batches, bs=None, shuffle=False, num_workers=0)
+
+
+def ours_train(learn, batches: list, lr: float) -> float:
+    real, learn.dls = learn.dls, DataLoaders(replay(batches), replay(batches[:1]), device=learn.dls.device)
+    clock = TrainClock()
+    try: learn.fit_one_cycle(1, lr, cbs=clock)
+    finally: learn.dls = real  # its vocab and normalisation are exported later
+    return clock.rate
+
+
+def bare_train(model, batches: list, lr: float, precision: str) -> float:
+    "fastai's default optimiser is Adam with decoupled weight decay 0.01, betas (0.9, 0.99), eps 1e-5: AdamW with those."
+    batches = [(plain(x), plain(y)) for x, y in batches]
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
+    loss_func = torch.nn.CrossEntropyLoss()
+    n, t0 = 0, None
+    for i, (x, y) in enumerate(batches):
+        if i == 1: t0 = time.perf_counter()  # the first batch warms up, as in TrainClock
+        if precision == 'bf16': x = x.contiguous(memory_format=torch.channels_last)  # fastai's ChannelsLast, per batch
+        with autocast(precision, x.device):
+            loss = loss_func(model(x).float(), y)
+        loss.backward(); opt.step(); opt.zero_grad()
+        if i >= 1: n += len(y)
+    return n / (time.perf_counter() - t0)
+
+
+def plain(t): return t.as_subclass(torch.Tensor)  # fastai's TensorImage/TensorCategory off: bare PyTorch
+
+
+def autocast(precision: str, device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
+
+def load(pkl: Path, device):
+    "The exported learner (our own file: its pickle warning is noise here)."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='load_learner` uses Python', category=UserWarning)
+        return load_learner(pkl, cpu=device.type == 'cpu')
+
+
+def ours_infer(pkl: Path, files: list, bs: int, workers: int, device) -> float:
+    learn = load(pkl, device)
+    learn.get_preds(dl=learn.dls.test_dl(files[:bs], bs=bs, num_workers=0))  # warm-up
+    dl = learn.dls.test_dl(files, bs=bs, num_workers=workers)
+    t0 = time.perf_counter()
+    probs, _ = learn.get_preds(dl=dl)
+    assert len(probs) == len(files)
+    return len(files) / (time.perf_counter() - t0)
+
+
+def bare_infer(model, xs: list, precision: str) -> float:
+    model.eval()
+    with torch.inference_mode(), autocast(precision, xs[0].device):
+        model(xs[0])  # warm-up
+        t0 = time.perf_counter()
+        for x in xs: model(x)
+    return sum(len(x) for x in xs) / (time.perf_counter() - t0)
+
+
+def pipeline_rate(data, size, bs: int, workers: int, batches: int) -> float:
+    "Images/second of the training DataLoader alone (decode, resize, augmentation, normalisation), after its first batch."
+    dl = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=workers, seed=0).train
+    n, t0 = 0, None
+    for i, (x, _) in enumerate(dl):
+        if i == 0: t0 = time.perf_counter()
+        else: n += len(x)
+        if i == max(batches, 10): break  # at least 10 batches: a fast pipeline finishes a few in a blink
+    return n / (time.perf_counter() - t0)
+
+
+def median(xs): return statistics.median(xs)
+
+
+def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers: list, precision: str, tmp: Path) -> dict:
+    dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0)
+    device = dls.device
+    train_batches = [b for _, b in zip(range(batches + 1), dls.train)]
+    learn = stage_one(dls, arch, None, path=tmp, precision=precision)
+    bare = copy.deepcopy(learn.model)
+    if precision == 'bf16': bare = bare.to(memory_format=torch.channels_last)  # as set_precision does for ours
+    lr, rates = 1e-3, dict(train_ours=[], train_bare=[], infer_ours=[], infer_bare=[])
+    for _ in range(repeats):  # alternate, so that a slow spell of the machine hits both sides
+        rates['train_ours'].append(ours_train(learn, train_batches, lr))
+        rates['train_bare'].append(bare_train(bare, train_batches, lr, precision))
+    export_stage(learn, tmp, 'bench', arch, size)
+    files = [str(f) for f in data.part('top').query("split == 'test'")['file'][:bs * batches]]
+    test_dl = load(tmp / 'bench.pkl', device).dls.test_dl(files, bs=bs, num_workers=0)
+    xs = [plain(b[0]) for b in test_dl]
+    if precision == 'bf16': xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    for _ in range(repeats):
+        rates['infer_ours'].append(ours_infer(tmp / 'bench.pkl', files, bs, 0, device))
+        rates['infer_bare'].append(bare_infer(bare, xs, precision))
+    pipe = {w: median([pipeline_rate(data, size, bs, w, batches) for _ in range(repeats)]) for w in workers}
+    res = {k: median(v) for k, v in rates.items()}
+    res.update(all=rates, pipeline=pipe, train_ratio=res['train_ours'] / res['train_bare'],
+               infer_ratio=res['infer_ours'] / res['infer_bare'],
+               pipeline_ratio={w: r / res['train_ours'] for w, r in pipe.items()})
+    return res
+
+
+@call_parse
+def main(data: Path = REAL,                # Kaggle folder; the built-in demo data when it is not there
+         images: int = 3000,               # rows of styles.csv used
+         archs: str = 'resnet18,resnet50',
+         sizes: str = '80x60,224x224',     # (height)x(width), comma-separated
+         bs: int = 32,                     # batch size, both sides
+         batches: int = 4,                 # timed batches per measurement (after one warm-up batch)
+         repeats: int = 3,                 # alternating repeats (median reported)
+         workers: str = '0,1,2',           # DataLoader worker counts tried for the pipeline
+         precision: str = 'fp32',          # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
+         out: Path = Path(__file__).parent / 'results' / 'speed.json'):
+    torch.manual_seed(0)
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if (data / 'styles.csv').is_file(): source, folder = str(data), subset(data, images, tmp)
+        else:
+            from fashion_fastai.demo import demo_dir
+            source, folder = 'built-in demo data', demo_dir()
+        loaded = load_data(folder)
+        results = {}
+        for arch in archs.split(','):
+            for size in sizes.split(','):
+                run_tmp = tmp / f'{arch}-{size}'; run_tmp.mkdir()
+                r = measure(loaded, arch, parse_size(size), bs, batches, repeats, [int(w) for w in workers.split(',')],
+                            precision, run_tmp)
+                results[f'{arch} {size}'] = r
+                print(f"{arch} {size}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
+                      f"(x{r['train_ratio']:.2f}); inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
+                      f"(x{r['infer_ratio']:.2f}); pipeline " +
+                      ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
+                      flush=True)
+    wall = time.perf_counter() - t_start
+    record = dict(command=' '.join(['python', *sys.argv]), data=source, images=images, bs=bs, batches=batches,
+                  repeats=repeats, precision=precision, wall_s=round(wall, 1), results=results,
+                  machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
+                               cpu=platform.processor() or platform.machine(),
+                               gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=str))
+    print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95) | inference ours / bare img/s | ratio (>= 0.9) "
+          f"| pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---|---:|")
+    for k, r in results.items():
+        best = max(r['pipeline'], key=r['pipeline'].get)
+        print(f"| {k} | {r['train_ours']:.1f} / {r['train_bare']:.1f} | {r['train_ratio']:.2f} | {r['infer_ours']:.1f} / "
+              f"{r['infer_bare']:.1f} | {r['infer_ratio']:.2f} | "
+              + ', '.join(f"{p:.0f} ({w})" for w, p in r['pipeline'].items()) + f" | {r['pipeline_ratio'][best]:.1f} ({best}) |")
+    print(f"\nwall {wall / 60:.1f} min; {record['machine']}")
