@@ -30,6 +30,7 @@ from fashion_fastai.images import open_rgb
 from fashion_fastai.train import main as train_cli, parse_size, train
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
+RUNS = Path(__file__).parent / 'runs'  # our runs' folders (git-ignored: models are large)
 IMAGENET = dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
 
 
@@ -154,7 +155,7 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
         if name == 'baseline':
             results[name] = baseline(fd, arch, size_t, epochs, epochs2, bs, workers, holdout, precision, seed)
         elif name in ('ours', 'ours-stage2-scratch'):
-            results[name] = ours(data, out / 'runs', f"{name}{'-' + tag if tag else ''}", arch=arch, size=size,
+            results[name] = ours(data, RUNS, f"{name}{'-' + tag if tag else ''}", arch=arch, size=size,
                                  epochs=epochs, epochs2=epochs2, freeze_epochs=freeze_epochs, bs=bs, workers=workers,
                                  holdout=holdout, precision=precision, seed=seed,
                                  stage2_init='scratch' if name.endswith('scratch') else 'stage1')
