@@ -2,8 +2,10 @@
 
 Custom data sets are written by `make_dataset` (conftest) from unquoted CSV lines, like the Kaggle `styles.csv`.
 """
+import random
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -464,3 +466,18 @@ def test_topk_covering_every_class_fails_before_stage_one(demo_data, tmp_path):
     with pytest.raises(DataError, match=r"top-27 part holds every class.*--topk below 27.*--epochs2 0"):
         train(**args)
     assert not (tmp_path / 'all-top' / 'checkpoints').exists() and not list((tmp_path / 'all-top').glob('history*'))
+
+
+def test_pad_resize_passes_target_sized_images_through_and_pads_others_like_fastai():
+    from fastai.vision.all import PILImage, Resize, ResizeMethod, PadMode
+    from fashion_fastai.data import PadResize
+    rng = np.random.default_rng(0)
+    exact = PILImage.create(rng.integers(0, 256, (80, 60, 3), dtype=np.uint8))  # height 80, width 60
+    odd = PILImage.create(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    ours, fastai = PadResize((80, 60)), Resize((80, 60), method=ResizeMethod.Pad, pad_mode=PadMode.Border)
+    for split_idx in (0, 1):  # training and validation
+        assert ours(exact, split_idx=split_idx) is exact
+        assert np.array_equal(np.asarray(fastai(exact, split_idx=split_idx)), np.asarray(exact))  # what it skips is a no-op
+        random.seed(split_idx); padded = ours(odd, split_idx=split_idx)
+        random.seed(split_idx); expected = fastai(odd, split_idx=split_idx)  # training pads at a random offset
+        assert padded.size == (60, 80) and np.array_equal(np.asarray(padded), np.asarray(expected))
