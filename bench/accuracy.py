@@ -5,13 +5,16 @@
   frequency, RandomResizedCrop (scale 0.5-1) + horizontal flip for training, resize + centre crop for testing, ImageNet
   normalisation; stage two a new head on its own stage-one body, same recipe, whole network trained.
 - `ours`: the project's default recipe, through the same `train` function as `python -m fashion_fastai.train`.
-- `ours-stage2-scratch`: ours with `--stage2-init scratch`, the transfer ablation (stage one is trained again: same seed).
+- `ours-stage2-scratch`: ours with `--stage2-init scratch`, the transfer ablation: stage two alone, through the same
+  `stage_two`/`train_stage`/evaluation as the CLI (its stage one would be trained only to be thrown away).
 Both start from scratch (no ImageNet weights on this machine). Both read the data through the project's loader (the same
 rows, splits, union vocabs and greyscale handling) and are scored by the project's evaluation (`class_table`/`summarize`),
 on the test split, or on the holdout carved from the even years with `--holdout F` (the set to tune on).
 
     .venv/bin/python bench/accuracy.py --arch resnet18 --size 80x60 --epochs 1 --epochs2 1
-Writes bench/results/accuracy[-<tag>].json and prints the markdown table for BENCHMARKS.md.
+    ... --reuse-ours runs/RUN   # take `ours` from a finished CLI run with exactly these settings instead of training it again
+Writes bench/results/accuracy[-<tag>].json and prints the markdown table for BENCHMARKS.md. Its "minutes" (`train_seconds`)
+are training plus one pass over the evaluated split: the baseline's evaluation, our per-epoch validation.
 """
 from __future__ import annotations
 
@@ -24,10 +27,12 @@ from torch import nn
 from torchvision import transforms as T
 from fastcore.script import call_parse
 
-from fashion_fastai.data import load_data, LABEL
+from fashion_fastai.data import load_data, part_dataloaders, eval_rows, default_workers, LABEL
 from fashion_fastai.evaluate import class_table, summarize
 from fashion_fastai.images import open_rgb
-from fashion_fastai.train import main as train_cli, parse_size, train
+from fashion_fastai.stages import stage_two, train_stage
+from fashion_fastai.train import main as train_cli, parse_size, parse_lr, train, evaluate_learner
+from fastai.vision.all import set_seed
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
 RUNS = Path(__file__).parent / 'runs'  # our runs' folders (git-ignored: models are large)
@@ -113,11 +118,15 @@ def baseline(data, arch, size, epochs, epochs2, bs, workers, holdout, precision,
     return out
 
 
-def ours(data_dir, out, tag, **settings) -> dict:
+CLI_DEFAULTS = {k: p.default for k, p in inspect.signature(train_cli).parameters.items()}
+
+
+def ours(data_dir, out, tag, reuse: Path = None, **settings) -> dict:
     """Our CLI's run with its defaults for every setting not given. With a holdout the run validates on it and its
-    history's last epoch is the holdout score (its own evaluation stays on the test split, which tuning must not read)."""
-    defaults = {k: p.default for k, p in inspect.signature(train_cli).parameters.items()}
-    run = train(**{**defaults, 'data': data_dir, 'out': out, 'name': f'bench-{tag}', 'pretrained': 'no', **settings})
+    history's last epoch is the holdout score (its own evaluation stays on the test split, which tuning must not read).
+    `reuse`: a finished run folder whose recorded arguments equal these settings; its results are read, not retrained."""
+    args = {**CLI_DEFAULTS, 'data': data_dir, 'pretrained': 'no', **settings}
+    run = train(**{**args, 'out': out, 'name': f'bench-{tag}'}) if reuse is None else check_reuse(Path(reuse), args)
     holdout = settings.get('holdout')
     stages = json.loads((run / 'metrics.json').read_text())['stages']
     cfg = json.loads((run / 'config.json').read_text())
@@ -126,6 +135,35 @@ def ours(data_dir, out, tag, **settings) -> dict:
         return {s: dict(holdout_last_epoch=pd.read_csv(run / f'history_{s}.csv').iloc[-1][['accuracy', 'top5']].to_dict(),
                         train_seconds=cfg['timings_seconds'][s]) for s in stages}
     return {s: {**m, 'train_seconds': cfg['timings_seconds'][s]} for s, m in stages.items()}
+
+
+def check_reuse(run: Path, args: dict) -> Path:
+    "The run folder, once its config.json shows the same settings (data compared as resolved paths) and a finished report."
+    cfg = run / 'config.json'
+    if not (cfg.is_file() and (run / 'metrics.json').is_file()):
+        raise SystemExit(f"accuracy: error: --reuse-ours {run} has no config.json and metrics.json: not a finished run.")
+    recorded = json.loads(cfg.read_text())['arguments']
+    same = lambda k, a, b: Path(a).resolve() == Path(b).resolve() if k == 'data' else str(a) == str(b)
+    diff = {k: (recorded.get(k), v) for k, v in args.items()
+            if k not in ('out', 'name', 'resume') and not same(k, recorded.get(k), v)}
+    if diff: raise SystemExit(f"accuracy: error: --reuse-ours {run} was run with other settings (recorded, wanted): {diff}")
+    return run
+
+
+def stage2_alone(data, arch, size, epochs2, bs, workers, holdout, precision, seed, freeze_epochs, init, out) -> dict:
+    """Stage two of our recipe with a body from `init` (not stage one), through the CLI's own building blocks and its
+    default stage-two learning rate; scored like `ours` (holdout: last epoch's validation; else the test split)."""
+    set_seed(seed, reproducible=True)
+    dls = part_dataloaders(data, 'rare', size=size, bs=bs, num_workers=workers, seed=seed)
+    learn = stage_two(dls, arch, init, path=out, precision=precision)
+    t0 = time.time()
+    train_stage(learn, epochs2, parse_lr(CLI_DEFAULTS['lr2']), freeze_epochs or 0)
+    seconds = round(time.time() - t0, 1)
+    if holdout:
+        last = learn.epoch_log.rows[-1]
+        return dict(holdout_last_epoch=dict(accuracy=last['accuracy'], top5=last['top5']), train_seconds=seconds)
+    _, summary, _, _ = evaluate_learner(learn, eval_rows(data, 'rare'), data.train_counts('rare'))
+    return dict(summary, train_seconds=seconds)
 
 
 def pct(x): return '-' if x is None else f"{100 * x:.2f}%"
@@ -138,27 +176,31 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
          epochs: int = 1,              # stage-one epochs, both sides
          epochs2: int = 1,             # stage-two epochs, both sides
          bs: int = 64,
-         workers: int = 0,             # DataLoader workers, both sides (0: decode in the training process, fastest on 2 cores)
+         workers: int = None,          # DataLoader workers, both sides (None: the CLI's default, 0 on <= 4 cores)
          holdout: float = 0.,          # > 0: score on this fraction of the even years instead of the test split (for tuning)
          precision: str = 'bf16',      # fp32 | bf16, both sides
          freeze_epochs: int = 0,       # ours: head-only epochs before each stage (0: as many epochs as the baseline)
          which: str = 'baseline,ours,ours-stage2-scratch',
          seed: int = 42,               # as train's default
          tag: str = '',                # results file suffix
+         reuse_ours: Path = None,      # a finished `train` run with exactly these settings: `ours` read from it
          out: Path = Path(__file__).parent / 'results'):
     torch.manual_seed(seed)
     size_t = parse_size(size)
     fd = load_data(data, holdout=holdout, seed=seed)  # as `train` loads it
     results, t_all = {}, time.time()
+    base_workers = default_workers() if workers is None else workers
     for name in which.split(','):
         t0 = time.time()
         if name == 'baseline':
-            results[name] = baseline(fd, arch, size_t, epochs, epochs2, bs, workers, holdout, precision, seed)
-        elif name in ('ours', 'ours-stage2-scratch'):
-            results[name] = ours(data, RUNS, f"{name}{'-' + tag if tag else ''}", arch=arch, size=size,
+            results[name] = baseline(fd, arch, size_t, epochs, epochs2, bs, base_workers, holdout, precision, seed)
+        elif name == 'ours':
+            results[name] = ours(data, RUNS, f"{name}{'-' + tag if tag else ''}", reuse_ours, arch=arch, size=size,
                                  epochs=epochs, epochs2=epochs2, freeze_epochs=freeze_epochs, bs=bs, workers=workers,
-                                 holdout=holdout, precision=precision, seed=seed,
-                                 stage2_init='scratch' if name.endswith('scratch') else 'stage1')
+                                 holdout=holdout, precision=precision, seed=seed)
+        elif name == 'ours-stage2-scratch':
+            results[name] = {'stage2': stage2_alone(fd, arch, size_t, epochs2, bs, base_workers, holdout, precision, seed,
+                                                    freeze_epochs, 'scratch', RUNS / f"bench-{name}{'-' + tag if tag else ''}")}
         else: raise SystemExit(f"accuracy: error: unknown --which entry {name!r}")
         results[name]['wall_seconds'] = round(time.time() - t0, 1)
         print(f"{name}: {json.dumps(results[name], default=str)[:600]}", flush=True)
@@ -173,12 +215,13 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
         for name, r in results.items():
             print(f"{name}: holdout top-1 " + ', '.join(
                 f"{s} {r[s]['holdout_last_epoch']['accuracy'] if 'holdout_last_epoch' in r[s] else r[s]['all']['micro_top1']:.4f}"
-                for s in ('stage1', 'stage2')))
+                for s in ('stage1', 'stage2') if s in r))
         return
-    print("\n| recipe | stage | micro top-1 | micro top-5 | macro top-1 | seen top-1 | seen top-5 | train min |\n"
+    print("\n| recipe | stage | micro top-1 | micro top-5 | macro top-1 | seen top-1 | seen top-5 | minutes |\n"
           "|---|---|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
         for s in ('stage1', 'stage2'):
+            if s not in r: continue  # the ablation has stage two only
             m = r[s]
             print(f"| {name} | {s} | {pct(m['all']['micro_top1'])} | {pct(m['all']['micro_top5'])} | "
                   f"{pct(m['all']['macro_top1'])} | {pct(m['seen']['micro_top1'])} | {pct(m['seen']['micro_top5'])} | "
