@@ -6,7 +6,8 @@ For each arch x input size, with the same model, batch size and input size on bo
      bare loop (forward, cross-entropy, backward, `torch.optim.AdamW` step with fastai's Adam settings) on a deep copy of
      the same model. Both replay the same batches, already decoded and augmented in memory, so only the loops differ;
   2. batch inference images/second: the exported learner (`load_learner`) running `get_preds` on a `test_dl` of image files
-     (decoding included: what a user runs) vs a bare `model(x)` forward on those images' batches already in memory;
+     (decoding included: what a user runs) vs a bare `model(x)` forward on those images' batches already in memory, both
+     in fp32 (an exported learner predicts in fp32 whatever precision it was trained in);
   3. the data pipeline alone (decode, item and batch transforms of the training DataLoader) for each worker count, vs
      our training images/second.
 Images: the first `--images` rows of the real small data set when it is there (`--data`), else the built-in demo data;
@@ -109,9 +110,11 @@ def ours_infer(pkl: Path, files: list, bs: int, workers: int, device) -> float:
     return len(files) / (time.perf_counter() - t0)
 
 
-def bare_infer(model, xs: list, precision: str) -> float:
+def bare_infer(model, xs: list) -> float:
+    """In fp32, as the exported learner predicts (bf16 autocast is a training-only callback, removed before export), in
+    the memory layout it was trained in: same model, same arithmetic, so only the loops and the decoding differ."""
     model.eval()
-    with torch.inference_mode(), autocast(precision, xs[0].device):
+    with torch.inference_mode():
         model(xs[0])  # warm-up
         t0 = time.perf_counter()
         for x in xs: model(x)
@@ -132,7 +135,8 @@ def pipeline_rate(data, size, bs: int, workers: int, batches: int) -> float:
 def median(xs): return statistics.median(xs)
 
 
-def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers: list, precision: str, tmp: Path) -> dict:
+def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers: list, precision: str, tmp: Path,
+            infer_workers: int = 0) -> dict:
     dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0)
     device = dls.device
     train_batches = [b for _, b in zip(range(batches + 1), dls.train)]
@@ -149,8 +153,8 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     xs = [plain(b[0]) for b in test_dl]
     if precision == 'bf16': xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     for _ in range(repeats):
-        rates['infer_ours'].append(ours_infer(tmp / 'bench.pkl', files, bs, 0, device))
-        rates['infer_bare'].append(bare_infer(bare, xs, precision))
+        rates['infer_ours'].append(ours_infer(tmp / 'bench.pkl', files, bs, infer_workers, device))
+        rates['infer_bare'].append(bare_infer(bare, xs))
     pipe = {w: median([pipeline_rate(data, size, bs, w, batches) for _ in range(repeats)]) for w in workers}
     res = {k: median(v) for k, v in rates.items()}
     res.update(all=rates, pipeline=pipe, train_ratio=res['train_ours'] / res['train_bare'],
@@ -165,40 +169,42 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
          archs: str = 'resnet18,resnet50',
          sizes: str = '80x60,224x224',     # (height)x(width), comma-separated
          bs: int = 32,                     # batch size, both sides
-         batches: int = 4,                 # timed batches per measurement (after one warm-up batch)
+         batches: int = 6,                 # timed batches per measurement (after one warm-up batch)
          repeats: int = 3,                 # alternating repeats (median reported)
          workers: str = '0,1,2',           # DataLoader worker counts tried for the pipeline
+         infer_workers: int = 0,           # DataLoader workers of the exported learner's test_dl (decoding beside the model)
          precision: str = 'fp32',          # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
          out: Path = Path(__file__).parent / 'results' / 'speed.json'):
     torch.manual_seed(0)
     t_start = time.perf_counter()
+    record = dict(command=' '.join(['python', *sys.argv]), images=images, bs=bs, batches=batches, repeats=repeats,
+                  precision=precision, infer_workers=infer_workers, results={},
+                  machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
+                               cpu=platform.processor() or platform.machine(),
+                               gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
+    results = record['results']
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if (data / 'styles.csv').is_file(): source, folder = str(data), subset(data, images, tmp)
+        if (data / 'styles.csv').is_file(): record['data'], folder = str(data), subset(data, images, tmp)
         else:
             from fashion_fastai.demo import demo_dir
-            source, folder = 'built-in demo data', demo_dir()
+            record['data'], folder = 'built-in demo data', demo_dir()
         loaded = load_data(folder)
-        results = {}
         for arch in archs.split(','):
             for size in sizes.split(','):
                 run_tmp = tmp / f'{arch}-{size}'; run_tmp.mkdir()
                 r = measure(loaded, arch, parse_size(size), bs, batches, repeats, [int(w) for w in workers.split(',')],
-                            precision, run_tmp)
+                            precision, run_tmp, infer_workers)
                 results[f'{arch} {size}'] = r
                 print(f"{arch} {size}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
                       f"(x{r['train_ratio']:.2f}); inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
                       f"(x{r['infer_ratio']:.2f}); pipeline " +
                       ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
                       flush=True)
+                record['wall_s'] = round(time.perf_counter() - t_start, 1)
+                out.parent.mkdir(parents=True, exist_ok=True)  # after every configuration: a stopped grid keeps its results
+                out.write_text(json.dumps(record, indent=1, default=str))
     wall = time.perf_counter() - t_start
-    record = dict(command=' '.join(['python', *sys.argv]), data=source, images=images, bs=bs, batches=batches,
-                  repeats=repeats, precision=precision, wall_s=round(wall, 1), results=results,
-                  machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
-                               cpu=platform.processor() or platform.machine(),
-                               gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, default=str))
     print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95) | inference ours / bare img/s | ratio (>= 0.9) "
           f"| pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---|---:|")
     for k, r in results.items():
