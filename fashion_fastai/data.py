@@ -249,8 +249,8 @@ def as_items(rows: pd.DataFrame) -> list:
 
 class PadResize(Resize):
     """fastai's padding `Resize`, which passes an image that already has the target size through untouched: fastai would
-    still crop it, pad it by zero pixels (a round trip through numpy) and resize it to its own size, which was a fifth of
-    the data pipeline's time on the 60x80 Kaggle images (BENCHMARKS.md).  Other sizes take fastai's path unchanged."""
+    still crop it, pad it by zero pixels (a round trip through numpy) and resize it to its own size, which every 60x80
+    Kaggle image paid for nothing (BENCHMARKS.md has the pipeline before and after).  Other sizes take fastai's path."""
     def __init__(self, size, **kwargs): super().__init__(size, method=ResizeMethod.Pad, pad_mode=PadMode.Border, **kwargs)
     def encodes(self, x: Image.Image): return x if tuple(x.size) == tuple(self.size) else Resize.encodes(self, x)
 
