@@ -17,7 +17,7 @@ from PIL import Image
 from .errors import DataError
 from .images import ProductImage, check_images
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, ResizeMethod, PadMode,
-                               aug_transforms, Normalize, imagenet_stats)
+                               AffineCoordTfm, aug_transforms, Normalize, imagenet_stats)
 
 COLUMNS = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season', 'year', 'usage',
            'productDisplayName']
@@ -260,10 +260,26 @@ def item_tfms(size=IMAGE_SIZE):
     return [PadResize(size)]
 
 
+class TrainOnlyAffine(AffineCoordTfm):
+    """fastai's flip/rotate/zoom transform, which leaves validation and test batches alone: fastai would resample each of
+    them through an identity grid (`grid_sample`), the same pixels for a sizeable share of inference time (BENCHMARKS.md).
+    Only when it has no output size of its own: one that resizes must still resize every batch."""
+    def before_call(self, b, split_idx):
+        super().before_call(b, split_idx)
+        if split_idx and self.size is None: self.do = False
+
+    @classmethod
+    def like(cls, tfm: AffineCoordTfm):
+        "The same affine and coordinate functions and settings as `tfm` (what `aug_transforms` composed)."
+        return cls(aff_fs=tfm.aff_fs, coord_fs=tfm.coord_fs, size=tfm.size, mode=tfm.mode, pad_mode=tfm.pad_mode,
+                   mode_mask=tfm.mode_mask, align_corners=tfm.align_corners, p=tfm.p)
+
+
 def batch_tfms(augment: bool = True):
     """GPU-able batch augmentation suited to centred product shots (flip, small rotation/zoom, lighting), then ImageNet
     normalisation, always: `vision_learner(pretrained=False)` would add none, and scratch and pretrained runs must match."""
     augs = aug_transforms(max_rotate=5., max_zoom=1.1, max_warp=0., max_lighting=0.2) if augment else []
+    augs = [TrainOnlyAffine.like(t) if isinstance(t, AffineCoordTfm) else t for t in augs]
     return [*augs, Normalize.from_stats(*imagenet_stats)]
 
 

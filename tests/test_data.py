@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from fashion_fastai.data import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles, part_dataloaders,
@@ -481,3 +482,22 @@ def test_pad_resize_passes_target_sized_images_through_and_pads_others_like_fast
         random.seed(split_idx); padded = ours(odd, split_idx=split_idx)
         random.seed(split_idx); expected = fastai(odd, split_idx=split_idx)  # training pads at a random offset
         assert padded.size == (60, 80) and np.array_equal(np.asarray(padded), np.asarray(expected))
+
+
+def test_train_only_affine_augments_training_like_fastai_and_leaves_validation_batches_alone():
+    from fastai.vision.all import Pipeline, TensorImage, aug_transforms, Normalize, imagenet_stats, Zoom
+    from fashion_fastai.data import batch_tfms, TrainOnlyAffine
+    x = TensorImage(torch.rand(4, 3, 80, 60))
+    ours = [Pipeline(batch_tfms(), split_idx=i) for i in (0, 1)]
+    fastai = [Pipeline([*aug_transforms(max_rotate=5., max_zoom=1.1, max_warp=0., max_lighting=0.2),
+                        Normalize.from_stats(*imagenet_stats)], split_idx=i) for i in (0, 1)]
+    assert any(isinstance(t, TrainOnlyAffine) for t in ours[0].fs)
+    for seed in range(3):  # training: the same random flips, rotations and zooms as fastai's
+        random.seed(seed); torch.manual_seed(seed); a = ours[0](x)
+        random.seed(seed); torch.manual_seed(seed); b = fastai[0](x)
+        assert torch.equal(a, b) and not torch.allclose(a, ours[1](x))
+    normalized = Normalize.from_stats(*imagenet_stats)(x, split_idx=1)
+    assert torch.equal(ours[1](x), normalized)  # validation: untouched, then normalised
+    assert torch.allclose(fastai[1](x), normalized, atol=1e-4)  # fastai's identity resampling: the same pixels
+    resizing = TrainOnlyAffine.like(Zoom(max_zoom=1.1, size=(40, 30)))  # one with an output size still resizes
+    assert resizing(x, split_idx=1).shape[-2:] == (40, 30)
