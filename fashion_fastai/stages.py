@@ -11,7 +11,8 @@ import sys
 
 import torch
 from fastcore.imports import in_notebook
-from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner, valley)
+from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner, valley,
+                               LabelSmoothingCrossEntropyFlat)
 
 from .errors import OptionError
 from .checkpoint import fit_schedule, skipped_epoch
@@ -95,9 +96,11 @@ def build_learner(dls,                 # the part's DataLoaders
                   path=None,           # learner path (the run folder)
                   stage: str = 'stage1',
                   precision: str = 'fp32', # fp32 | bf16 | fp16 (resolved, not 'auto')
+                  label_smoothing: float = 0., # > 0: fastai's label-smoothing cross-entropy with this epsilon
                   ) -> Learner:
     "A `vision_learner` with a freshly initialised head of `dls.c` outputs and, optionally, a given body."
-    learn = vision_learner(dls, get_arch(arch), pretrained=False, metrics=[accuracy, top5], path=path)
+    loss_func = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else None  # None: fastai's default
+    learn = vision_learner(dls, get_arch(arch), pretrained=False, metrics=[accuracy, top5], path=path, loss_func=loss_func)
     if body_state is not None: learn.model[0].load_state_dict(body_state)
     set_precision(learn, precision)
     learn.add_cb(EpochLog(stage))
@@ -105,17 +108,18 @@ def build_learner(dls,                 # the part's DataLoaders
     return learn
 
 
-def stage_one(dls, arch: str, imagenet_state: dict | None, path=None, precision: str = 'fp32') -> Learner:
+def stage_one(dls, arch: str, imagenet_state: dict | None, path=None, precision: str = 'fp32',
+              label_smoothing: float = 0.) -> Learner:
     "Stage one: the whole network on the top part, body from ImageNet when available."
     body = body_state_from_imagenet(arch, imagenet_state) if imagenet_state is not None else None
-    return build_learner(dls, arch, body, path, 'stage1', precision)
+    return build_learner(dls, arch, body, path, 'stage1', precision, label_smoothing)
 
 
 def stage_two(dls, arch: str,
               init: str = 'stage1',           # where the body starts: stage1 | imagenet | scratch
               stage1: Learner = None,         # the trained stage-one learner (init=stage1)
               imagenet_state: dict = None,    # torchvision state_dict (init=imagenet)
-              path=None, precision: str = 'fp32') -> Learner:
+              path=None, precision: str = 'fp32', label_smoothing: float = 0.) -> Learner:
     "Stage two: a second learner for the rare part, a new head of the rare vocab size, the body from `init`."
     if init not in STAGE2_INITS: raise OptionError(f"--stage2-init must be one of {STAGE2_INITS}, got {init!r}.")
     if init == 'stage1':
@@ -126,7 +130,7 @@ def stage_two(dls, arch: str,
             raise OptionError("--stage2-init imagenet needs ImageNet weights: pass --weights FILE or --pretrained yes.")
         body = body_state_from_imagenet(arch, imagenet_state)
     else: body = None
-    return build_learner(dls, arch, body, path, 'stage2', precision)
+    return build_learner(dls, arch, body, path, 'stage2', precision, label_smoothing)
 
 
 def suggest_lr(learn: Learner) -> float:

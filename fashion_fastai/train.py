@@ -65,6 +65,8 @@ def check_options(o: dict) -> dict:
     if not (o['holdout'] == 0 or 0 < o['holdout'] < 1):
         raise OptionError(f"--holdout must be 0 (no holdout: validate on the test split) or a fraction in (0, 1) of the "
                           f"even-year images, e.g. 0.1; got {o['holdout']}.")
+    if not 0 <= o.get('label_smoothing', 0.) < 1:
+        raise OptionError(f"--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), got {o['label_smoothing']}.")
     if o['pretrained'] not in ('auto', 'yes', 'no'): raise OptionError("--pretrained must be auto, yes or no.")
     if o['stage2_init'] not in STAGE2_INITS: raise OptionError(f"--stage2-init must be one of {', '.join(STAGE2_INITS)}.")
     if o['rank_on'] not in ('all', 'train'): raise OptionError("--rank-on must be all or train.")
@@ -169,7 +171,7 @@ Command: `{opts['command']}`
 | | |
 |---|---|
 | data | `{data_dir}` |
-| arch | {opts['arch']} at {opts['size'][0]}x{opts['size'][1]} (height x width), batch size {opts['bs']}, {opts['precision']} |
+| arch | {opts['arch']} at {opts['size'][0]}x{opts['size'][1]} (height x width), batch size {opts['bs']}, {opts['precision']}{f", label smoothing {opts['label_smoothing']}" if opts.get('label_smoothing') else ''} |
 | starting weights | {'ImageNet: ' + weights.source if weights.pretrained else 'scratch'} ({weights.note}) |
 | stage one | top-{opts['topk']} classes (ranked over {opts['rank_on']} rows), {opts['epochs']} epochs |
 | stage two | rare classes, body from {opts['stage2_init']}, {opts['epochs2']} epochs |
@@ -203,7 +205,7 @@ def resume_arguments(run_dir: Path) -> dict:
 
 
 def train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2, freeze_epochs, lr, lr2, topk, rank_on,
-          holdout, stage2_init, precision, seed, workers, demo_scale, resume=None) -> Path:
+          holdout, stage2_init, precision, seed, workers, demo_scale, label_smoothing=0., resume=None) -> Path:
     """The run behind the CLI (same arguments, see `main`); raises `FashionError`s instead of exiting.  With `resume`,
     every other argument is taken from that run's config.json and finished epochs are not trained again."""
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != 'resume'}
@@ -215,7 +217,7 @@ def train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2,
 
 
 def _train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2, freeze_epochs, lr, lr2, topk, rank_on,
-           holdout, stage2_init, precision, seed, workers, demo_scale, run_dir=None) -> Path:
+           holdout, stage2_init, precision, seed, workers, demo_scale, label_smoothing=0., run_dir=None) -> Path:
     arguments = {k: v for k, v in locals().items() if k != 'run_dir'}
     resuming = run_dir is not None
     backend = init_distributed()  # None unless launched on several processes
@@ -252,12 +254,12 @@ def _train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2
     results = {}
     dls1 = part_dataloaders(fd, 'top', **dl_kw)
     dls2 = part_dataloaders(fd, 'rare', **dl_kw) if epochs2 else None  # an empty rare part fails now, not after stage one
-    learn1 = stage_one(dls1, arch, state, path=run_dir, precision=opts['precision'])
+    learn1 = stage_one(dls1, arch, state, path=run_dir, precision=opts['precision'], label_smoothing=label_smoothing)
     results['stage1'] = run_stage('stage1', learn1, epochs, opts['lr'], fe, fd, 'top', run_dir, opts, states['stage1'])
     if epochs2:
         fe2 = freeze_epochs if freeze_epochs is not None else int(stage2_init == 'stage1' or winfo.pretrained)
-        learn2 = stage_two(dls2, arch, stage2_init, learn1, state, path=run_dir,
-                           precision=opts['precision'])
+        learn2 = stage_two(dls2, arch, stage2_init, learn1, state, path=run_dir, precision=opts['precision'],
+                           label_smoothing=label_smoothing)
         results['stage2'] = run_stage('stage2', learn2, epochs2, opts['lr2'], fe2, fd, 'rare', run_dir, opts,
                                       states['stage2'])
     if not is_main(): return run_dir  # the main process writes the report
@@ -308,6 +310,7 @@ def main(data: Path = None,          # Kaggle folder holding styles.csv and imag
          seed: int = 42,             # random seed (weights init, shuffling, holdout)
          workers: int = None,        # DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)
          demo_scale: float = 0.5,    # size of the generated demo data set, 1.0 = about 2,600 images (only without --data)
+         label_smoothing: float = 0.,# > 0: label-smoothing cross-entropy with this epsilon (e.g. 0.1), both stages
          resume: Path = None,        # continue a killed run from its last finished epoch: its run folder (its options are reused)
          ):
     "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."

@@ -190,3 +190,19 @@ def test_gpu_precisions_use_fastai_mixed_precision(tiny_dls, tmp_path, monkeypat
         assert not any(isinstance(cb, CPUAutocast) for cb in learn.cbs)
     fp32 = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp32")
     assert not hasattr(fp32, "mixed_precision") and not hasattr(fp32, "channels_last")
+
+
+def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
+    from fastai.vision.all import LabelSmoothingCrossEntropyFlat, CrossEntropyLossFlat
+    plain = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path)
+    assert isinstance(plain.loss_func, CrossEntropyLossFlat)  # 0: fastai's default loss
+    smooth1 = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path, label_smoothing=0.1)
+    smooth2 = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=stage1, path=tmp_path, label_smoothing=0.2)
+    assert isinstance(smooth1.loss_func, LabelSmoothingCrossEntropyFlat) and smooth1.loss_func.func.eps == 0.1
+    assert isinstance(smooth2.loss_func, LabelSmoothingCrossEntropyFlat) and smooth2.loss_func.func.eps == 0.2
+    x, y = demo_dls["top"].one_batch()
+    logits = torch.randn(len(y), demo_dls["top"].c)
+    log_p = logits.log_softmax(-1)  # eps spread over all classes, 1 - eps on the target
+    expected = 0.9 * nn.functional.nll_loss(log_p, y) - 0.1 * log_p.mean(-1).mean()
+    assert torch.isclose(smooth1.loss_func(logits, y), expected)
+    assert not torch.isclose(plain.loss_func(logits, y), expected)
