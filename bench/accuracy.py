@@ -142,7 +142,7 @@ def check_reuse(run: Path, args: dict) -> Path:
     cfg = run / 'config.json'
     if not (cfg.is_file() and (run / 'metrics.json').is_file()):
         raise SystemExit(f"accuracy: error: --reuse-ours {run} has no config.json and metrics.json: not a finished run.")
-    recorded = json.loads(cfg.read_text())['arguments']
+    recorded = {**CLI_DEFAULTS, **json.loads(cfg.read_text())['arguments']}  # an option newer than the run: its default
     same = lambda k, a, b: Path(a).resolve() == Path(b).resolve() if k == 'data' else str(a) == str(b)
     diff = {k: (recorded.get(k), v) for k, v in args.items()
             if k not in ('out', 'name', 'resume') and not same(k, recorded.get(k), v)}
@@ -150,14 +150,15 @@ def check_reuse(run: Path, args: dict) -> Path:
     return run
 
 
-def stage2_alone(data, arch, size, epochs2, bs, workers, holdout, precision, seed, freeze_epochs, init, out) -> dict:
-    """Stage two of our recipe with a body from `init` (not stage one), through the CLI's own building blocks and its
-    default stage-two learning rate; scored like `ours` (holdout: last epoch's validation; else the test split)."""
+def stage2_alone(data, arch, size, epochs2, bs, workers, holdout, precision, seed, freeze_epochs, init, out,
+                 lr2=CLI_DEFAULTS['lr2'], label_smoothing=CLI_DEFAULTS['label_smoothing']) -> dict:
+    """Stage two of our recipe with a body from `init` (not stage one), through the CLI's own building blocks and
+    `ours`' stage-two settings; scored like `ours` (holdout: last epoch's validation; else the test split)."""
     set_seed(seed, reproducible=True)
     dls = part_dataloaders(data, 'rare', size=size, bs=bs, num_workers=workers, seed=seed)
-    learn = stage_two(dls, arch, init, path=out, precision=precision)
+    learn = stage_two(dls, arch, init, path=out, precision=precision, label_smoothing=label_smoothing)
     t0 = time.time()
-    train_stage(learn, epochs2, parse_lr(CLI_DEFAULTS['lr2']), freeze_epochs or 0)
+    train_stage(learn, epochs2, parse_lr(lr2), freeze_epochs or 0)
     seconds = round(time.time() - t0, 1)
     if holdout:
         last = learn.epoch_log.rows[-1]
@@ -180,6 +181,9 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
          holdout: float = 0.,          # > 0: score on this fraction of the even years instead of the test split (for tuning)
          precision: str = 'bf16',      # fp32 | bf16, both sides
          freeze_epochs: int = 0,       # ours: head-only epochs before each stage (0: as many epochs as the baseline)
+         lr: str = CLI_DEFAULTS['lr'], # ours: stage-one learning rate (a setting to tune on the holdout)
+         lr2: str = CLI_DEFAULTS['lr2'], # ours: stage-two learning rate
+         label_smoothing: float = CLI_DEFAULTS['label_smoothing'], # ours: label-smoothing epsilon, both stages
          which: str = 'baseline,ours,ours-stage2-scratch',
          seed: int = 42,               # as train's default
          tag: str = '',                # results file suffix
@@ -197,15 +201,19 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
         elif name == 'ours':
             results[name] = ours(data, RUNS, f"{name}{'-' + tag if tag else ''}", reuse_ours, arch=arch, size=size,
                                  epochs=epochs, epochs2=epochs2, freeze_epochs=freeze_epochs, bs=bs, workers=workers,
-                                 holdout=holdout, precision=precision, seed=seed)
+                                 holdout=holdout, precision=precision, seed=seed, lr=lr, lr2=lr2,
+                                 label_smoothing=label_smoothing)
         elif name == 'ours-stage2-scratch':
             results[name] = {'stage2': stage2_alone(fd, arch, size_t, epochs2, bs, base_workers, holdout, precision, seed,
-                                                    freeze_epochs, 'scratch', RUNS / f"bench-{name}{'-' + tag if tag else ''}")}
+                                                    freeze_epochs, 'scratch', RUNS / f"bench-{name}{'-' + tag if tag else ''}",
+                                                    lr2, label_smoothing)}
         else: raise SystemExit(f"accuracy: error: unknown --which entry {name!r}")
         results[name]['wall_seconds'] = round(time.time() - t0, 1)
         print(f"{name}: {json.dumps(results[name], default=str)[:600]}", flush=True)
     record = dict(command=' '.join(['python', *sys.argv]), data=str(data), arch=arch, size=size, epochs=epochs,
-                  epochs2=epochs2, bs=bs, holdout=holdout, precision=precision, wall_s=round(time.time() - t_all, 1),
+                  epochs2=epochs2, bs=bs, holdout=holdout, precision=precision, ours_settings=dict(
+                      lr=lr, lr2=lr2, label_smoothing=label_smoothing, freeze_epochs=freeze_epochs),
+                  wall_s=round(time.time() - t_all, 1),
                   results=results, machine=dict(cores=os.cpu_count(), torch=torch.__version__,
                                                 cpu=platform.processor() or platform.machine(),
                                                 gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
