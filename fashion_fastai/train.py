@@ -67,6 +67,8 @@ def check_options(o: dict) -> dict:
                           f"even-year images, e.g. 0.1; got {o['holdout']}.")
     if not 0 <= o.get('label_smoothing', 0.) < 1:
         raise OptionError(f"--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), got {o['label_smoothing']}.")
+    if not o.get('tta', 0) >= 0:
+        raise OptionError(f"--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got {o['tta']}.")
     if o['pretrained'] not in ('auto', 'yes', 'no'): raise OptionError("--pretrained must be auto, yes or no.")
     if o['stage2_init'] not in STAGE2_INITS: raise OptionError(f"--stage2-init must be one of {', '.join(STAGE2_INITS)}.")
     if o['rank_on'] not in ('all', 'train'): raise OptionError("--rank-on must be all or train.")
@@ -108,10 +110,12 @@ def versions() -> dict:
                 device=str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} threads)')
 
 
-def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict):
-    "Predict the part's test rows in a fixed order and tabulate per-class top-1/top-5."
+def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict, tta: int = 0):
+    """Predict the part's test rows in a fixed order and tabulate per-class top-1/top-5.  `tta` > 0: fastai's `tta`, that
+    many passes with the training augmentation averaged and blended with the plain pass (about `tta` + 1 times the time)."""
     dl = learn.dls.test_dl(as_items(rows), with_labels=True, shuffle=False)
-    with alone(): probs, targs = learn.get_preds(dl=dl)  # only the main process evaluates
+    with alone():  # only the main process evaluates
+        probs, targs = learn.tta(dl=dl, n=tta) if tta else learn.get_preds(dl=dl)
     table = class_table(probs, targs, list(learn.dls.vocab), train_counts)
     return table, summarize(table), probs, targs
 
@@ -145,7 +149,7 @@ def run_stage(stage: str, learn, epochs: int, lr, freeze_epochs: int, data: Fash
     history = pd.DataFrame(learn.epoch_log.rows)
     atomic_write_text(run_dir / f'history_{stage}.csv', history.to_csv(index=False))
     rows = eval_rows(data, part)
-    table, summary, probs, targs = evaluate_learner(learn, rows, data.train_counts(part))
+    table, summary, probs, targs = evaluate_learner(learn, rows, data.train_counts(part), opts.get('tta') or 0)
     say(f"{stage}: {headline(summary)}")
     if not (resume and resume['done']):
         export_stage(learn, run_dir, stage, opts['arch'], opts['size'])
@@ -176,7 +180,7 @@ Command: `{opts['command']}`
 | stage one | top-{opts['topk']} classes (ranked over {opts['rank_on']} rows), {opts['epochs']} epochs |
 | stage two | rare classes, body from {opts['stage2_init']}, {opts['epochs2']} epochs |
 | validation during training | {validated} |{distributed_row(opts)}
-| evaluation | odd-year test split, every image with a known class, fixed order |
+| evaluation | odd-year test split, every image with a known class, fixed order{f"; test-time augmentation, {opts['tta']} passes" if opts.get('tta') else ''} |
 | time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min{' (since the last --resume; stage times include the epochs before it)' if timings.get('resumed') else ''} |
 | versions | {', '.join(f'{k} {v}' for k, v in versions().items())} |
 
@@ -205,7 +209,7 @@ def resume_arguments(run_dir: Path) -> dict:
 
 
 def train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2, freeze_epochs, lr, lr2, topk, rank_on,
-          holdout, stage2_init, precision, seed, workers, demo_scale, label_smoothing=0., resume=None) -> Path:
+          holdout, stage2_init, precision, seed, workers, demo_scale, label_smoothing=0., tta=0, resume=None) -> Path:
     """The run behind the CLI (same arguments, see `main`); raises `FashionError`s instead of exiting.  With `resume`,
     every other argument is taken from that run's config.json and finished epochs are not trained again."""
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k != 'resume'}
@@ -217,7 +221,7 @@ def train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2,
 
 
 def _train(data, out, name, arch, pretrained, weights, size, bs, epochs, epochs2, freeze_epochs, lr, lr2, topk, rank_on,
-           holdout, stage2_init, precision, seed, workers, demo_scale, label_smoothing=0., run_dir=None) -> Path:
+           holdout, stage2_init, precision, seed, workers, demo_scale, label_smoothing=0., tta=0, run_dir=None) -> Path:
     arguments = {k: v for k, v in locals().items() if k != 'run_dir'}
     resuming = run_dir is not None
     backend = init_distributed()  # None unless launched on several processes
@@ -311,6 +315,7 @@ def main(data: Path = None,          # Kaggle folder holding styles.csv and imag
          workers: int = None,        # DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)
          demo_scale: float = 0.5,    # size of the generated demo data set, 1.0 = about 2,600 images (only without --data)
          label_smoothing: float = 0.,# > 0: label-smoothing cross-entropy with this epsilon (e.g. 0.1), both stages
+         tta: int = 0,               # test-time augmentation passes in the final evaluation (fastai's tta; 0: none)
          resume: Path = None,        # continue a killed run from its last finished epoch: its run folder (its options are reused)
          ):
     "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."

@@ -162,6 +162,7 @@ GOOD_OPTS = dict(data=None, arch='resnet18', holdout=0., epochs=1, epochs2=1, bs
     (dict(demo_scale=0.), '--demo-scale must be > 0'),
     (dict(label_smoothing=1.), '--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), got 1.0'),
     (dict(label_smoothing=-0.1), 'got -0.1'),
+    (dict(tta=-1), "--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got -1"),
     (dict(weights=Path('/nonexistent/resnet18.pth')), '--weights /nonexistent/resnet18.pth is not a file'),
 ])
 def test_more_bad_options_name_the_value_and_the_fix(change, msg):

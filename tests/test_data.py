@@ -456,6 +456,11 @@ def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
     assert table.loc["Lone", "n_train"] == 0 and table.loc["Lone", "n_test"] == 1 and not table.loc["Lone", "seen"]
     assert summary["ceiling_top1"] == pytest.approx(4 / 5)
     assert 0 <= summary["all"]["micro_top1"] <= summary["all"]["micro_top5"] <= 1
+    learn.dls = part_dataloaders(data, "top", size=SMALL, bs=4, num_workers=0, seed=0)  # with augmentation: --tta
+    _, tta_summary, tta_probs, tta_targs = evaluate_learner(learn, eval_rows(data, "top"), data.train_counts("top"), tta=2)
+    assert torch.equal(tta_targs, targs) and tta_probs.shape == probs.shape  # same rows, same order
+    assert torch.allclose(tta_probs.sum(1), torch.ones(5)) and not torch.allclose(tta_probs, probs)
+    assert tta_summary["ceiling_top1"] == summary["ceiling_top1"]
 
 
 def test_topk_covering_every_class_fails_before_stage_one(demo_data, tmp_path):
