@@ -176,7 +176,7 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
          size: str = '80x60',          # (height)x(width) on both sides
          epochs: int = 1,              # stage-one epochs, both sides
          epochs2: int = 1,             # stage-two epochs, both sides
-         bs: int = 64,
+         bs: int = 32,                 # both sides (the CLI's default)
          workers: int = None,          # DataLoader workers, both sides (None: the CLI's default, 0 on <= 4 cores)
          holdout: float = 0.,          # > 0: score on this fraction of the even years instead of the test split (for tuning)
          precision: str = 'bf16',      # fp32 | bf16, both sides

@@ -262,8 +262,8 @@ def item_tfms(size=IMAGE_SIZE):
 
 class TrainOnlyAffine(AffineCoordTfm):
     """fastai's flip/rotate/zoom transform, which leaves validation and test batches alone: fastai would resample each of
-    them through an identity grid (`grid_sample`), the same pixels for a sizeable share of inference time (BENCHMARKS.md).
-    Only when it has no output size of its own: one that resizes must still resize every batch."""
+    them through an identity grid (`grid_sample`) into the same pixels, the largest single cost of the test pipeline in a
+    profile of `get_preds` (BENCHMARKS.md).  Only without an output size of its own: one that resizes must resize every batch."""
     def before_call(self, b, split_idx):
         super().before_call(b, split_idx)
         if split_idx and self.size is None: self.do = False
@@ -328,7 +328,7 @@ def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
 def part_dataloaders(data: FashionData,
                      part: str,               # `top` or `rare`
                      size=IMAGE_SIZE,         # (height, width)
-                     bs: int = 64,            # batch size
+                     bs: int = 32,            # batch size (the CLI's default)
                      num_workers: int = None, # DataLoader workers (None: fastai's default)
                      augment: bool = True,    # batch augmentation
                      seed: int = None,        # shuffle seed

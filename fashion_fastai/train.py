@@ -300,7 +300,7 @@ def main(data: Path = None,          # Kaggle folder holding styles.csv and imag
          pretrained: str = 'auto',   # ImageNet weights: auto = use if cached or downloadable, else warn and train from scratch; yes = required; no = scratch
          weights: Path = None,       # a torchvision ImageNet state_dict file to start from (instead of the cache)
          size: str = '80x60',        # model input HEIGHTxWIDTH (the small data set is 80 high, 60 wide), or one number for a square
-         bs: int = 64,               # batch size
+         bs: int = 32,               # batch size (32 was chosen on the real data's holdout: BENCHMARKS.md)
          epochs: int = 5,            # stage-one epochs with the whole network trained
          epochs2: int = 5,           # stage-two epochs (0 skips stage two)
          freeze_epochs: int = None,  # head-only epochs before each stage (default: 1 if the body starts from trained weights, else 0)
