@@ -20,6 +20,7 @@ from fastcore.script import call_parse
 
 from fashion_fastai.data import load_data, as_items
 from fashion_fastai.evaluate import class_table, summarize
+from accuracy import eval_split_rows  # the holdout rows exactly as the accuracy benchmark scores them
 
 PARTS = {'stage1': 'top', 'stage2': 'rare'}
 
@@ -31,7 +32,7 @@ def holdout_rows(run: Path):
     if not args.get('holdout'):
         raise SystemExit(f"tta: error: {run} validated on the test split (no --holdout): choose settings on a holdout run.")
     data = load_data(cfg['data_dir'], k=args['topk'], rank_on=args['rank_on'], holdout=args['holdout'], seed=args['seed'])
-    return data, {s: data.part(p).query("split == 'valid'").sort_values('id') for s, p in PARTS.items()}
+    return data, {s: eval_split_rows(data, p, args['holdout']) for s, p in PARTS.items()}
 
 
 def scores(probs, targs, vocab, counts) -> dict:
