@@ -86,7 +86,10 @@ def test_exported_learner_predicts_bare_paths_and_matches_weights_only(run):
     assert label in learn.dls.vocab and probs.shape == (len(learn.dls.vocab),)
     w = WeightsOnlyModel(run_dir / 'stage1.json')
     assert w.vocab == list(learn.dls.vocab)
+    seen = []  # the model gets plain tensors, as in fastai's Learner: a TensorImage would run Python around every layer
+    w.model.register_forward_pre_hook(lambda m, args: seen.append(type(args[0])))
     assert torch.allclose(w.probs(imgs), PickledLearner(run_dir / 'stage1.pkl').probs(imgs), atol=1e-5)
+    assert seen == [torch.Tensor]
 
 
 def test_predict_cli_skips_bad_files_and_reports_json(run, env, tmp_path):
