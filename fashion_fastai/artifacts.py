@@ -15,7 +15,7 @@ from fastai.vision.all import (Learner, load_learner, create_vision_model, Datas
                                IntToFloatTensor, Normalize, imagenet_stats)
 
 from .atomic import atomic_path
-from .data import item_tfms
+from .data import item_tfms, default_workers
 from .images import ProductImage
 from .stages import TRAINING_ONLY_CBS
 from .weights import get_arch
@@ -55,16 +55,19 @@ class WeightsOnlyModel:
         self.model.eval()
         self.norm = Normalize.from_stats(self.meta['mean'], self.meta['std'], cuda=False)
 
-    def dataloader(self, paths, bs=64):
+    def dataloader(self, paths, bs=64, num_workers: int = None):
+        "`num_workers` None: as training decides (`default_workers`); fastai's `TfmdDL` would start one per core."
         ds = Datasets([str(p) for p in paths], [[ProductImage.create]])
         return TfmdDL(ds, bs=bs, after_item=[*item_tfms(self.size), ToTensor()],
-                      after_batch=[IntToFloatTensor(), self.norm], shuffle=False, drop_last=False)
+                      after_batch=[IntToFloatTensor(), self.norm], shuffle=False, drop_last=False,
+                      num_workers=default_workers() if num_workers is None else num_workers)
 
-    def probs(self, paths, bs=64) -> torch.Tensor:
+    def probs(self, paths, bs=64, num_workers: int = None) -> torch.Tensor:
         with torch.inference_mode():
             # a plain tensor, as fastai's Learner feeds its model (its CastToTensor callback): fastai's TensorImage runs
             # Python around every layer, 8-9% of a resnet forward at batch 32 here
-            return torch.cat([self.model(xb.as_subclass(torch.Tensor)).softmax(1) for (xb,) in self.dataloader(paths, bs)])
+            return torch.cat([self.model(xb.as_subclass(torch.Tensor)).softmax(1)
+                              for (xb,) in self.dataloader(paths, bs, num_workers)])
 
 
 class PickledLearner:
@@ -73,7 +76,9 @@ class PickledLearner:
         self.learn = load_learner(pkl_path, cpu=not torch.cuda.is_available())
         self.vocab = list(self.learn.dls.vocab)
 
-    def probs(self, paths, bs=64) -> torch.Tensor:
-        dl = self.learn.dls.test_dl([str(p) for p in paths], bs=bs)
+    def probs(self, paths, bs=64, num_workers: int = None) -> torch.Tensor:
+        "`num_workers` None: the exported DataLoaders' own."
+        kw = {} if num_workers is None else dict(num_workers=num_workers)
+        dl = self.learn.dls.test_dl([str(p) for p in paths], bs=bs, **kw)
         with self.learn.no_bar(): probs, _ = self.learn.get_preds(dl=dl)
         return probs

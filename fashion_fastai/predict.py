@@ -52,10 +52,20 @@ def find_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False) -
                             f"a <stage>.json (weights-only) or a <stage>.pkl (exported learner).")
 
 
-def load_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False):
-    "A predictor with `.vocab` and `.probs(paths)`; a file that cannot be loaded gives a `ModelError` naming it and what to use."
-    from .artifacts import WeightsOnlyModel, PickledLearner
+def load_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False, processes: int = 1):
+    """A predictor with `.vocab` and `.probs(paths)`; a file that cannot be loaded gives a `ModelError` naming it and what
+    to use. With `processes` > 1, a `ProcessPredictor` that shares `probs` among that many worker processes, each loading
+    the model after this process has checked that it loads (close it when done, or use it as a context manager)."""
     path, form = find_model(model, stage, trust_pickle)
+    loaded = load_model_file(path, form)
+    if processes <= 1: return loaded
+    from .processes import ProcessPredictor
+    return ProcessPredictor(path, form, loaded.vocab, processes)
+
+
+def load_model_file(path: Path, form: str):
+    "`find_model`'s choice loaded: 'weights' as a `WeightsOnlyModel`, 'pickle' as a `PickledLearner`."
+    from .artifacts import WeightsOnlyModel, PickledLearner
     if form == 'weights':
         try: return WeightsOnlyModel(path)
         except Exception as e:
@@ -111,13 +121,17 @@ def main(model: str,                 # run folder, <stage>.json (weights-only) o
          stage: str = 'stage1',      # which stage of a run folder: stage1 (top-20 classes) or stage2 (rare classes)
          json: bool = False,         # print JSON (predictions and skipped inputs) instead of a table
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
+         processes: int = 1,         # worker processes sharing the images, one torch thread each: faster on many files (2 on 2 cores: BENCHMARKS.md)
          ):
     "Predict the top-k article types of product images with a trained stage."
     if not paths: sys.exit("predict: give at least one image file or folder after MODEL.")
     if topk < 1: print(f"predict: error: --topk must be at least 1, got {topk}.", file=sys.stderr); sys.exit(2)
-    try: predictor = load_model(Path(model), stage, trust_pickle)
+    if processes < 1: print(f"predict: error: --processes must be at least 1, got {processes}.", file=sys.stderr); sys.exit(2)
+    try: predictor = load_model(Path(model), stage, trust_pickle, processes)
     except FashionError as e: print(f"predict: error: {e}", file=sys.stderr); sys.exit(2)
-    results, skipped = predict_paths(predictor, paths, topk)
+    try: results, skipped = predict_paths(predictor, paths, topk)
+    finally:
+        if processes > 1: predictor.close()
     if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped}, indent=1))
     else:
         for r in results:

@@ -133,3 +133,34 @@ def test_predict_cli_skips_a_non_image(run_dir, tmp_path):
     assert p.returncode == 0, p.stderr
     assert [r["path"] for r in json.loads(p.stdout)["predictions"]] == [str(g0), str(g1)]
     assert f"skipped {text}" in p.stderr and "1 of 3 inputs skipped" in p.stderr
+
+
+def test_processes_share_the_images_and_match_one_process(run_dir, tmp_path):
+    "`--processes 2`: the same probabilities, in input order, from two worker processes; 1 process is not a pool."
+    from fashion_fastai.data import default_workers
+    from fashion_fastai.processes import ProcessPredictor
+    files = [save_image(tmp_path / f"img{i}.jpg", seed=i) for i in range(10)]
+    one = load_model(run_dir)
+    assert one.dataloader(files).fake_l.num_workers == default_workers()  # not fastai TfmdDL's one worker per core
+    expected = one.probs(files, bs=4)
+    with load_model(run_dir, processes=2) as two:
+        assert isinstance(two, ProcessPredictor) and two.vocab == VOCAB
+        got = two.probs(files, bs=4)  # 3 chunks of at most 4 images over 2 processes
+        assert len(two.pool._processes) == 2
+        assert two.probs([], bs=4).shape == (0, len(VOCAB))
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        ProcessPredictor(run_dir / "stage1.json", "weights", VOCAB, processes=1)
+
+
+def test_predict_cli_processes(run_dir, tmp_path):
+    files = [save_image(tmp_path / f"img{i}.jpg", seed=i) for i in range(5)]
+    cmd = [sys.executable, "-m", "fashion_fastai.predict", run_dir / "stage1.json", tmp_path, "--json"]
+    one, two = (subprocess.run(cmd + ["--processes", n], capture_output=True, text=True, timeout=900) for n in "12")
+    assert one.returncode == two.returncode == 0, two.stderr
+    one, two = (json.loads(p.stdout)["predictions"] for p in (one, two))
+    assert [r["path"] for r in two] == [r["path"] for r in one] == [str(f) for f in sorted(files)]
+    for r1, r2 in zip(one, two):  # one torch thread vs two may round the last digit differently
+        assert [t["prob"] for t in r2["top"]] == pytest.approx([t["prob"] for t in r1["top"]], abs=2e-4)
+    bad = subprocess.run(cmd + ["--processes", "0"], capture_output=True, text=True, timeout=900)
+    assert bad.returncode == 2 and "--processes must be at least 1, got 0" in bad.stderr
