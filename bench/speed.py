@@ -8,7 +8,8 @@ For each arch x input size, with the same model, batch size and input size on bo
   2. batch inference images/second: the exported learner (`load_learner`) running `get_preds` on a `test_dl` of image files
      (decoding included: what a user runs) vs a bare `model(x)` forward on those images' batches already in memory, both
      in fp32 (an exported learner predicts in fp32 whatever precision it was trained in); and, as the floor that decoding
-     sets, the bare forward with each batch's files read and decoded just before it by torchvision's C decoder;
+     sets, the bare forward with each batch's files read and decoded just before it by torchvision's C decoder; and the
+     exported learner shared among `--infer-processes` worker processes of one torch thread each (`predict --processes`);
   3. the data pipeline alone (decode, item and batch transforms of the training DataLoader) for each worker count, vs
      our training images/second.
 Images: the first `--images` rows of the real small data set when it is there (`--data`), else the built-in demo data;
@@ -31,6 +32,7 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from fashion_fastai.artifacts import export_stage
 from fashion_fastai.data import load_data, part_dataloaders
+from fashion_fastai.processes import ProcessPredictor
 from fashion_fastai.stages import stage_one
 from fashion_fastai.train import parse_size
 
@@ -112,6 +114,16 @@ def ours_infer(pkl: Path, files: list, bs: int, workers: int, device) -> float:
     return len(files) / (time.perf_counter() - t0)
 
 
+def procs_infer(pool, files: list, bs: int) -> float:
+    """The exported learner in a `ProcessPredictor` (`predict --processes N`): each worker process runs `get_preds` on a
+    `test_dl` of its share of the files, one torch thread each. The pool was started and warmed up beforehand, as
+    `ours_infer` loads its learner untimed."""
+    t0 = time.perf_counter()
+    probs = pool.probs(files, bs)
+    assert len(probs) == len(files)
+    return len(files) / (time.perf_counter() - t0)
+
+
 def bare_infer(model, xs: list) -> float:
     """In fp32, as the exported learner predicts (bf16 autocast is a training-only callback, removed before export), in
     the memory layout it was trained in: same model, same arithmetic, so only the loops and the decoding differ."""
@@ -153,14 +165,14 @@ def median(xs): return statistics.median(xs)
 
 
 def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers: list, precision: str, tmp: Path,
-            infer_workers: int = 0) -> dict:
+            infer_workers: int = 0, infer_processes: int = 2) -> dict:
     dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0)
     device = dls.device
     train_batches = [b for _, b in zip(range(batches + 1), dls.train)]
     learn = stage_one(dls, arch, None, path=tmp, precision=precision)
     bare = copy.deepcopy(learn.model)
     if precision == 'bf16': bare = bare.to(memory_format=torch.channels_last)  # as set_precision does for ours
-    lr, rates = 1e-3, dict(train_ours=[], train_bare=[], infer_ours=[], infer_bare=[], infer_floor=[])
+    lr, rates = 1e-3, dict(train_ours=[], train_bare=[], infer_ours=[], infer_bare=[], infer_floor=[], infer_procs=[])
     for _ in range(repeats):  # alternate, so that a slow spell of the machine hits both sides
         rates['train_ours'].append(ours_train(learn, train_batches, lr))
         rates['train_bare'].append(bare_train(bare, train_batches, lr, precision))
@@ -169,14 +181,22 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     test_dl = load(tmp / 'bench.pkl', device).dls.test_dl(files, bs=bs, num_workers=0)
     xs = [plain(b[0]) for b in test_dl]
     if precision == 'bf16': xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    pool = None
+    if infer_processes > 1:
+        pool = ProcessPredictor(tmp / 'bench.pkl', 'pickle', load(tmp / 'bench.pkl', device).dls.vocab, infer_processes)
+        pool.probs(files[:bs * 4 * infer_processes], bs)  # starts the processes and warms up each one's model
     for _ in range(repeats):
         rates['infer_ours'].append(ours_infer(tmp / 'bench.pkl', files, bs, infer_workers, device))
         rates['infer_bare'].append(bare_infer(bare, xs))
         rates['infer_floor'].append(decode_floor_infer(bare, xs, files, bs))
+        if pool: rates['infer_procs'].append(procs_infer(pool, files, bs))
+    if pool: pool.close()
+    else: del rates['infer_procs']
     pipe = {w: median([pipeline_rate(data, size, bs, w, batches) for _ in range(repeats)]) for w in workers}
     res = {k: median(v) for k, v in rates.items()}
     res.update(all=rates, pipeline=pipe, train_ratio=res['train_ours'] / res['train_bare'],
                infer_ratio=res['infer_ours'] / res['infer_bare'], floor_ratio=res['infer_floor'] / res['infer_bare'],
+               procs_ratio=res['infer_procs'] / res['infer_bare'] if pool else None,
                pipeline_ratio={w: r / res['train_ours'] for w, r in pipe.items()})
     return res
 
@@ -191,12 +211,13 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
          repeats: int = 3,                 # alternating repeats (median reported)
          workers: str = '0,1,2',           # DataLoader worker counts tried for the pipeline
          infer_workers: int = 0,           # DataLoader workers of the exported learner's test_dl (decoding beside the model)
+         infer_processes: int = 2,         # also the exported learner in this many processes (`predict --processes`); 1: not
          precision: str = 'fp32',          # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
          out: Path = Path(__file__).parent / 'results' / 'speed.json'):
     torch.manual_seed(0)
     t_start = time.perf_counter()
     record = dict(command=' '.join(['python', *sys.argv]), images=images, bs=bs, batches=batches, repeats=repeats,
-                  precision=precision, infer_workers=infer_workers, results={},
+                  precision=precision, infer_workers=infer_workers, infer_processes=infer_processes, results={},
                   machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
                                cpu=platform.processor() or platform.machine(),
                                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
@@ -212,11 +233,13 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
             for size in sizes.split(','):
                 run_tmp = tmp / f'{arch}-{size}'; run_tmp.mkdir()
                 r = measure(loaded, arch, parse_size(size), bs, batches, repeats, [int(w) for w in workers.split(',')],
-                            precision, run_tmp, infer_workers)
+                            precision, run_tmp, infer_workers, infer_processes)
                 results[f'{arch} {size}'] = r
                 print(f"{arch} {size}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
                       f"(x{r['train_ratio']:.2f}); inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
-                      f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}); pipeline " +
+                      f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
+                      + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
+                      + "); pipeline " +
                       ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
                       flush=True)
                 record['wall_s'] = round(time.perf_counter() - t_start, 1)
@@ -224,10 +247,12 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
                 out.write_text(json.dumps(record, indent=1, default=str))
     wall = time.perf_counter() - t_start
     print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95) | inference ours / bare img/s | ratio (>= 0.9) "
-          f"| ceiling: C decoding + bare / bare | pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---:|---|---:|")
+          f"| ceiling: C decoding + bare / bare | {infer_processes} processes img/s | ratio (>= 0.9) "
+          f"| pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for k, r in results.items():
         best = max(r['pipeline'], key=r['pipeline'].get)
         print(f"| {k} | {r['train_ours']:.1f} / {r['train_bare']:.1f} | {r['train_ratio']:.2f} | {r['infer_ours']:.1f} / "
               f"{r['infer_bare']:.1f} | {r['infer_ratio']:.2f} | {r['floor_ratio']:.2f} | "
+              + (f"{r['infer_procs']:.1f} | {r['procs_ratio']:.2f} | " if r['procs_ratio'] else "- | - | ")
               + ', '.join(f"{p:.0f} ({w})" for w, p in r['pipeline'].items()) + f" | {r['pipeline_ratio'][best]:.1f} ({best}) |")
     print(f"\nwall {wall / 60:.1f} min; {record['machine']}")
