@@ -1,12 +1,13 @@
 """Batch prediction shared among worker processes, one torch thread each.
 
 On a small CPU, torch's threads scale poorly inside one forward of a small model, while separate processes do not share
-anything: measured on this project's 2-core machine (resnet18 at 80x60, batch 32, bare forwards, median of 4), one
-process with 2 threads ran 378 img/s and two processes with 1 thread each 468 img/s together. Each process also decodes
-its own images, so one process's decoding overlaps the other's forward instead of adding to it (BENCHMARKS.md).
+anything (on this project's 2-core machine, two one-thread processes ran 1.35x the images of one two-thread process for
+resnet18 at 80x60, 1.18x for resnet50 at 224: `bench/threads_vs_processes.py`, BENCHMARKS.md). Each process also decodes its own images, so one process's decoding
+overlaps the other's forward instead of adding to it.
 
 Processes are started with `spawn` (a child forked from a process that has already run OpenMP code can hang) and each
-loads the model once, so this pays off for many files, not for a handful: starting them takes seconds.
+loads the model once, so this pays off for many files, not for a handful: starting them takes seconds. As with any
+`spawn` pool, a script that uses it must keep its top-level work under `if __name__ == '__main__':`.
 """
 from __future__ import annotations
 
