@@ -121,7 +121,7 @@ def main(model: str,                 # run folder, <stage>.json (weights-only) o
          stage: str = 'stage1',      # which stage of a run folder: stage1 (top-20 classes) or stage2 (rare classes)
          json: bool = False,         # print JSON (predictions and skipped inputs) instead of a table
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
-         processes: int = 1,         # worker processes sharing the images, one torch thread each: faster on many files (2 on 2 cores: BENCHMARKS.md)
+         processes: int = 1,         # worker processes sharing the images, one torch thread each (many files, small models)
          ):
     "Predict the top-k article types of product images with a trained stage."
     if not paths: sys.exit("predict: give at least one image file or folder after MODEL.")
