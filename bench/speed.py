@@ -178,12 +178,13 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
         rates['train_bare'].append(bare_train(bare, train_batches, lr, precision))
     export_stage(learn, tmp, 'bench', arch, size)
     files = [str(f) for f in data.part('top').query("split == 'test'")['file'][:bs * batches]]
-    test_dl = load(tmp / 'bench.pkl', device).dls.test_dl(files, bs=bs, num_workers=0)
+    exported = load(tmp / 'bench.pkl', device)
+    test_dl = exported.dls.test_dl(files, bs=bs, num_workers=0)
     xs = [plain(b[0]) for b in test_dl]
     if precision == 'bf16': xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     pool = None
     if infer_processes > 1:
-        pool = ProcessPredictor(tmp / 'bench.pkl', 'pickle', load(tmp / 'bench.pkl', device).dls.vocab, infer_processes)
+        pool = ProcessPredictor(tmp / 'bench.pkl', 'pickle', exported.dls.vocab, infer_processes)
         pool.probs(files[:bs * 4 * infer_processes], bs)  # starts the processes and warms up each one's model
     for _ in range(repeats):
         rates['infer_ours'].append(ours_infer(tmp / 'bench.pkl', files, bs, infer_workers, device))
