@@ -3,8 +3,10 @@
 For each arch x input size, with the same model, batch size and input size on both sides, alternating ours and bare
 `--repeats` times (median reported):
   1. training images/second: our stage-one learner's `fit_one_cycle` (fastai's loop, callbacks, metrics, optimiser) vs a
-     bare loop (forward, cross-entropy, backward, `torch.optim.AdamW` step with fastai's Adam settings) on a deep copy of
-     the same model. Both replay the same batches, already decoded and augmented in memory, so only the loops differ;
+     bare loop (forward, cross-entropy, backward, `torch.optim.AdamW` step with fastai's Adam settings, torch's default
+     implementation) on a deep copy of the same model; and the bare loop with `AdamW(fused=True)`, the kernel our
+     optimiser steps with (optimizer.py), which leaves only the loops' own difference. All replay the same batches,
+     already decoded and augmented in memory;
   2. batch inference images/second: the exported learner (`load_learner`) running `get_preds` on a `test_dl` of image files
      (decoding included: what a user runs) vs a bare `model(x)` forward on those images' batches already in memory, both
      in fp32 (an exported learner predicts in fp32 whatever precision it was trained in); and, as the floor that decoding
@@ -73,11 +75,12 @@ def ours_train(learn, batches: list, lr: float) -> float:
     return clock.rate
 
 
-def bare_train(model, batches: list, lr: float, precision: str) -> float:
-    "fastai's default optimiser is Adam with decoupled weight decay 0.01, betas (0.9, 0.99), eps 1e-5: AdamW with those."
+def bare_train(model, batches: list, lr: float, precision: str, fused: bool = False) -> float:
+    """fastai's default optimiser is Adam with decoupled weight decay 0.01, betas (0.9, 0.99), eps 1e-5: AdamW with those,
+    in torch's default implementation (a for-loop on the CPU, foreach on GPUs) unless `fused`."""
     batches = [(plain(x), plain(y)) for x, y in batches]
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01, fused=fused or None)
     loss_func = torch.nn.CrossEntropyLoss()
     n, t0 = 0, None
     for i, (x, y) in enumerate(batches):
@@ -172,10 +175,12 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     learn = stage_one(dls, arch, None, path=tmp, precision=precision)
     bare = copy.deepcopy(learn.model)
     if precision == 'bf16': bare = bare.to(memory_format=torch.channels_last)  # as set_precision does for ours
-    lr, rates = 1e-3, dict(train_ours=[], train_bare=[], infer_ours=[], infer_bare=[], infer_floor=[], infer_procs=[])
-    for _ in range(repeats):  # alternate, so that a slow spell of the machine hits both sides
+    lr, rates = 1e-3, dict(train_ours=[], train_bare=[], train_fused=[], infer_ours=[], infer_bare=[], infer_floor=[],
+                           infer_procs=[])
+    for _ in range(repeats):  # alternate, so that a slow spell of the machine hits every side
         rates['train_ours'].append(ours_train(learn, train_batches, lr))
         rates['train_bare'].append(bare_train(bare, train_batches, lr, precision))
+        rates['train_fused'].append(bare_train(bare, train_batches, lr, precision, fused=True))
     export_stage(learn, tmp, 'bench', arch, size)
     files = [str(f) for f in data.part('top').query("split == 'test'")['file'][:bs * batches]]
     exported = load(tmp / 'bench.pkl', device)
@@ -196,6 +201,7 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     pipe = {w: median([pipeline_rate(data, size, bs, w, batches) for _ in range(repeats)]) for w in workers}
     res = {k: median(v) for k, v in rates.items()}
     res.update(all=rates, pipeline=pipe, train_ratio=res['train_ours'] / res['train_bare'],
+               fused_ratio=res['train_ours'] / res['train_fused'],
                infer_ratio=res['infer_ours'] / res['infer_bare'], floor_ratio=res['infer_floor'] / res['infer_bare'],
                procs_ratio=res['infer_procs'] / res['infer_bare'] if pool else None,
                pipeline_ratio={w: r / res['train_ours'] for w, r in pipe.items()})
@@ -237,7 +243,7 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
                             precision, run_tmp, infer_workers, infer_processes)
                 results[f'{arch} {size}'] = r
                 print(f"{arch} {size}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
-                      f"(x{r['train_ratio']:.2f}); inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
+                      f"(x{r['train_ratio']:.2f}), bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}); inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
                       f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
                       + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
                       + "); pipeline " +
@@ -247,12 +253,14 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
                 out.parent.mkdir(parents=True, exist_ok=True)  # after every configuration: a stopped grid keeps its results
                 out.write_text(json.dumps(record, indent=1, default=str))
     wall = time.perf_counter() - t_start
-    print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95) | inference ours / bare img/s | ratio (>= 0.9) "
+    print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95) | bare, fused AdamW img/s | ours / it "
+          f"| inference ours / bare img/s | ratio (>= 0.9) "
           f"| ceiling: C decoding + bare / bare | {infer_processes} processes img/s | ratio (>= 0.9) "
-          f"| pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          f"| pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for k, r in results.items():
         best = max(r['pipeline'], key=r['pipeline'].get)
-        print(f"| {k} | {r['train_ours']:.1f} / {r['train_bare']:.1f} | {r['train_ratio']:.2f} | {r['infer_ours']:.1f} / "
+        print(f"| {k} | {r['train_ours']:.1f} / {r['train_bare']:.1f} | {r['train_ratio']:.2f} | {r['train_fused']:.1f} | "
+              f"{r['fused_ratio']:.2f} | {r['infer_ours']:.1f} / "
               f"{r['infer_bare']:.1f} | {r['infer_ratio']:.2f} | {r['floor_ratio']:.2f} | "
               + (f"{r['infer_procs']:.1f} | {r['procs_ratio']:.2f} | " if r['procs_ratio'] else "- | - | ")
               + ', '.join(f"{p:.0f} ({w})" for w, p in r['pipeline'].items()) + f" | {r['pipeline_ratio'][best]:.1f} ({best}) |")

@@ -17,6 +17,7 @@ from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callbac
 from .errors import OptionError
 from .checkpoint import fit_schedule, skipped_epoch
 from .distributed import from_main, training_ctx
+from .optimizer import FusedAdam
 from .weights import get_arch, body_state_from_imagenet
 
 STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
@@ -98,9 +99,11 @@ def build_learner(dls,                 # the part's DataLoaders
                   precision: str = 'fp32', # fp32 | bf16 | fp16 (resolved, not 'auto')
                   label_smoothing: float = 0., # > 0: fastai's label-smoothing cross-entropy with this epsilon
                   ) -> Learner:
-    "A `vision_learner` with a freshly initialised head of `dls.c` outputs and, optionally, a given body."
+    """A `vision_learner` with a freshly initialised head of `dls.c` outputs and, optionally, a given body.  Its optimiser
+    is fastai's default Adam on torch's fused kernel (see optimizer.py)."""
     loss_func = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else None  # None: fastai's default
-    learn = vision_learner(dls, get_arch(arch), pretrained=False, metrics=[accuracy, top5], path=path, loss_func=loss_func)
+    learn = vision_learner(dls, get_arch(arch), pretrained=False, metrics=[accuracy, top5], path=path, loss_func=loss_func,
+                           opt_func=FusedAdam)
     if body_state is not None: learn.model[0].load_state_dict(body_state)
     set_precision(learn, precision)
     learn.add_cb(EpochLog(stage))
