@@ -1,8 +1,10 @@
 """Benchmark: the time of one optimiser step on a resnet's parameters, fastai's `Adam` against `torch.optim.AdamW`.
 
-fastai's default optimiser (what our training loop steps) against torch's AdamW with the same settings (betas 0.9/0.99,
-eps 1e-5, decoupled weight decay 0.01) in its for-loop, foreach and fused implementations, and fused AdamW inside fastai's
-`OptimWrapper`. Gradients are random and fixed; each step is timed alone, the optimisers alternating, median of `--repeats`.
+fastai's default optimiser against torch's AdamW with the same settings (betas 0.9/0.99, eps 1e-5, decoupled weight
+decay 0.01) in its for-loop, foreach and fused implementations, fused AdamW inside fastai's `OptimWrapper`, and our
+`FusedAdam` (what our learners step since it was added), on the model `vision_learner` builds, in its parameter groups
+and with norm and bias parameters exempt from weight decay, as a `Learner` sets them. Gradients are random and fixed;
+each step is timed alone, the optimisers alternating, median of `--repeats`.
 
     .venv/bin/python bench/optimizer_step.py --arch resnet18
 """
@@ -11,21 +13,32 @@ from __future__ import annotations
 import statistics, time
 from functools import partial
 
-import torch, torchvision
+import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import torch
 from fastai.optimizer import Adam, OptimWrapper
+from fastai.vision.all import create_vision_model, norm_bias_params
+from fastai.vision.learner import model_meta, _default_meta
 from fastcore.script import call_parse
+
+from fashion_fastai.optimizer import FusedAdam
+from fashion_fastai.weights import get_arch
 
 
 @call_parse
 def main(arch: str = 'resnet18', repeats: int = 9):
-    model = getattr(torchvision.models, arch)(num_classes=20)
+    model = create_vision_model(get_arch(arch), 20, pretrained=False)
+    groups = model_meta.get(get_arch(arch), _default_meta)['split'](model)  # vision_learner's splitter
     for p in model.parameters(): p.grad = torch.randn_like(p) * 1e-3
     kw = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
-    opts = {'fastai Adam': Adam(model.parameters(), lr=1e-3),
+    fastai, ours = Adam(groups, lr=1e-3), FusedAdam(groups, lr=1e-3)
+    for p in norm_bias_params(model, True):  # as Learner(wd_bn_bias=False) marks them
+        fastai.state[p]['do_wd'] = ours.state[p]['do_wd'] = False
+    opts = {'fastai Adam': fastai,
             'AdamW for-loop': torch.optim.AdamW(model.parameters(), foreach=False, **kw),
             'AdamW foreach': torch.optim.AdamW(model.parameters(), foreach=True, **kw),
             'AdamW fused': torch.optim.AdamW(model.parameters(), fused=True, **kw),
-            'OptimWrapper(AdamW fused)': OptimWrapper(model.parameters(), partial(torch.optim.AdamW, fused=True, **kw))}
+            'OptimWrapper(AdamW fused)': OptimWrapper(model.parameters(), partial(torch.optim.AdamW, fused=True, **kw)),
+            'FusedAdam': ours}
     for o in opts.values(): o.step()  # state allocated before timing
     times = {k: [] for k in opts}
     for _ in range(repeats):
