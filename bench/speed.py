@@ -81,7 +81,8 @@ def bare_train(model, batches: list, lr: float, precision: str, fused: bool = Fa
     in torch's default implementation (a for-loop on the CPU, foreach on GPUs) unless `fused`."""
     batches = [(plain(x), plain(y)) for x, y in batches]
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01, fused=fused or None)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01,
+                            fused=fused or None)
     loss_func = torch.nn.CrossEntropyLoss()
     n, t0 = 0, None
     for i, (x, y) in enumerate(batches):
@@ -249,8 +250,9 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
                             precision, run_tmp, infer_workers, infer_processes)
                 results[f'{arch} {size}'] = r
                 print(f"{arch} {size}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
-                      f"(x{r['train_ratio']:.2f}, paired x{r['train_ratio_paired']:.2f}), bare fused {r['train_fused']:.1f} "
-                      f"(x{r['fused_ratio']:.2f}, paired x{r['fused_ratio_paired']:.2f}); inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
+                      f"(x{r['train_ratio']:.2f}, paired x{r['train_ratio_paired']:.2f}), "
+                      f"bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}, paired x{r['fused_ratio_paired']:.2f}); "
+                      f"inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
                       f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
                       + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
                       + "); pipeline " +
@@ -260,14 +262,14 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
                 out.parent.mkdir(parents=True, exist_ok=True)  # after every configuration: a stopped grid keeps its results
                 out.write_text(json.dumps(record, indent=1, default=str))
     wall = time.perf_counter() - t_start
-    print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95), paired | bare, fused AdamW img/s | ours / it, paired "
-          f"| inference ours / bare img/s | ratio (>= 0.9) "
+    print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95), paired | bare, fused AdamW img/s "
+          f"| ours / it, paired | inference ours / bare img/s | ratio (>= 0.9) "
           f"| ceiling: C decoding + bare / bare | {infer_processes} processes img/s | ratio (>= 0.9) "
           f"| pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for k, r in results.items():
         best = max(r['pipeline'], key=r['pipeline'].get)
-        print(f"| {k} | {r['train_ours']:.1f} / {r['train_bare']:.1f} | {r['train_ratio']:.2f}, {r['train_ratio_paired']:.2f} | "
-              f"{r['train_fused']:.1f} | {r['fused_ratio']:.2f}, {r['fused_ratio_paired']:.2f} | {r['infer_ours']:.1f} / "
+        print(f"| {k} | {r['train_ours']:.1f} / {r['train_bare']:.1f} | "
+              f"{r['train_ratio']:.2f}, {r['train_ratio_paired']:.2f} | {r['train_fused']:.1f} | {r['fused_ratio']:.2f}, {r['fused_ratio_paired']:.2f} | {r['infer_ours']:.1f} / "
               f"{r['infer_bare']:.1f} | {r['infer_ratio']:.2f} | {r['floor_ratio']:.2f} | "
               + (f"{r['infer_procs']:.1f} | {r['procs_ratio']:.2f} | " if r['procs_ratio'] else "- | - | ")
               + ', '.join(f"{p:.0f} ({w})" for w, p in r['pipeline'].items()) + f" | {r['pipeline_ratio'][best]:.1f} ({best}) |")
