@@ -15,7 +15,8 @@ from pathlib import Path
 
 from fastcore.script import call_parse
 
-from .errors import FashionError, OptionError
+from .cli import command
+from .errors import OptionError
 from .predict import load_model, predict_paths
 
 STAGES = ('stage1', 'stage2')
@@ -83,10 +84,8 @@ def build_app(predictors: dict,  # {title: predictor}, as from `load_predictors`
                     + (f" from `{source}`." if source else "."))
 
 
-if __name__ == '__main__': sys.argv[0] = f'python -m {__spec__.name}'  # so that --help's usage line shows the command
-
-
 @call_parse
+@command('app')
 def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
          port: int = 7860,           # port to serve the page on
          stage: str = 'both',        # stage1 (top-20 classes), stage2 (rare classes) or both (every stage the run folder has)
@@ -94,8 +93,7 @@ def main(model: str,                 # run folder, <stage>.json (weights-only) o
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
          ):
     "Serve a web page that shows the top-5 article types of an uploaded product photo."
-    try: predictors = load_predictors(Path(model), stage, trust_pickle)
-    except FashionError as e: print(f"app: error: {e}", file=sys.stderr); sys.exit(2)
+    predictors = load_predictors(Path(model), stage, trust_pickle)
     demo = build_app(predictors, source=model)
     try: demo.launch(server_name=host, server_port=port, share=False)
-    except OSError as e: print(f"app: error: cannot serve on {host}:{port} ({e}); pass another --port.", file=sys.stderr); sys.exit(2)
+    except OSError as e: raise OptionError(f"cannot serve on {host}:{port} ({e}); pass another --port.") from e

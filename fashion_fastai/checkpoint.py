@@ -16,6 +16,7 @@ from fastai.vision.all import Callback, Learner
 from fastai.learner import save_model, load_model
 
 from .atomic import atomic_path, atomic_write_text
+from .compat import fine_tune_phases
 from .distributed import is_main
 from .errors import OptionError
 
@@ -61,14 +62,6 @@ class EpochCheckpoint(Callback):
             if old != pth: old.unlink()
 
 
-def schedule(epochs: int, lr: float, freeze_epochs: int) -> list:
-    """`[(phase, n_epoch, fit_one_cycle kwargs)]`: fastai's `fine_tune` (head at `lr`, then everything at lr/2 with
-    discriminative rates) when there is a head phase, else one one-cycle fit of the whole network."""
-    if not freeze_epochs: return [('all', epochs, dict(lr_max=lr))]
-    return [('head', freeze_epochs, dict(lr_max=slice(lr), pct_start=0.99)),
-            ('all', epochs, dict(lr_max=slice(lr / 2 / 100, lr / 2), pct_start=0.3, div=5.))]
-
-
 def fit_schedule(learn: Learner,
                  lr: float,
                  epochs: int,                 # epochs of the whole network
@@ -83,7 +76,7 @@ def fit_schedule(learn: Learner,
                           f"(was the data folder modified?). Start a new run instead.")
     cbs = [] if run_dir is None else [EpochCheckpoint(run_dir, stage, lr, resume['train_seconds'] if resume else 0.)]
     if resume: learn.epoch_log.rows = list(resume['rows'])
-    phases = schedule(epochs, lr, freeze_epochs)
+    phases = fine_tune_phases(epochs, lr, freeze_epochs)
     order = [p for p, *_ in phases]
     for phase, n, kw in phases:
         learn.freeze() if phase == 'head' else learn.unfreeze()  # either creates the optimiser if there is none yet

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from .errors import DataError
+from .compat import PadResize, TrainOnlyAffine
 from .images import ProductImage, check_images
-from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, ResizeMethod, PadMode,
-                               AffineCoordTfm, aug_transforms, Normalize, imagenet_stats)
+from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, AffineCoordTfm, aug_transforms, Normalize,
+                               imagenet_stats)
 
 COLUMNS = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season', 'year', 'usage',
            'productDisplayName']
@@ -204,8 +204,6 @@ def top_classes(styles: pd.DataFrame,  # all parsed rows of styles.csv (before i
                 ) -> list:
     """Rank classes over rows of `styles.csv`, not over rows with an image: that is how the protocol finds its top-20 (so
     "Perfume and Body Mist" is in it with no train image), and it keeps the parts stable when images are withheld."""
-    if k < 1: raise DataError(f"--topk must be >= 1, got {k}.")
-    if rank_on not in ('all', 'train'): raise DataError(f"--rank-on must be 'all' or 'train', got {rank_on!r}.")
     rows = styles if rank_on == 'all' else styles[year_split(styles['year']) == 'train']
     counts = rows[LABEL].value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties broken by name: deterministic
@@ -218,7 +216,6 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
                     seed: int = 42,      # seed for the holdout draw
                     ) -> pd.DataFrame:
     "Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so no part is left out."
-    if not 0 <= holdout < 1: raise DataError(f"--holdout must be in (0, 1) or 0 for none, got {holdout}.")
     df = df.copy()
     df['split'] = year_split(df['year'])
     df['part'] = np.where(df[LABEL].isin(top), 'top', 'rare')
@@ -247,32 +244,9 @@ def as_items(rows: pd.DataFrame) -> list:
     return rows[['file', LABEL, 'split']].to_dict('records')
 
 
-class PadResize(Resize):
-    """fastai's padding `Resize`, which passes an image that already has the target size through untouched: fastai would
-    still crop it, pad it by zero pixels (a round trip through numpy) and resize it to its own size, which every 60x80
-    Kaggle image paid for nothing (BENCHMARKS.md has the pipeline before and after).  Other sizes take fastai's path."""
-    def __init__(self, size, **kwargs): super().__init__(size, method=ResizeMethod.Pad, pad_mode=PadMode.Border, **kwargs)
-    def encodes(self, x: Image.Image): return x if tuple(x.size) == tuple(self.size) else Resize.encodes(self, x)
-
-
 def item_tfms(size=IMAGE_SIZE):
     "Per-image resize shared by training and weights-only inference; padding keeps whole products in odd-sized images."
     return [PadResize(size)]
-
-
-class TrainOnlyAffine(AffineCoordTfm):
-    """fastai's flip/rotate/zoom transform, which leaves validation and test batches alone: fastai would resample each of
-    them through an identity grid (`grid_sample`) into the same pixels, the largest single cost of the test pipeline in a
-    profile of `get_preds` (BENCHMARKS.md).  Only without an output size of its own: one that resizes must resize every batch."""
-    def before_call(self, b, split_idx):
-        super().before_call(b, split_idx)
-        if split_idx and self.size is None: self.do = False
-
-    @classmethod
-    def like(cls, tfm: AffineCoordTfm):
-        "The same affine and coordinate functions and settings as `tfm` (what `aug_transforms` composed)."
-        return cls(aff_fs=tfm.aff_fs, coord_fs=tfm.coord_fs, size=tfm.size, mode=tfm.mode, pad_mode=tfm.pad_mode,
-                   mode_mask=tfm.mode_mask, align_corners=tfm.align_corners, p=tfm.p)
 
 
 def batch_tfms(augment: bool = True):
@@ -354,7 +328,7 @@ def part_dataloaders(data: FashionData,
 
 def default_workers() -> int:
     """Worker processes for decoding: on a machine with few cores and no GPU they compete with the model for the same cores
-    (measured on 2 cores: 0 workers trained fastest), so decode in the main process there; fastai's default elsewhere."""
+    (on 2 cores 0 workers trained fastest: BENCHMARKS.md), so decode in the main process there; fastai's default elsewhere."""
     import torch
     from fastai.vision.all import defaults
     return defaults.cpus if torch.cuda.is_available() or (os.cpu_count() or 1) > 4 else 0

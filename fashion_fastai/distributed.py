@@ -11,17 +11,17 @@ follows the same schedule (steps, learning rate) as a run on one, and its result
 """
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
-from fastai.distributed import DistributedDL, rank_distrib, num_distrib, distrib_barrier
-from fastcore.basics import patch
+from fastai.distributed import rank_distrib, num_distrib, distrib_barrier
 
+from .compat import patch_distributed_broadcast, single_process_gather
 from .errors import OptionError
 
-__all__ = ['num_distrib', 'is_distributed', 'is_main', 'init_distributed', 'from_main', 'barrier', 'training_ctx', 'per_process_bs', 'alone']
+__all__ = ['num_distrib', 'is_distributed', 'is_main', 'init_distributed', 'from_main', 'barrier', 'training_ctx', 'per_process_bs', 'alone',
+           'say', 'on_main']
 
 
 def is_distributed() -> bool: return num_distrib() > 1
@@ -32,6 +32,7 @@ def init_distributed() -> str | None:
     """Join the launcher's process group now (gloo on a CPU, nccl on GPUs), so that the processes can agree on the run
     folder before anything is written; returns the backend, or None for a single process."""
     if not is_distributed(): return None
+    patch_distributed_broadcast()
     if not dist.is_initialized():
         from accelerate import PartialState  # the state `distrib_ctx`'s Accelerator then reuses
         PartialState(cpu=not torch.cuda.is_available())
@@ -60,28 +61,26 @@ def per_process_bs(bs: int) -> int:
     return bs // n
 
 
-@contextmanager
 def alone():
-    """This process works by itself for a while (the main one, evaluating): fastai gathers every batch's predictions,
-    losses and metrics across processes whenever `WORLD_SIZE` says there are several, and would wait forever for the
-    others, which are not predicting.  (No collective call, e.g. `barrier`, may run inside.)"""
-    world = os.environ.get('WORLD_SIZE')
-    if not is_distributed(): yield; return
-    os.environ['WORLD_SIZE'] = '1'
-    try: yield
-    finally: os.environ['WORLD_SIZE'] = world
+    "This process works by itself for a while (the main one, evaluating): see `compat.single_process_gather`."
+    return single_process_gather() if is_distributed() else nullcontext()
+
+
+def say(*args) -> None:
+    "Print from the main process only."
+    if is_main(): print(*args, flush=True)
+
+
+def on_main(fn, *args, **kwargs):
+    """Run `fn` on the main process only, then let every process continue together: the one place where the main
+    process writes (the run folder, exports, the report) while the others wait.  Returns `fn`'s result on the main
+    process, None on the others."""
+    out = fn(*args, **kwargs) if is_main() else None
+    barrier()
+    return out
 
 
 def training_ctx(learn):
     "fastai's `distrib_ctx` when launched on several processes (no SyncBatchNorm: gloo has none); else nothing."
     if not is_distributed(): return nullcontext(learn)
     return learn.distrib_ctx(sync_bn=False, cpu=not torch.cuda.is_available())
-
-
-@patch
-def _broadcast(self: DistributedDL, t, rank):
-    "fastai's sends the shuffled indices through `.cuda()`, which nccl needs but gloo (CPU) cannot do without a GPU."
-    t = torch.tensor(t, dtype=torch.long)
-    if dist.get_backend() == 'nccl': t = t.cuda()
-    dist.broadcast(t, rank)
-    return t.cpu().tolist()

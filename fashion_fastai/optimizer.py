@@ -2,9 +2,8 @@
 fused AdamW kernel.
 
 fastai's `Adam` steps every parameter tensor with several Python-level tensor operations; torch's fused AdamW does the
-same arithmetic in one kernel over all of them.  Measured here (`bench/optimizer_step.py`, this class against fastai's
-`Adam`): 14.1 vs 42.1 ms per resnet18 step, 32.7 vs 93.2 ms per resnet50 step; a resnet18 training step at 80x60, batch
-32, takes about 270 ms on 2 cores.
+same arithmetic in one kernel over all of them, which saves a large share of a small model's step on a CPU
+(`bench/optimizer_step.py`, BENCHMARKS.md).
 
 Why not plain `OptimWrapper(opt=torch.optim.AdamW)`: torch applies one weight decay to a whole parameter group, but
 fastai's groups are the splitter's (body, head: what `freeze` and discriminative learning rates index), and fastai
@@ -16,7 +15,8 @@ from __future__ import annotations
 
 import torch
 from fastai.optimizer import OptimWrapper, pytorch_hp_map
-from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+from .compat import fused_adamw_supported
 
 WD_KEY = 'decoupled_wd'  # our own key in torch's param groups; fastai sees it as `wd`
 HP_MAP = {**{k: v for k, v in pytorch_hp_map.items() if k != 'weight_decay'}, WD_KEY: 'wd'}
@@ -27,7 +27,7 @@ class FusedAdam(OptimWrapper):
     def __init__(self, params, lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01):
         params = list(params)
         groups = [list(g) for g in params] if params and not isinstance(params[0], torch.Tensor) else [params]
-        fused = all(p.device.type in _get_fused_kernels_supported_devices() for g in groups for p in g)
+        fused = fused_adamw_supported(p for g in groups for p in g)
         # fused=None lets torch pick its default (foreach or for-loop) on devices without the fused kernel
         opt = torch.optim.AdamW([{'params': g, WD_KEY: wd} for g in groups], lr=lr, betas=(mom, sqr_mom), eps=eps,
                                 weight_decay=0., fused=fused or None)

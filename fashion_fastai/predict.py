@@ -13,7 +13,8 @@ from typing import Annotated
 
 from fastcore.script import call_parse
 
-from .errors import FashionError, ModelError
+from .cli import command
+from .errors import ModelError, OptionError
 from .images import image_problem
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
@@ -111,10 +112,8 @@ def predict_paths(predictor, paths, topk: int = 5) -> tuple[list, list]:
     return results, skipped
 
 
-if __name__ == '__main__': sys.argv[0] = f'python -m {__spec__.name}'  # so that --help's usage line shows the command
-
-
 @call_parse
+@command('predict')
 def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
          *paths: Annotated[str, {'nargs': '+'}], # image files and/or folders (searched recursively)
          topk: int = 5,              # how many classes to show per image
@@ -124,11 +123,10 @@ def main(model: str,                 # run folder, <stage>.json (weights-only) o
          processes: int = 1,         # worker processes sharing the images, one torch thread each (many files, small models)
          ):
     "Predict the top-k article types of product images with a trained stage."
-    if not paths: sys.exit("predict: give at least one image file or folder after MODEL.")
-    if topk < 1: print(f"predict: error: --topk must be at least 1, got {topk}.", file=sys.stderr); sys.exit(2)
-    if processes < 1: print(f"predict: error: --processes must be at least 1, got {processes}.", file=sys.stderr); sys.exit(2)
-    try: predictor = load_model(Path(model), stage, trust_pickle, processes)
-    except FashionError as e: print(f"predict: error: {e}", file=sys.stderr); sys.exit(2)
+    if not paths: raise OptionError("give at least one image file or folder after MODEL.")
+    if topk < 1: raise OptionError(f"--topk must be at least 1, got {topk}.")
+    if processes < 1: raise OptionError(f"--processes must be at least 1, got {processes}.")
+    predictor = load_model(Path(model), stage, trust_pickle, processes)
     try: results, skipped = predict_paths(predictor, paths, topk)
     finally:
         if processes > 1: predictor.close()

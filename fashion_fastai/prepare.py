@@ -22,7 +22,8 @@ from fastcore.script import call_parse
 from PIL import Image
 
 from .atomic import atomic_write_text
-from .errors import FashionError, OptionError, DataError
+from .cli import command
+from .errors import OptionError, DataError
 from .images import to_rgb
 
 FORMAT = 'fashion_fastai.cache/1'
@@ -145,10 +146,8 @@ def prepare(data: Path,               # Kaggle folder (styles.csv + images/)
     return report
 
 
-if __name__ == '__main__': sys.argv[0] = f'python -m {__spec__.name}'  # so that --help's usage line shows the command
-
-
 @call_parse
+@command('prepare')
 def main(data: Path = None,      # Kaggle folder holding styles.csv and images/ (e.g. the full-size fashion-dataset/)
          out: Path = None,       # cache folder to create or update (then: python -m fashion_fastai.train --data OUT)
          size: int = 256,        # longer side of each cached image in pixels, aspect kept, never enlarged
@@ -156,11 +155,8 @@ def main(data: Path = None,      # Kaggle folder holding styles.csv and images/ 
          quality: int = QUALITY, # JPEG quality of the cached images (1-100)
          ):
     "Make a pre-resized copy of a Kaggle folder, in the same layout, so that training decodes small images."
-    try:
-        if data is None or out is None: raise OptionError("both --data (the Kaggle folder) and --out (the cache) are needed.")
-        r = prepare(data, out, size, workers, quality)
-    except FashionError as e:
-        print(f"prepare: error: {e}", file=sys.stderr); sys.exit(2)
+    if data is None or out is None: raise OptionError("both --data (the Kaggle folder) and --out (the cache) are needed.")
+    r = prepare(data, out, size, workers, quality)
     print(f"{out}: {r.summary()}")
     for s in r.skipped[:10]: print(f"  skipped {s['file']}: {s['reason']}")
     if len(r.skipped) > 10: print(f"  ... and {len(r.skipped) - 10} more, listed in {out / 'prepare_report.json'}")

@@ -1,8 +1,8 @@
 """Batch prediction shared among worker processes, one torch thread each.
 
 On a small CPU, torch's threads scale poorly inside one forward of a small model, while separate processes do not share
-anything (on this project's 2-core machine, two one-thread processes ran 1.35x the images of one two-thread process for
-resnet18 at 80x60, 1.18x for resnet50 at 224: `bench/threads_vs_processes.py`, BENCHMARKS.md). Each process also
+anything (two one-thread processes outran one two-thread process on 2 cores: `bench/threads_vs_processes.py`,
+BENCHMARKS.md). Each process also
 decodes its own images, so one process's decoding overlaps the other's forward instead of adding to it.
 
 Processes are started with `spawn` (a child forked from a process that has already run OpenMP code can hang) and each

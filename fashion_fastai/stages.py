@@ -20,9 +20,6 @@ from .distributed import from_main, training_ctx
 from .optimizer import FusedAdam
 from .weights import get_arch, body_state_from_imagenet
 
-STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
-
-
 def top5(inp, targ, axis=-1):
     "Top-5 accuracy that still works for parts with fewer than 5 classes (fastai's raises when k > classes)."
     return top_k_accuracy(inp, targ, k=min(5, inp.shape[axis]), axis=axis)
@@ -56,7 +53,7 @@ class EpochLog(Callback):
 
 class CPUAutocast(Callback):
     """bfloat16 autocast on the CPU: fastai's `MixedPrecision` only autocasts on CUDA, but CPUs with AMX/AVX-512 BF16 run
-    convolutions faster in bf16 (measured ~1.5x for resnet18 here).  bf16 has fp32's range, so no loss scaling is needed."""
+    convolutions faster in bf16 (BENCHMARKS.md).  bf16 has fp32's range, so no loss scaling is needed."""
     order = 10
     ctx = None
     def before_batch(self): self.ctx = torch.autocast('cpu', dtype=torch.bfloat16); self.ctx.__enter__()
@@ -68,21 +65,12 @@ class CPUAutocast(Callback):
 
 
 TRAINING_ONLY_CBS = (EpochLog, CPUAutocast)  # removed before export: a .pkl then predicts in fp32 and needs fastai only
-PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
-
-
-def resolve_precision(precision: str) -> str:
-    "auto: bf16 on GPUs that support it (Ampere and newer), fp32 on the CPU (bf16 there is opt-in: it depends on the CPU)."
-    if precision not in PRECISIONS: raise OptionError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
-    if precision != 'auto': return precision
-    return 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
 
 
 def set_precision(learn: Learner, precision: str) -> Learner:
     """Mixed precision comes with channels_last (fastai's `ChannelsLast`): oneDNN's and cuDNN's reduced-precision
-    convolutions are fastest in that layout (measured here: resnet18 bf16 at 80x60, 36 vs 25 img/s); fp32 is left as is."""
+    convolutions are fastest in that layout (BENCHMARKS.md); fp32 is left as is."""
     if precision == 'fp16':
-        if not torch.cuda.is_available(): raise OptionError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
         learn.to_fp16()
     elif precision == 'bf16':
         if torch.cuda.is_available(): learn.to_bf16()
@@ -124,7 +112,6 @@ def stage_two(dls, arch: str,
               imagenet_state: dict = None,    # torchvision state_dict (init=imagenet)
               path=None, precision: str = 'fp32', label_smoothing: float = 0.) -> Learner:
     "Stage two: a second learner for the rare part, a new head of the rare vocab size, the body from `init`."
-    if init not in STAGE2_INITS: raise OptionError(f"--stage2-init must be one of {STAGE2_INITS}, got {init!r}.")
     if init == 'stage1':
         if stage1 is None: raise ValueError("--stage2-init stage1 needs the stage-one learner.")
         body = {k: v.detach().clone() for k, v in stage1.model[0].state_dict().items()}
@@ -132,7 +119,8 @@ def stage_two(dls, arch: str,
         if imagenet_state is None:
             raise OptionError("--stage2-init imagenet needs ImageNet weights: pass --weights FILE or --pretrained yes.")
         body = body_state_from_imagenet(arch, imagenet_state)
-    else: body = None
+    elif init == 'scratch': body = None
+    else: raise ValueError(f"stage-two body from {init!r}: expected stage1, imagenet or scratch")
     return build_learner(dls, arch, body, path, 'stage2', precision, label_smoothing)
 
 

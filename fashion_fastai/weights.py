@@ -13,8 +13,9 @@ from urllib.parse import urlparse
 
 import torch
 import torchvision
-from fastai.vision.all import create_body, model_meta
-from fastai.vision.learner import _default_meta
+from fastai.vision.all import create_body
+
+from .compat import resnet_cut
 
 from .errors import OptionError, WeightsError
 
@@ -31,10 +32,15 @@ class WeightsInfo:
 ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152')
 
 
-def get_arch(name: str):
-    "The torchvision constructor for `name`; only ResNets, whose fastai `cut` and splitter are known."
+def check_arch(name: str) -> None:
+    "Refuse an architecture this installation cannot build, naming those it can."
     if name not in ARCHS:
         raise OptionError(f"Unknown --arch {name!r}: choose one of {', '.join(ARCHS)}.")
+
+
+def get_arch(name: str):
+    "The torchvision constructor for `name`; only ResNets, whose fastai `cut` and splitter are known."
+    check_arch(name)
     return getattr(torchvision.models, name)
 
 
@@ -54,8 +60,6 @@ def resolve_weights(arch: str,              # torchvision ResNet name
                     weights_file: Path = None, # an explicit torchvision state_dict file (overrides the cache)
                     ) -> tuple[dict | None, WeightsInfo]:
     "The ImageNet state_dict to start from (None for scratch) and a record of where it came from."
-    get_arch(arch)
-    if pretrained not in ('auto', 'yes', 'no'): raise OptionError(f"--pretrained must be auto, yes or no; got {pretrained!r}.")
     if weights_file is not None:
         p = Path(weights_file)
         if not p.is_file(): raise WeightsError(f"--weights {p} does not exist. " + _offline_help(arch, imagenet_checkpoint(arch)[1]))
@@ -82,5 +86,4 @@ def body_state_from_imagenet(arch: str, state_dict: dict) -> dict:
     except RuntimeError as e:
         raise WeightsError(f"The weights do not fit torchvision's {arch}: {str(e)[:500]}. "
                            f"Pass the state_dict of the same --arch.") from e
-    cut = model_meta.get(get_arch(arch), _default_meta)['cut']
-    return create_body(model, pretrained=True, cut=cut).state_dict()
+    return create_body(model, pretrained=True, cut=resnet_cut(get_arch(arch))).state_dict()

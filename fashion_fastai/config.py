@@ -1,0 +1,162 @@
+"""Every training option, once: its name, default, one-line help and validation, and its life as `config.json`.
+
+`TrainConfig` is what the CLI parses (its `--help` comes from the field annotations, through fastcore's `anno_parser`),
+what `bench/`, the notebooks and the tests build, and what a run folder records and `--resume` reads back.  It checks
+itself when built, so a bad value fails before any data is read, naming the option and what would be valid; nothing
+downstream checks an option again.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields, asdict, replace
+from pathlib import Path
+from typing import Annotated
+
+from .errors import OptionError, DataError
+
+PRETRAINED = ('auto', 'yes', 'no')
+STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
+RANK_ON = ('all', 'train')
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+
+
+def parse_size(size) -> tuple[int, int]:
+    "'80x60' or (80, 60) -> (80, 60) as (height, width); '224' -> (224, 224)."
+    try:
+        hw = tuple(int(s) for s in (size if isinstance(size, (tuple, list)) else
+                                    str(size).lower().replace(',', 'x').split('x')))
+        if len(hw) == 1: hw = hw * 2
+        if len(hw) != 2 or min(hw) < 8: raise ValueError
+    except ValueError:
+        raise OptionError(f"--size must be HEIGHTxWIDTH (e.g. 80x60) or one number for a square, each >= 8; got {size!r}.")
+    return hw
+
+
+def parse_lr(lr, option: str = '--lr') -> float | str:
+    "A positive learning rate, or 'auto' (fastai's `lr_find` valley)."
+    if str(lr) == 'auto': return 'auto'
+    try: v = float(lr)
+    except (TypeError, ValueError): v = -1.
+    if not v > 0: raise OptionError(f"{option} must be a positive number or 'auto', got {lr!r}.")
+    return v
+
+
+def resolve_precision(precision: str) -> str:
+    "auto: bf16 on GPUs that support it (Ampere and newer), fp32 on the CPU (bf16 there is opt-in: it depends on the CPU)."
+    import torch
+    _choice('--precision', precision, PRECISIONS)
+    if precision == 'fp16' and not torch.cuda.is_available():
+        raise OptionError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
+    if precision != 'auto': return precision
+    return 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
+
+
+def _choice(option: str, value, valid) -> None:
+    if value not in valid: raise OptionError(f"{option} must be one of {', '.join(valid)}; got {value!r}.")
+
+
+def _data_problem(data: Path) -> str | None:
+    "Why `data` is not a Kaggle folder, with a hint where the right one is, or None."
+    if (data / 'styles.csv').is_file(): return None
+    hint = ('it is a file: give the folder holding it' if data.is_file() else 'that folder does not exist' if not data.is_dir()
+            else next((f'it has one in {c.parent}: try --data {c.parent}' for c in sorted(data.glob('*/styles.csv'))), ''))
+    return (f"--data {data} has no styles.csv{' (' + hint + ')' if hint else ''}: it must be the Kaggle folder holding "
+            f"styles.csv and images/ (e.g. fashion-product-images-small/); omit --data for the built-in demo data.")
+
+
+@dataclass
+class TrainConfig:
+    "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."
+    data: Annotated[Path, "Kaggle folder holding styles.csv and images/ (default: the built-in demo data)"] = None
+    out: Annotated[Path, "parent folder of the run folders"] = Path('runs')
+    name: Annotated[str, "run folder name (default: date and time)"] = None
+    arch: Annotated[str, "torchvision ResNet (resnet18 ... resnet152) or a timm model name, e.g. tf_efficientnet_lite0 "
+                         "(default: resnet50 with --data, resnet18 on the demo data)"] = None
+    pretrained: Annotated[str, "ImageNet weights: auto = use if cached or downloadable, else warn and train from scratch; "
+                               "yes = required; no = scratch"] = 'auto'
+    weights: Annotated[Path, "an ImageNet state_dict file for --arch to start from (instead of the cache)"] = None
+    size: Annotated[str, "model input HEIGHTxWIDTH (the small data set is 80 high, 60 wide), or one number for a "
+                         "square"] = '80x60'
+    bs: Annotated[int, "batch size (chosen on the real data's holdout: BENCHMARKS.md)"] = 32
+    epochs: Annotated[int, "stage-one epochs with the whole network trained"] = 5
+    epochs2: Annotated[int, "stage-two epochs (0 skips stage two)"] = 5
+    freeze_epochs: Annotated[int, "head-only epochs before each stage (default: 1 if the body starts from trained "
+                                  "weights, else 0)"] = None
+    lr: Annotated[str, "stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion"] = '2e-3'
+    lr2: Annotated[str, "stage-two learning rate, or 'auto'"] = '2e-3'
+    topk: Annotated[int, "number of most frequent classes in stage one"] = 20
+    rank_on: Annotated[str, "rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows"] = 'all'
+    holdout: Annotated[float, "fraction of even-year images held out for validation; 0 validates on the test "
+                              "split"] = 0.
+    stage2_init: Annotated[str, "stage-two body: stage1 (the protocol), imagenet or scratch"] = 'stage1'
+    precision: Annotated[str, "fp32, bf16 (CUDA AMP, or CPU autocast), fp16 (CUDA only); auto: bf16 on recent GPUs, "
+                              "else fp32"] = 'auto'
+    seed: Annotated[int, "random seed (weights init, shuffling, holdout)"] = 42
+    workers: Annotated[int, "DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)"] = None
+    demo_scale: Annotated[float, "size of the generated demo data set, 1.0 = about 2,600 images (only without "
+                                 "--data)"] = 0.5
+    label_smoothing: Annotated[float, "> 0: label-smoothing cross-entropy with this epsilon (e.g. 0.1), both "
+                                      "stages"] = 0.
+    tta: Annotated[int, "test-time augmentation passes in the final evaluation (fastai's tta; 0: none)"] = 0
+
+    def __post_init__(self):
+        "Normalise every value to its one type and check it, so that a bad option fails before anything is read."
+        from .weights import check_arch  # the architectures this installation can build
+        if self.data is not None: self.data = Path(self.data)
+        self.out = Path(self.out)
+        if self.weights is not None: self.weights = Path(self.weights)
+        self.arch = self.arch or ('resnet50' if self.data is not None else 'resnet18')  # the demo: minutes on a laptop
+        check_arch(self.arch)
+        for k in ('epochs', 'bs', 'topk'):
+            if getattr(self, k) is None or getattr(self, k) < 1:
+                raise OptionError(f"--{k} must be a positive integer, got {getattr(self, k)}.")
+        if self.epochs2 is None or self.epochs2 < 0:
+            raise OptionError(f"--epochs2 must be a positive integer, or 0 to skip stage two; got {self.epochs2}.")
+        if self.freeze_epochs is not None and self.freeze_epochs < 0:
+            raise OptionError(f"--freeze-epochs must be >= 0 (0: train the whole network from the first epoch), "
+                              f"got {self.freeze_epochs}.")
+        if self.workers is not None and self.workers < 0:
+            raise OptionError(f"--workers must be >= 0 (0: decode images in the main process), got {self.workers}.")
+        if self.data is None and not self.demo_scale > 0:
+            raise OptionError(f"--demo-scale must be > 0 (1.0 = about 2,600 images), got {self.demo_scale}.")
+        if not (self.holdout == 0 or 0 < self.holdout < 1):
+            raise OptionError(f"--holdout must be 0 (no holdout: validate on the test split) or a fraction in (0, 1) of "
+                              f"the even-year images, e.g. 0.1; got {self.holdout}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise OptionError(f"--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), "
+                              f"got {self.label_smoothing}.")
+        if not self.tta >= 0:
+            raise OptionError(f"--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got {self.tta}.")
+        _choice('--pretrained', self.pretrained, PRETRAINED)
+        _choice('--stage2-init', self.stage2_init, STAGE2_INITS)
+        _choice('--rank-on', self.rank_on, RANK_ON)
+        self.precision = resolve_precision(self.precision)
+        self.size, self.lr, self.lr2 = parse_size(self.size), parse_lr(self.lr), parse_lr(self.lr2, '--lr2')
+        if self.weights is not None and not self.weights.is_file():
+            raise OptionError(f"--weights {self.weights} is not a file: give an ImageNet state_dict (.pth) for "
+                              f"--arch {self.arch}, or leave --weights out to use the cache.")
+        if self.data is not None and (problem := _data_problem(self.data)): raise DataError(problem)
+
+    def to_dict(self) -> dict:
+        "JSON-ready: paths as strings, the size as [height, width]."
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'TrainConfig':
+        "The options among `d`'s keys (a run's config.json holds more: versions, weights, timings)."
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def of_run(cls, run_dir: Path) -> 'TrainConfig':
+        "The options a run folder was started with, so that `--resume` continues the same run."
+        p = Path(run_dir) / 'config.json'
+        if not p.is_file():
+            raise OptionError(f"--resume {run_dir}: no config.json there; pass the folder of a run started by this program.")
+        try: return cls.from_dict(json.loads(p.read_text()))
+        except (ValueError, TypeError) as e:
+            raise OptionError(f"--resume {run_dir}: {p} is not a run configuration written by this program ({e}).") from e
+
+    def replace(self, **changes) -> 'TrainConfig':
+        "A copy with some options changed, checked again."
+        return replace(self, **changes)

@@ -1,0 +1,213 @@
+"""The steps of one training run, in the order `train` calls them: set up the run, fit a stage, evaluate and export it,
+write the report.
+
+Several processes may run these together (see distributed.py): they all train, while only the main one writes the run
+folder, evaluates and exports, through `on_main`; the others wait for it there.
+"""
+from __future__ import annotations
+
+import json, platform, sys, time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torchvision
+import fastai
+from fastai.vision.all import set_seed, Learner
+
+from . import __version__
+from .atomic import atomic_write_text
+from .artifacts import export_stage
+from .checkpoint import read_state, write_state
+from .config import TrainConfig
+from .data import load_data, part_dataloaders, eval_rows, as_items, FashionData
+from .demo import demo_dir
+from .distributed import init_distributed, from_main, per_process_bs, num_distrib, alone, say, on_main
+from .errors import OptionError
+from .evaluate import (class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class,
+                       plot_top_losses)
+from .stages import train_stage
+from .weights import resolve_weights, WeightsInfo
+
+PARTS = {'stage1': 'top', 'stage2': 'rare'}
+
+
+@dataclass
+class Run:
+    "What a run knows once it is set up; `record` is its config.json."
+    cfg: TrainConfig
+    dir: Path
+    data: FashionData
+    imagenet: dict | None  # the starting ImageNet state_dict (None: scratch)
+    weights: WeightsInfo
+    resumed: dict          # {stage: its checkpoint state, or None}
+    record: dict
+    started: float
+
+    def dataloaders(self, part: str):
+        c = self.cfg
+        return part_dataloaders(self.data, part, size=c.size, bs=self.record['distributed']['bs_per_process'],
+                                num_workers=c.workers, seed=c.seed)
+
+    def freeze_epochs(self, stage: str) -> int:
+        "Head-only epochs: one when the body starts from trained weights (worth protecting from a random head), else 0."
+        if self.cfg.freeze_epochs is not None: return self.cfg.freeze_epochs
+        trained_body = self.weights.pretrained or (stage == 'stage2' and self.cfg.stage2_init == 'stage1')
+        return int(trained_body)
+
+
+def make_run_dir(run_dir: Path) -> Path:
+    "Create the run folder and prove it is writable now, not after an hour of training."
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / '.write-test'
+        probe.write_text('ok'); probe.unlink()
+    except OSError as e:
+        raise OptionError(f"Cannot write the run folder {run_dir} ({e.strerror}): choose another --out.") from e
+    return run_dir
+
+
+def versions() -> dict:
+    return dict(fashion_fastai=__version__, python=platform.python_version(), torch=torch.__version__,
+                torchvision=torchvision.__version__, fastai=fastai.__version__,
+                device=str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} threads)')
+
+
+def _write_json(path: Path, obj) -> None: atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+def set_up_run(cfg: TrainConfig, resume: Path = None) -> Run:
+    "The run folder, the data, the starting weights and config.json; with `resume`, the checkpoints to continue from."
+    started = time.time()
+    backend = init_distributed()  # None unless launched on several processes
+    run_dir = Path(resume) if resume else cfg.out / from_main(cfg.name or datetime.now().strftime('%Y%m%d-%H%M%S'))
+    on_main(make_run_dir, run_dir)
+    data_dir = cfg.data if cfg.data is not None else demo_dir(scale=cfg.demo_scale)
+    if cfg.data is None: say(f"No --data: using the built-in demo data set at {data_dir}")
+    set_seed(cfg.seed, reproducible=True)
+    data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed)
+    say('Loaded: ' + data.report.summary())
+    imagenet, winfo = resolve_weights(cfg.arch, cfg.pretrained, cfg.weights)
+    say(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})")
+    processes = dict(processes=max(num_distrib(), 1), backend=backend, bs_per_process=per_process_bs(cfg.bs))
+    if backend: say(f"Distributed: {processes['processes']} processes ({backend}), {processes['bs_per_process']} images "
+                    f"each per step (--bs {cfg.bs} in all); the main one writes {run_dir}")
+    record = {**cfg.to_dict(), 'command': 'python -m fashion_fastai.train ' + ' '.join(sys.argv[1:]),
+              'data_dir': str(data_dir), 'distributed': processes, 'weights_info': winfo.to_dict(),
+              'versions': versions(), 'top_classes': data.top}
+    if resume:
+        old = json.loads((run_dir / 'config.json').read_text())
+        record['command'], record['resumed_by'] = old['command'], old.get('resumed_by', []) + [record['command']]
+    on_main(lambda: (_write_json(run_dir / 'load_report.json', data.report.to_dict()),
+                     _write_json(run_dir / 'config.json', record)))
+    resumed = {s: read_state(run_dir, s) if resume else None for s in PARTS}
+    return Run(cfg, run_dir, data, imagenet, winfo, resumed, record, started)
+
+
+def fit_stage(run: Run, stage: str, learn: Learner, epochs: int, lr) -> dict:
+    """Train the stage, or, when resuming, finish it (or reload it when it was done); checkpoints every epoch.  Returns
+    how it was trained."""
+    fe, state = run.freeze_epochs(stage), run.resumed[stage]
+    say(f"== {stage}: {PARTS[stage]} part, {len(learn.dls.vocab)} classes, {len(learn.dls.train_ds)} train / "
+        f"{len(learn.dls.valid_ds)} validation images, {epochs} epochs (+{fe} frozen)")
+    if state and state['done']:
+        say(f"{stage}: already trained, reloading {stage}.pth")
+        learn.model.load_state_dict(torch.load(run.dir / f'{stage}.pth', map_location='cpu', weights_only=True))
+        learn.epoch_log.rows = state['rows']
+        return dict(lr=state['lr'], train_seconds=state['train_seconds'], epochs=epochs, freeze_epochs=fe, exported=True)
+    if state: say(f"{stage}: resuming after {state['phase']} epoch {state['epoch']}")
+    t0 = time.time()
+    used_lr = train_stage(learn, epochs, lr, fe, run_dir=run.dir, resume=state)
+    train_s = round(time.time() - t0 + (state['train_seconds'] if state else 0.), 1)
+    say(f"{stage}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})")
+    return dict(lr=used_lr, train_seconds=train_s, epochs=epochs, freeze_epochs=fe, exported=False)
+
+
+def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict, tta: int = 0):
+    """Predict the part's test rows in a fixed order and tabulate per-class top-1/top-5.  `tta` > 0: fastai's `tta`, that
+    many passes with the training augmentation averaged and blended with the plain pass (about `tta` + 1 times the time)."""
+    dl = learn.dls.test_dl(as_items(rows), with_labels=True, shuffle=False)
+    with alone():  # only the main process evaluates
+        probs, targs = learn.tta(dl=dl, n=tta) if tta else learn.get_preds(dl=dl)
+    table = class_table(probs, targs, list(learn.dls.vocab), train_counts)
+    return table, summarize(table), probs, targs
+
+
+def headline(summary: dict) -> str:
+    pct = lambda v: '–' if v is None else f'{100 * v:.2f}%'
+    return (f"test micro top-1 {pct(summary['all']['micro_top1'])}, top-5 {pct(summary['all']['micro_top5'])}; "
+            f"seen-class top-1 {pct(summary['seen']['micro_top1'])} (ceiling {pct(summary['ceiling_top1'])})")
+
+
+def evaluate_and_export(run: Run, stage: str, learn: Learner, fit: dict) -> dict:
+    "Evaluate the stage on its test rows, export it (once) and plot its history; returns what the report needs."
+    history = pd.DataFrame(learn.epoch_log.rows)
+    atomic_write_text(run.dir / f'history_{stage}.csv', history.to_csv(index=False))
+    part = PARTS[stage]
+    rows = eval_rows(run.data, part)
+    table, summary, probs, targs = evaluate_learner(learn, rows, run.data.train_counts(part), run.cfg.tta)
+    say(f"{stage}: {headline(summary)}")
+    if not fit['exported']:
+        export_stage(learn, run.dir, stage, run.cfg.arch, run.cfg.size)
+        write_state(run.dir, stage, dict(done=True, lr=fit['lr'], train_seconds=fit['train_seconds'],
+                                         rows=learn.epoch_log.rows, vocab=list(learn.dls.vocab)))
+    plot_losses(history, run.dir / f'losses_{stage}.png', f'{stage}: losses and metrics per epoch')
+    return dict(fit, table=table, summary=summary, probs=probs, targs=targs, files=list(rows['file']),
+                vocab=list(learn.dls.vocab))
+
+
+def header_markdown(run: Run, timings: dict) -> str:
+    c, w = run.cfg, run.weights
+    scratch = '' if w.pretrained else (
+        "\n> **Trained from scratch: no ImageNet weights were used** "
+        f"({w.note}). Published numbers for this protocol use ImageNet-pretrained ResNet50 on a GPU.\n")
+    validated = ('a holdout of %.0f%% of the even years' % (100 * c.holdout) if c.holdout else
+                 'the odd-year test split itself, with a fixed schedule and no model selection (as the published runs did)')
+    d = run.record['distributed']
+    processes = '' if d['processes'] <= 1 else (
+        f"\n| processes | {d['processes']} ({d['backend']}), {d['bs_per_process']} images each per step; epoch lines "
+        f"show the main process's share of the validation images, the evaluation below all of them |")
+    return f"""# fashion_fastai results
+
+Command: `{run.record['command']}`
+{scratch}
+| | |
+|---|---|
+| data | `{run.record['data_dir']}` |
+| arch | {c.arch} at {c.size[0]}x{c.size[1]} (height x width), batch size {c.bs}, {c.precision}{f", label smoothing {c.label_smoothing}" if c.label_smoothing else ''} |
+| starting weights | {'ImageNet: ' + w.source if w.pretrained else 'scratch'} ({w.note}) |
+| stage one | top-{c.topk} classes (ranked over {c.rank_on} rows), {c.epochs} epochs |
+| stage two | rare classes, body from {c.stage2_init}, {c.epochs2} epochs |
+| validation during training | {validated} |{processes}
+| evaluation | odd-year test split, every image with a known class, fixed order{f"; test-time augmentation, {c.tta} passes" if c.tta else ''} |
+| time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min{' (since the last --resume; stage times include the epochs before it)' if timings.get('resumed') else ''} |
+| versions | {', '.join(f'{k} {v}' for k, v in run.record['versions'].items())} |
+
+Loading: {run.data.report.summary()}. Skipped ids are listed in `load_report.json`.
+
+"Seen" classes have at least one training image. A class with test images but no training image can never be predicted
+correctly, so the ceiling is the share of test images whose class is seen.
+"""
+
+
+def write_results(run: Run, results: dict) -> None:
+    "Plots, the final config.json (learning rates used, timings), results.md and metrics.json, and a summary on stdout."
+    timings = {s: r['train_seconds'] for s, r in results.items()}
+    timings['total'], timings['resumed'] = round(time.time() - run.started, 1), any(run.resumed.values())
+    r1, k = results['stage1'], run.cfg.topk
+    plot_confusion(r1['probs'], r1['targs'], r1['vocab'], run.dir / f'confusion_top{k}.png',
+                   f"stage one: top-{k} confusion on the test split")
+    plot_per_class({s: r['table'] for s, r in results.items()}, run.dir / 'per_class_accuracy.png')
+    plot_top_losses({s: {k: r[k] for k in ('files', 'probs', 'targs', 'vocab')} for s, r in results.items()},
+                    run.dir / 'top_losses.png')
+    run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings)
+    _write_json(run.dir / 'config.json', run.record)
+    load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
+    write_report(run.dir, {s: (r['table'], r['summary']) for s, r in results.items()}, header_markdown(run, timings),
+                 extra=dict(config=run.record, load_report=load_counts))
+    print(f"\nDone in {timings['total'] / 60:.1f} min. Run folder: {run.dir}", flush=True)
+    for s, r in results.items(): print(f"  {s}: {headline(r['summary'])}")
+    print(f"  report: {run.dir / 'results.md'}\nNext: python -m fashion_fastai.predict {run.dir / 'stage1.json'} "
+          f"IMAGE_OR_FOLDER", flush=True)
