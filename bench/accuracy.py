@@ -18,7 +18,7 @@ are training plus one pass over the evaluated split: the baseline's evaluation, 
 """
 from __future__ import annotations
 
-import copy, inspect, json, os, platform, sys, time
+import copy, dataclasses, json, os, platform, sys, time
 from pathlib import Path
 
 import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
@@ -31,7 +31,9 @@ from fashion_fastai.data import load_data, part_dataloaders, eval_rows, default_
 from fashion_fastai.evaluate import class_table, summarize
 from fashion_fastai.images import open_rgb
 from fashion_fastai.stages import stage_two, train_stage
-from fashion_fastai.train import main as train_cli, parse_size, parse_lr, train, evaluate_learner
+from fashion_fastai.config import TrainConfig, parse_size, parse_lr
+from fashion_fastai.run import evaluate_learner
+from fashion_fastai.train import train
 from fastai.vision.all import set_seed
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
@@ -118,7 +120,7 @@ def baseline(data, arch, size, epochs, epochs2, bs, workers, holdout, precision,
     return out
 
 
-CLI_DEFAULTS = {k: p.default for k, p in inspect.signature(train_cli).parameters.items()}
+CLI_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def ours(data_dir, out, tag, reuse: Path = None, **settings) -> dict:
@@ -126,7 +128,8 @@ def ours(data_dir, out, tag, reuse: Path = None, **settings) -> dict:
     history's last epoch is the holdout score (its own evaluation stays on the test split, which tuning must not read).
     `reuse`: a finished run folder whose recorded arguments equal these settings; its results are read, not retrained."""
     args = {**CLI_DEFAULTS, 'data': data_dir, 'pretrained': 'no', **settings}
-    run = train(**{**args, 'out': out, 'name': f'bench-{tag}'}) if reuse is None else check_reuse(Path(reuse), args)
+    run = (train(TrainConfig(**{**args, 'out': out, 'name': f'bench-{tag}'})) if reuse is None else
+           check_reuse(Path(reuse), TrainConfig(**args)))
     holdout = settings.get('holdout')
     stages = json.loads((run / 'metrics.json').read_text())['stages']
     cfg = json.loads((run / 'config.json').read_text())
@@ -137,15 +140,14 @@ def ours(data_dir, out, tag, reuse: Path = None, **settings) -> dict:
     return {s: {**m, 'train_seconds': cfg['timings_seconds'][s]} for s, m in stages.items()}
 
 
-def check_reuse(run: Path, args: dict) -> Path:
+def check_reuse(run: Path, wanted: TrainConfig) -> Path:
     "The run folder, once its config.json shows the same settings (data compared as resolved paths) and a finished report."
-    cfg = run / 'config.json'
-    if not (cfg.is_file() and (run / 'metrics.json').is_file()):
+    if not ((run / 'config.json').is_file() and (run / 'metrics.json').is_file()):
         raise SystemExit(f"accuracy: error: --reuse-ours {run} has no config.json and metrics.json: not a finished run.")
-    recorded = {**CLI_DEFAULTS, **json.loads(cfg.read_text())['arguments']}  # an option newer than the run: its default
-    same = lambda k, a, b: Path(a).resolve() == Path(b).resolve() if k == 'data' else str(a) == str(b)
-    diff = {k: (recorded.get(k), v) for k, v in args.items()
-            if k not in ('out', 'name', 'resume') and not same(k, recorded.get(k), v)}
+    recorded = TrainConfig.of_run(run)  # an option newer than the run: its default
+    same = lambda k, a, b: Path(a).resolve() == Path(b).resolve() if k == 'data' else a == b
+    diff = {f.name: (getattr(recorded, f.name), getattr(wanted, f.name)) for f in dataclasses.fields(TrainConfig)
+            if f.name not in ('out', 'name') and not same(f.name, getattr(recorded, f.name), getattr(wanted, f.name))}
     if diff: raise SystemExit(f"accuracy: error: --reuse-ours {run} was run with other settings (recorded, wanted): {diff}")
     return run
 

@@ -37,7 +37,7 @@ from fashion_fastai.artifacts import export_stage
 from fashion_fastai.data import load_data, part_dataloaders
 from fashion_fastai.processes import ProcessPredictor
 from fashion_fastai.stages import stage_one
-from fashion_fastai.train import parse_size
+from fashion_fastai.config import parse_size
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
 

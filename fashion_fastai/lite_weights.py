@@ -36,7 +36,7 @@ _FORMAT = "v1"  # bump when the converted file's content changes for the same in
 def check_arch(arch: str) -> str:
     "Refuse names these weights would load into silently but wrongly (the non-`tf_` twins), and names with no package."
     if arch in LITE_ARCHS: return arch
-    if False:
+    if f"tf_{arch}" in LITE_ARCHS:
         raise WeightsError(f"{arch!r} has the same shapes as 'tf_{arch}' but PyTorch padding and ImageNet mean/std, so the "
                            f"TensorFlow-trained weights of {LITE_ARCHS['tf_' + arch][0]} give wrong outputs in it: "
                            f"use 'tf_{arch}'.")

@@ -4,10 +4,13 @@
 - `make_dataset`: writes a small custom Kaggle-style folder (styles.csv + images/<id>.jpg, 60x80) from CSV lines.
 - `tiny_data` / `tiny_dls`: a 4-class hand-made data set (3 top classes x 8 rows + 1 rare class of 3) and the top part's
   DataLoaders at 32x24, batch size 8: small enough to train a resnet18 for a few batches in seconds.
+- `tiny_train_args`, `cli_env`, `run_module`: the smallest `python -m fashion_fastai.train` run, and running a module as
+  a user does, in an environment whose demo cache and `TORCH_HOME` are the test's own.
+- `export_untrained`: a stage's run-folder files (`.pkl`, `.pth`, `.json`) through the package's own `export_stage`.
 """
 from __future__ import annotations
 
-import itertools
+import itertools, os, subprocess, sys
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-# One intra-op thread: the tests' tensors are tiny, and on a small shared CPU two spinning threads cost up to 7x more wall
-# time than one (measured: a resnet18 step at 32x24 took 7 s with 2 threads beside another job, 0.9 s with 1).
+# One intra-op thread: the tests' tensors are tiny, and on a small shared CPU two spinning threads cost far more wall time
+# than one.
 torch.set_num_threads(1)
 
 HEADER = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
@@ -145,3 +148,36 @@ def tiny_dls(tiny_data):
     "The tiny top part (3 classes, 18 train / 6 test images) at 32x24, bs 8: 2 training + 1 validation batch per epoch."
     from fashion_fastai.data import part_dataloaders
     return part_dataloaders(tiny_data, "top", size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
+
+
+TINY_TRAIN = dict(arch="resnet18", size="32x24", bs=16, epochs=1, epochs2=1, pretrained="no", demo_scale=0.1, lr=1e-3,
+                  lr2=1e-3)
+
+
+def tiny_train_args(**changes) -> list:
+    "Command-line arguments of the smallest train run on the demo data, with `changes` (option=value) applied."
+    return [a for k, v in {**TINY_TRAIN, **changes}.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def cli_env(tmp: Path) -> dict:
+    "This environment, with the demo cache and TORCH_HOME under `tmp` (nothing shared with the user's) and one thread."
+    return {**os.environ, "FASHION_FASTAI_CACHE": str(tmp / "cache"), "TORCH_HOME": str(tmp / "torch"),
+            "OMP_NUM_THREADS": "1"}
+
+
+def run_module(mod, *args, env=None, cwd=None, check=True, timeout=900):
+    "Run `python -m mod args` with stdout piped (not a TTY), as CI and nohup do."
+    p = subprocess.run([sys.executable, "-m", mod, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
+                       timeout=timeout)
+    if check and p.returncode != 0: raise AssertionError(f"{mod} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def export_untrained(folder: Path, dls, stage="stage1", arch="resnet18", seed=0) -> Path:
+    "An untrained learner on `dls` exported by `export_stage` into `folder` (all three files); returns its `.json`."
+    from fashion_fastai.artifacts import export_stage
+    from fashion_fastai.stages import build_learner
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    export_stage(build_learner(dls, arch, path=folder, stage=stage), folder, stage, arch, SMALL)
+    return folder / f"{stage}.json"

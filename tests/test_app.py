@@ -7,10 +7,9 @@ import os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
-from conftest import SMALL
+from conftest import SMALL, export_untrained
 
 CHROMIUM = Path('/usr/bin/chromium')
 
@@ -18,14 +17,11 @@ CHROMIUM = Path('/usr/bin/chromium')
 @pytest.fixture(scope='module')
 def run_dir(tmp_path_factory, tiny_data, tiny_dls):
     "A run folder with both stages exported from untrained tiny learners (3 top classes, 1 rare class)."
-    from fashion_fastai.artifacts import export_stage
     from fashion_fastai.data import part_dataloaders
-    from fashion_fastai.stages import build_learner
     out = tmp_path_factory.mktemp('run')
-    torch.manual_seed(0)
     rare = part_dataloaders(tiny_data, 'rare', size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
     for name, dls in (('stage1', tiny_dls), ('stage2', rare)):
-        export_stage(build_learner(dls, 'resnet18', path=out, stage=name), out, name, 'resnet18', SMALL)
+        export_untrained(out, dls, name)
     return out
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 from fastai.vision.all import Callback
 
-from fashion_fastai.checkpoint import read_state, schedule, skipped_epoch, state_path
+from fashion_fastai.checkpoint import read_state, skipped_epoch, state_path
+from fashion_fastai.compat import fine_tune_phases
 from fashion_fastai.errors import OptionError
 from fashion_fastai.stages import build_learner, train_stage
-from fashion_fastai.train import resume_arguments
 
 
 class _Kill(Callback):
@@ -45,7 +45,7 @@ def test_schedule_is_fastais_fine_tune(tiny_dls, tmp_path):
     a.fine_tune(2, base_lr=1e-3, freeze_epochs=1)
     train_stage(b, 2, 1e-3, freeze_epochs=1)
     assert len(ra.lrs) == 6 and ra.lrs == rb.lrs
-    assert [p for p, *_ in schedule(3, 1e-3, 0)] == ["all"] and [p for p, *_ in schedule(3, 1e-3, 2)] == ["head", "all"]
+    assert [p for p, *_ in fine_tune_phases(3, 1e-3, 0)] == ["all"] and [p for p, *_ in fine_tune_phases(3, 1e-3, 2)] == ["head", "all"]
 
 
 def test_checkpoint_every_epoch(tiny_dls, tmp_path):
@@ -91,12 +91,3 @@ def test_resume_refuses_changed_classes(tiny_dls, tmp_path):
     state["vocab"] = state["vocab"][:-1]
     with pytest.raises(OptionError, match="classes changed"):
         train_stage(_learner(tiny_dls, tmp_path), 1, 1e-3, run_dir=tmp_path, resume=state)
-
-
-def test_resume_arguments_errors(tmp_path):
-    with pytest.raises(OptionError, match="no config.json"): resume_arguments(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"arch": "resnet18"}))
-    with pytest.raises(OptionError, match="not a run configuration"): resume_arguments(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"arguments": {"epochs": 3}}))
-    assert resume_arguments(tmp_path) == {"epochs": 3}
-    assert not state_path(tmp_path, "stage1").exists()

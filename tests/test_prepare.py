@@ -121,16 +121,18 @@ def test_shrink_image_reports_a_bomb_without_decoding_it(tmp_path, monkeypatch):
     assert not (tmp_path / 'out.jpg').exists()
 
 
+@pytest.mark.slow
 def test_train_runs_on_a_cache(tiny_dir, tmp_path):
     "`train --data CACHE` end to end (both stages) on a cache of a small data set shrunk to 40 pixels."
+    from fashion_fastai.config import TrainConfig
     from fashion_fastai.train import train
     cache = tmp_path / 'cache'
     r = prepare(tiny_dir, cache, size=40, workers=0, progress=False)
     assert r.written == r.images > 0 and not r.skipped
     with Image.open(next((cache / 'images').iterdir())) as im: assert max(im.size) == 40
-    run = train(data=cache, out=tmp_path / 'runs', name='on-cache', arch='resnet18', pretrained='no', weights=None,
-                size='32x24', bs=8, epochs=1, epochs2=1, freeze_epochs=None, lr='1e-3', lr2='1e-3', topk=3, rank_on='all',
-                holdout=0., stage2_init='stage1', precision='fp32', seed=0, workers=0, demo_scale=None)
+    run = train(TrainConfig(data=cache, out=tmp_path / 'runs', name='on-cache', arch='resnet18', pretrained='no',
+                            size='32x24', bs=8, epochs=1, epochs2=1, lr='1e-3', lr2='1e-3', topk=3, precision='fp32', seed=0,
+                            workers=0))
     metrics = json.loads((run / 'metrics.json').read_text())
     assert set(metrics['stages']) == {'stage1', 'stage2'}
     assert json.loads((run / 'config.json').read_text())['data_dir'] == str(cache)

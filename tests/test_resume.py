@@ -4,14 +4,16 @@ from __future__ import annotations
 import json, os, signal, subprocess, sys, time
 
 import pandas as pd
+import pytest
 
-ARGS = ['--arch', 'resnet18', '--size', '32x24', '--bs', '16', '--epochs', '2', '--epochs2', '1', '--freeze-epochs', '1',
-        '--pretrained', 'no', '--demo-scale', '0.1', '--lr', '1e-3', '--lr2', '1e-3']
+from conftest import cli_env, tiny_train_args
+
+ARGS = tiny_train_args(epochs=2, freeze_epochs=1)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume(tmp_path):
-    env = {**os.environ, 'FASHION_FASTAI_CACHE': str(tmp_path / 'cache'), 'TORCH_HOME': str(tmp_path / 'torch'),
-           'OMP_NUM_THREADS': '1'}
+    env = cli_env(tmp_path)
     run_dir = tmp_path / 'runs' / 'killed'
     state_file = run_dir / 'checkpoints' / 'stage1.json'
     cmd = [sys.executable, '-m', 'fashion_fastai.train', *ARGS, '--out', tmp_path / 'runs', '--name', 'killed']

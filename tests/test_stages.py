@@ -8,7 +8,7 @@ import torch
 from fastai.vision.all import Callback, Learner, accuracy
 from torch import nn
 
-from fashion_fastai.stages import (CPUAutocast, build_learner, resolve_precision, stage_one, stage_two, top5,
+from fashion_fastai.stages import (CPUAutocast, build_learner, stage_one, stage_two, top5,
                                    train_stage)
 from fashion_fastai.weights import body_state_from_imagenet
 
@@ -64,7 +64,7 @@ def test_stage_two_scratch_and_imagenet(stage1, demo_dls, tmp_path):
     assert all(torch.equal(got[k], mapped[k]) for k in mapped)
     with pytest.raises(ValueError, match="stage-one learner"):
         stage_two(demo_dls["rare"], "resnet18", "stage1", path=tmp_path)
-    with pytest.raises(ValueError, match="stage2-init"):
+    with pytest.raises(ValueError, match="stage0"):
         stage_two(demo_dls["rare"], "resnet18", "stage0", stage1=stage1, path=tmp_path)
 
 
@@ -135,22 +135,6 @@ def test_top5():
     assert float(top5(inp, targ)) == 1.0
 
 
-def test_resolve_precision(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_precision("auto") == "fp32"  # no CUDA: bf16 on the CPU is opt-in
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_precision("auto") == "bf16"  # Ampere and newer
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_precision("auto") == "fp32"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for p in ("fp32", "bf16", "fp16"):
-        assert resolve_precision(p) == p
-    for bad in ("fp64", "BF16", "", None):
-        with pytest.raises(ValueError, match="precision"):
-            resolve_precision(bad)
-
-
 class _PredDtype(Callback):
     "Records the model output's dtype before CPUAutocast (order 10) casts it back to float32."
     order = 9
@@ -176,8 +160,6 @@ def test_bf16_on_cpu(tiny_dls, tmp_path, monkeypatch):
     fp32 = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp32")
     assert not any(isinstance(cb, CPUAutocast) for cb in fp32.cbs)
     assert not hasattr(fp32, "channels_last")
-    with pytest.raises(ValueError, match="fp16"):
-        build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp16")
 
 
 def test_gpu_precisions_use_fastai_mixed_precision(tiny_dls, tmp_path, monkeypatch):
@@ -201,7 +183,8 @@ def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
     assert isinstance(smooth1.loss_func, LabelSmoothingCrossEntropyFlat) and smooth1.loss_func.func.eps == 0.1
     assert isinstance(smooth2.loss_func, LabelSmoothingCrossEntropyFlat) and smooth2.loss_func.func.eps == 0.2
     x, y = demo_dls["top"].one_batch()
-    logits = torch.randn(len(y), demo_dls["top"].c)
+    logits = torch.randn(len(y), demo_dls["top"].c, generator=torch.Generator().manual_seed(0))
+    logits[range(len(y)), y] += 5  # confident and right: the plain loss is then strictly below the smoothed one
     log_p = logits.log_softmax(-1)  # eps spread over all classes, 1 - eps on the target
     expected = 0.9 * nn.functional.nll_loss(log_p, y) - 0.1 * log_p.mean(-1).mean()
     assert torch.isclose(smooth1.loss_func(logits, y), expected)
