@@ -11,20 +11,20 @@ import json
 from pathlib import Path
 
 import torch
-from fastai.vision.all import (Learner, load_learner, create_vision_model, Datasets, TfmdDL, ToTensor,
-                               IntToFloatTensor, Normalize, imagenet_stats)
+import torchvision
+from fastai.vision.all import Learner, load_learner, Datasets, TfmdDL, ToTensor, IntToFloatTensor, Normalize
 
 from .atomic import atomic_path
 from .data import item_tfms, default_workers
-from .images import ProductImage
+from .images import ReadProductImage
 from .stages import TRAINING_ONLY_CBS
-from .weights import get_arch
+from .weights import create_model, is_timm
 
 
 def export_stage(learn: Learner,
                  run_dir: Path,     # where `<name>.pkl/.pth/.json` go
                  name: str,         # `stage1` or `stage2`
-                 arch: str,         # torchvision ResNet name, to rebuild the model from the weights-only form
+                 arch: str,         # torchvision ResNet or timm name, to rebuild the model from the weights-only form
                  size,              # (height, width) the model was trained at
                  ) -> dict:
     "Write both forms of a stage; returns their paths."
@@ -37,7 +37,10 @@ def export_stage(learn: Learner,
     vocab = list(learn.dls.vocab)
     with atomic_path(run_dir / f'{name}.pth') as tmp: torch.save(learn.model.state_dict(), tmp)
     norm = next(t for t in learn.dls.after_batch.fs if isinstance(t, Normalize))
-    meta = dict(format='fashion_fastai.weights/1', arch=arch, n_out=len(vocab), vocab=vocab, size=list(size),
+    # what rebuilds the model offline and without pickle: the arch's library (timm builds its models from code, with no
+    # download when untrained), the head's size and the input's preprocessing
+    library = dict(timm=__import__('timm').__version__) if is_timm(arch) else dict(torchvision=torchvision.__version__)
+    meta = dict(format='fashion_fastai.weights/1', arch=arch, **library, n_out=len(vocab), vocab=vocab, size=list(size),
                 mean=norm.mean.flatten().tolist(), std=norm.std.flatten().tolist(), weights=f'{name}.pth')
     with atomic_path(run_dir / f'{name}.json') as tmp: tmp.write_text(json.dumps(meta, indent=1))
     return {k: str(run_dir / f'{name}.{k}') for k in ('pkl', 'pth', 'json')}
@@ -49,7 +52,7 @@ class WeightsOnlyModel:
         json_path = Path(json_path)
         self.meta = json.loads(json_path.read_text())
         self.vocab, self.size = self.meta['vocab'], tuple(self.meta['size'])
-        self.model = create_vision_model(get_arch(self.meta['arch']), self.meta['n_out'], pretrained=False)
+        self.model = create_model(self.meta['arch'], self.meta['n_out'])
         state = torch.load(json_path.parent / self.meta['weights'], map_location='cpu', weights_only=True)
         self.model.load_state_dict(state)
         self.model.eval()
@@ -57,7 +60,7 @@ class WeightsOnlyModel:
 
     def dataloader(self, paths, bs=64, num_workers: int = None):
         "`num_workers` None: as training decides (`default_workers`); fastai's `TfmdDL` would start one per core."
-        ds = Datasets([str(p) for p in paths], [[ProductImage.create]])
+        ds = Datasets(list(paths), [[ReadProductImage()]])
         return TfmdDL(ds, bs=bs, after_item=[*item_tfms(self.size), ToTensor()],
                       after_batch=[IntToFloatTensor(), self.norm], shuffle=False, drop_last=False,
                       num_workers=default_workers() if num_workers is None else num_workers)
@@ -79,6 +82,6 @@ class PickledLearner:
     def probs(self, paths, bs=64, num_workers: int = None) -> torch.Tensor:
         "`num_workers` None: the exported DataLoaders' own."
         kw = {} if num_workers is None else dict(num_workers=num_workers)
-        dl = self.learn.dls.test_dl([str(p) for p in paths], bs=bs, **kw)
+        dl = self.learn.dls.test_dl(list(paths), bs=bs, **kw)
         with self.learn.no_bar(): probs, _ = self.learn.get_preds(dl=dl)
         return probs

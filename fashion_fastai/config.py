@@ -71,10 +71,12 @@ class TrainConfig:
     out: Annotated[Path, "parent folder of the run folders"] = Path('runs')
     name: Annotated[str, "run folder name (default: date and time)"] = None
     arch: Annotated[str, "torchvision ResNet (resnet18 ... resnet152) or a timm model name, e.g. tf_efficientnet_lite0 "
-                         "(default: resnet50 with --data, resnet18 on the demo data)"] = None
-    pretrained: Annotated[str, "ImageNet weights: auto = use if cached or downloadable, else warn and train from scratch; "
-                               "yes = required; no = scratch"] = 'auto'
-    weights: Annotated[Path, "an ImageNet state_dict file for --arch to start from (instead of the cache)"] = None
+                         "(default: resnet50 with --data; on the demo data tf_efficientnet_lite0 when its ImageNet weights are installed, else "
+                         "resnet18)"] = None
+    pretrained: Annotated[str, "ImageNet weights: auto = use if installed, cached or downloadable, else warn and train "
+                               "from scratch; yes = required; no = scratch"] = 'auto'
+    weights: Annotated[Path, "a torchvision or timm ImageNet state_dict file for --arch to start from (instead of the "
+                             "packages and caches)"] = None
     size: Annotated[str, "model input HEIGHTxWIDTH (the small data set is 80 high, 60 wide), or one number for a "
                          "square"] = '80x60'
     bs: Annotated[int, "batch size (chosen on the real data's holdout: BENCHMARKS.md)"] = 32
@@ -101,11 +103,12 @@ class TrainConfig:
 
     def __post_init__(self):
         "Normalise every value to its one type and check it, so that a bad option fails before anything is read."
-        from .weights import check_arch  # the architectures this installation can build
+        from .weights import check_arch, default_arch  # the architectures this installation can build
         if self.data is not None: self.data = Path(self.data)
         self.out = Path(self.out)
         if self.weights is not None: self.weights = Path(self.weights)
-        self.arch = self.arch or ('resnet50' if self.data is not None else 'resnet18')  # the demo: minutes on a laptop
+        _choice('--pretrained', self.pretrained, PRETRAINED)
+        self.arch = self.arch or default_arch(self.data is not None, self.pretrained)
         check_arch(self.arch)
         for k in ('epochs', 'bs', 'topk'):
             if getattr(self, k) is None or getattr(self, k) < 1:
@@ -127,7 +130,6 @@ class TrainConfig:
                               f"got {self.label_smoothing}.")
         if not self.tta >= 0:
             raise OptionError(f"--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got {self.tta}.")
-        _choice('--pretrained', self.pretrained, PRETRAINED)
         _choice('--stage2-init', self.stage2_init, STAGE2_INITS)
         _choice('--rank-on', self.rank_on, RANK_ON)
         self.precision = resolve_precision(self.precision)

@@ -15,8 +15,8 @@ import pandas as pd
 
 from .errors import DataError
 from .compat import PadResize, TrainOnlyAffine
-from .images import ProductImage, check_images
-from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, AffineCoordTfm, aug_transforms, Normalize,
+from .images import ProductImageBlock, check_images
+from fastai.vision.all import (DataBlock, CategoryBlock, ColReader, AffineCoordTfm, aug_transforms, Normalize,
                                imagenet_stats)
 
 COLUMNS = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season', 'year', 'usage',
@@ -249,21 +249,24 @@ def item_tfms(size=IMAGE_SIZE):
     return [PadResize(size)]
 
 
-def batch_tfms(augment: bool = True):
-    """GPU-able batch augmentation suited to centred product shots (flip, small rotation/zoom, lighting), then ImageNet
-    normalisation, always: `vision_learner(pretrained=False)` would add none, and scratch and pretrained runs must match."""
+def batch_tfms(augment: bool = True, stats=imagenet_stats):
+    """GPU-able batch augmentation suited to centred product shots (flip, small rotation/zoom, lighting), then the
+    weights' own normalisation (`stats`: mean, std), always: `vision_learner(pretrained=False)` would add none, and
+    scratch and pretrained runs must match."""
     augs = aug_transforms(max_rotate=5., max_zoom=1.1, max_warp=0., max_lighting=0.2) if augment else []
     augs = [TrainOnlyAffine.like(t) if isinstance(t, AffineCoordTfm) else t for t in augs]
-    return [*augs, Normalize.from_stats(*imagenet_stats)]
+    return [*augs, Normalize.from_stats(*stats)]
 
 
 def part_datablock(vocab: list,            # the part's union vocab
                    size=IMAGE_SIZE,        # (height, width) fed to the model
                    valid: str = 'test',    # which split fastai validates on: `test` (protocol) or `valid` (holdout)
                    augment: bool = True,   # batch augmentation while training
+                   stats=imagenet_stats,   # (mean, std) of the starting weights' normalisation
                    ) -> DataBlock:
-    return DataBlock(blocks=(ImageBlock(cls=ProductImage), CategoryBlock(vocab=vocab)), get_x=ColReader('file'), get_y=ColReader(LABEL),
-                     splitter=SplitColumn(valid), item_tfms=item_tfms(size), batch_tfms=batch_tfms(augment))
+    return DataBlock(blocks=(ProductImageBlock(), CategoryBlock(vocab=vocab)), get_x=ColReader('file'),
+                     get_y=ColReader(LABEL), splitter=SplitColumn(valid), item_tfms=item_tfms(size),
+                     batch_tfms=batch_tfms(augment, stats))
 
 
 @dataclass
@@ -306,6 +309,7 @@ def part_dataloaders(data: FashionData,
                      num_workers: int = None, # DataLoader workers (None: fastai's default)
                      augment: bool = True,    # batch augmentation
                      seed: int = None,        # shuffle seed
+                     stats=imagenet_stats,    # (mean, std) of the starting weights' normalisation (`WeightsInfo.stats`)
                      ):
     "Train on the part's even years; validate on the test split, or on the holdout when one was carved."
     rows = data.part(part)
@@ -322,7 +326,7 @@ def part_dataloaders(data: FashionData,
         raise DataError(f"The {part} part has no {'holdout' if valid == 'valid' else 'test'} image to validate on: "
                         f"{'raise --holdout' if valid == 'valid' else 'check the years in styles.csv'}.")
     bs = min(bs, n_train)  # fastai drops the last partial batch: a tiny part would train on nothing
-    return part_datablock(data.vocabs[part], size, valid, augment).dataloaders(
+    return part_datablock(data.vocabs[part], size, valid, augment, stats).dataloaders(
         as_items(rows), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)
 
 

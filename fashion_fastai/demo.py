@@ -519,7 +519,8 @@ def generate_demo(
     return out
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    "Where generated data and converted weights are kept: $FASHION_FASTAI_CACHE, or ~/.cache/fashion_fastai."
     env = os.environ.get("FASHION_FASTAI_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "fashion_fastai"
 
@@ -530,7 +531,7 @@ def demo_dir(
     seed: int = 0,  # passed to `generate_demo`
 ) -> Path:  # folder holding `styles.csv` and `images/`
     "Cached demo data set, generated once; built in a temp sibling and renamed so it is never half-written."
-    root = Path(cache) if cache is not None else _cache_root()
+    root = Path(cache) if cache is not None else cache_root()
     final = root / f"demo-{_VERSION}-s{float(scale)}-seed{seed}"
     if (final / "styles.csv").is_file():
         return final

@@ -14,7 +14,7 @@ import io, os, warnings
 from pathlib import Path
 
 import numpy as np
-from fastai.vision.all import PILImage
+from fastai.vision.all import PILImage, Transform, TransformBlock, IntToFloatTensor
 from fastcore.parallel import parallel
 from PIL import Image
 
@@ -47,6 +47,19 @@ class ProductImage(PILImage):
         if isinstance(fn, (str, Path, bytes)): return cls(open_rgb(fn))
         if isinstance(fn, Image.Image) and not isinstance(fn, PILImage): return cls(to_rgb(fn))
         return super().create(fn, **kwargs)
+
+
+class ReadProductImage(Transform):
+    """`ProductImage.create` as the block's type transform, declaring every kind of file reference it reads: fastai's
+    `test_dl` matches new items against the type seen while setting up (a `str` here), so an exported learner would refuse
+    the `Path`s that `get_image_files` returns."""
+    input_types = (str, Path, bytes)
+    def encodes(self, fn): return ProductImage.create(fn)
+
+
+def ProductImageBlock():
+    "fastai's `ImageBlock(cls=ProductImage)`, reading `str` and `Path` items alike."
+    return TransformBlock(type_tfms=ReadProductImage(), batch_tfms=IntToFloatTensor)
 
 
 def image_problem(path) -> str | None:

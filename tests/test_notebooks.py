@@ -70,6 +70,7 @@ def test_expected_notebooks():
     assert EXPECTED <= set(ids(NOTEBOOKS)), f"missing notebooks in {NBS}: {sorted(EXPECTED - set(ids(NOTEBOOKS)))}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
 def test_notebook_runs(path, tmp_path, notebook_env):
     nb = nbformat.read(path, as_version=4)
