@@ -1,6 +1,7 @@
 """Benchmark: the project's fastai loops against bare PyTorch, and the data pipeline against the model's appetite.
 
-For each arch x input size, with the same model, batch size and input size on both sides, alternating ours and bare
+For each arch x input size x memory layout x torch thread count, with the same model (a torchvision ResNet or a timm
+name), batch size, input size, layout and threads on both sides, alternating ours and bare
 `--repeats` times (median reported; for training, which side goes first rotates, and the ratio is given both as the ratio
 of the medians and as the median of each repeat's own ratio, whose sides ran back to back):
   1. training images/second: our stage-one learner's `fit_one_cycle` (fastai's loop, callbacks, metrics, optimiser) vs a
@@ -17,14 +18,19 @@ of the medians and as the median of each repeat's own ratio, whose sides ran bac
      our training images/second.
 Images: the first `--images` rows of the real small data set when it is there (`--data`), else the built-in demo data;
 at 224x224 those 60x80 images are upscaled (the full-size data set would be downscaled instead: same tensors for the model).
-Models start from scratch (no ImageNet weights here); speed does not depend on the weights.
+Models start from scratch (no ImageNet weights here); speed does not depend on the weights. The bare side's model is
+built by `weights.create_model` (the network `vision_learner` builds, for either library) and given our model's weights.
+`--channels-last` puts both sides' models and inputs in channels_last in fp32 too (bf16 always is); `--threads 1,2`
+measures each configuration at each torch thread count (depthwise convolutions, as in EfficientNet, run their backward
+pass differently from a ResNet's dense ones on a CPU: measure rather than assume).
 
     .venv/bin/python bench/speed.py                      # resnet18 and resnet50 at 80x60 and 224x224
+    .venv/bin/python bench/speed.py --archs tf_efficientnet_lite0 --sizes 80x60,160x120 --threads 1,2 --channels-last both
 Writes bench/results/speed.json and prints the markdown tables for BENCHMARKS.md.
 """
 from __future__ import annotations
 
-import copy, json, os, platform, statistics, sys, tempfile, time, warnings
+import itertools, json, os, platform, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
 import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
@@ -38,6 +44,7 @@ from fashion_fastai.data import load_data, part_dataloaders
 from fashion_fastai.processes import ProcessPredictor
 from fashion_fastai.stages import stage_one
 from fashion_fastai.config import parse_size
+from fashion_fastai.weights import create_model, normalization
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
 
@@ -76,7 +83,8 @@ def ours_train(learn, batches: list, lr: float) -> float:
     return clock.rate
 
 
-def bare_train(model, batches: list, lr: float, precision: str, fused: bool = False) -> float:
+def bare_train(model, batches: list, lr: float, precision: str, fused: bool = False,
+               channels_last: bool = False) -> float:
     """fastai's default optimiser is Adam with decoupled weight decay 0.01, betas (0.9, 0.99), eps 1e-5: AdamW with those,
     in torch's default implementation (a for-loop on the CPU, foreach on GPUs) unless `fused`."""
     batches = [(plain(x), plain(y)) for x, y in batches]
@@ -87,7 +95,7 @@ def bare_train(model, batches: list, lr: float, precision: str, fused: bool = Fa
     n, t0 = 0, None
     for i, (x, y) in enumerate(batches):
         if i == 1: t0 = time.perf_counter()  # the first batch warms up, as in TrainClock
-        if precision == 'bf16': x = x.contiguous(memory_format=torch.channels_last)  # fastai's ChannelsLast, per batch
+        if channels_last: x = x.contiguous(memory_format=torch.channels_last)  # as the model (fastai's ChannelsLast)
         with autocast(precision, x.device):
             loss = loss_func(model(x).float(), y)
         loss.backward(); opt.step(); opt.zero_grad()
@@ -155,9 +163,9 @@ def decode_floor_infer(model, xs: list, files: list, bs: int) -> float:
     return sum(len(x) for x in xs) / (time.perf_counter() - t0)
 
 
-def pipeline_rate(data, size, bs: int, workers: int, batches: int) -> float:
+def pipeline_rate(data, size, bs: int, workers: int, batches: int, stats) -> float:
     "Images/second of the training DataLoader alone (decode, resize, augmentation, normalisation), after its first batch."
-    dl = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=workers, seed=0).train
+    dl = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=workers, seed=0, stats=stats).train
     n, t0 = 0, None
     for i, (x, _) in enumerate(dl):
         if i == 0: t0 = time.perf_counter()
@@ -170,18 +178,22 @@ def median(xs): return statistics.median(xs)
 
 
 def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers: list, precision: str, tmp: Path,
-            infer_workers: int = 0, infer_processes: int = 2) -> dict:
-    dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0)
+            infer_workers: int = 0, infer_processes: int = 2, channels_last: bool = False) -> dict:
+    stats = normalization(arch)  # the arch's own, as the CLI trains it (speed does not depend on it)
+    dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0, stats=stats)
     device = dls.device
     train_batches = [b for _, b in zip(range(batches + 1), dls.train)]
     learn = stage_one(dls, arch, None, path=tmp, precision=precision)
-    bare = copy.deepcopy(learn.model)
-    if precision == 'bf16': bare = bare.to(memory_format=torch.channels_last)  # as set_precision does for ours
+    channels_last = channels_last or precision == 'bf16'  # bf16 comes with channels_last (set_precision)
+    if channels_last: learn.to_channelslast(use_amp=False)  # no-op when set_precision added it
+    bare = create_model(arch, dls.c).to(device)  # the same network, built without fastai's learner
+    bare.load_state_dict(learn.model.state_dict())  # strict: fails if it is not the same network; same start
+    if channels_last: bare = bare.to(memory_format=torch.channels_last)  # as fastai's ChannelsLast does for ours
     lr, rates = 1e-3, dict(train_ours=[], train_bare=[], train_fused=[], infer_ours=[], infer_bare=[], infer_floor=[],
                            infer_procs=[])
     sides = {'train_ours': lambda: ours_train(learn, train_batches, lr),
-             'train_bare': lambda: bare_train(bare, train_batches, lr, precision),
-             'train_fused': lambda: bare_train(bare, train_batches, lr, precision, fused=True)}
+             'train_bare': lambda: bare_train(bare, train_batches, lr, precision, False, channels_last),
+             'train_fused': lambda: bare_train(bare, train_batches, lr, precision, True, channels_last)}
     order = list(sides)
     for r in range(repeats):  # alternate, so that a slow spell of the machine hits every side, and rotate who goes first
         for k in order[r % 3:] + order[:r % 3]: rates[k].append(sides[k]())
@@ -190,7 +202,7 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     exported = load(tmp / 'bench.pkl', device)
     test_dl = exported.dls.test_dl(files, bs=bs, num_workers=0)
     xs = [plain(b[0]) for b in test_dl]
-    if precision == 'bf16': xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+    if channels_last: xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     pool = None
     if infer_processes > 1:
         pool = ProcessPredictor(tmp / 'bench.pkl', 'pickle', exported.dls.vocab, infer_processes)
@@ -202,9 +214,10 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
         if pool: rates['infer_procs'].append(procs_infer(pool, files, bs))
     if pool: pool.close()
     else: del rates['infer_procs']
-    pipe = {w: median([pipeline_rate(data, size, bs, w, batches) for _ in range(repeats)]) for w in workers}
+    pipe = {w: median([pipeline_rate(data, size, bs, w, batches, stats) for _ in range(repeats)]) for w in workers}
     res = {k: median(v) for k, v in rates.items()}
-    res.update(all=rates, pipeline=pipe, train_ratio=res['train_ours'] / res['train_bare'],
+    res.update(threads=torch.get_num_threads(), channels_last=channels_last, all=rates, pipeline=pipe,
+               train_ratio=res['train_ours'] / res['train_bare'],
                fused_ratio=res['train_ours'] / res['train_fused'],
                # each repeat's sides ran back to back, in the same state of the machine: the ratio it swings least in
                train_ratio_paired=median([o / b for o, b in zip(rates['train_ours'], rates['train_bare'])]),
@@ -227,11 +240,16 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
          infer_workers: int = 0,           # DataLoader workers of the exported learner's test_dl (decoding beside the model)
          infer_processes: int = 2,         # also the exported learner in this many processes (`predict --processes`); 1: not
          precision: str = 'fp32',          # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
+         channels_last: str = 'no',        # no | yes | both: fp32 in channels_last too, both sides (models and inputs)
+         threads: str = '',                # torch thread counts to measure each configuration at, e.g. 1,2 ('': torch's)
          out: Path = Path(__file__).parent / 'results' / 'speed.json'):
     torch.manual_seed(0)
     t_start = time.perf_counter()
+    layouts = [True] if precision == 'bf16' else dict(no=[False], yes=[True], both=[False, True])[channels_last]
+    counts = [int(t) for t in threads.split(',')] if threads else [torch.get_num_threads()]
     record = dict(command=' '.join(['python', *sys.argv]), images=images, bs=bs, batches=batches, repeats=repeats,
-                  precision=precision, infer_workers=infer_workers, infer_processes=infer_processes, results={},
+                  precision=precision, channels_last=channels_last, threads=counts, infer_workers=infer_workers,
+                  infer_processes=infer_processes, results={},
                   machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
                                cpu=platform.processor() or platform.machine(),
                                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
@@ -243,24 +261,26 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
             from fashion_fastai.demo import demo_dir
             record['data'], folder = 'built-in demo data', demo_dir()
         loaded = load_data(folder)
-        for arch in archs.split(','):
-            for size in sizes.split(','):
-                run_tmp = tmp / f'{arch}-{size}'; run_tmp.mkdir()
-                r = measure(loaded, arch, parse_size(size), bs, batches, repeats, [int(w) for w in workers.split(',')],
-                            precision, run_tmp, infer_workers, infer_processes)
-                results[f'{arch} {size}'] = r
-                print(f"{arch} {size}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
-                      f"(x{r['train_ratio']:.2f}, paired x{r['train_ratio_paired']:.2f}), "
-                      f"bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}, paired x{r['fused_ratio_paired']:.2f}); "
-                      f"inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
-                      f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
-                      + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
-                      + "); pipeline " +
-                      ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
-                      flush=True)
-                record['wall_s'] = round(time.perf_counter() - t_start, 1)
-                out.parent.mkdir(parents=True, exist_ok=True)  # after every configuration: a stopped grid keeps its results
-                out.write_text(json.dumps(record, indent=1, default=str))
+        # threads innermost, then layouts: the variants of one model and size run next to each other in time
+        for arch, size, cl, t in itertools.product(archs.split(','), sizes.split(','), layouts, counts):
+            torch.set_num_threads(t)
+            key = f"{arch} {size}" + (f" {t} thr" if threads else '') + (' cl' if cl and precision != 'bf16' else '')
+            run_tmp = tmp / key.replace(' ', '-'); run_tmp.mkdir()
+            r = measure(loaded, arch, parse_size(size), bs, batches, repeats, [int(w) for w in workers.split(',')],
+                        precision, run_tmp, infer_workers, infer_processes, cl)
+            results[key] = r
+            print(f"{key}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
+                  f"(x{r['train_ratio']:.2f}, paired x{r['train_ratio_paired']:.2f}), "
+                  f"bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}, paired x{r['fused_ratio_paired']:.2f}); "
+                  f"inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
+                  f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
+                  + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
+                  + "); pipeline " +
+                  ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
+                  flush=True)
+            record['wall_s'] = round(time.perf_counter() - t_start, 1)
+            out.parent.mkdir(parents=True, exist_ok=True)  # after every configuration: a stopped grid keeps its results
+            out.write_text(json.dumps(record, indent=1, default=str))
     wall = time.perf_counter() - t_start
     print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95), paired | bare, fused AdamW img/s "
           f"| ours / it, paired | inference ours / bare img/s | ratio (>= 0.9) "

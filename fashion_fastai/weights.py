@@ -103,9 +103,9 @@ def _offline_help(arch: str) -> str:
             f"{where}, {_alternative()}, or use --pretrained no to train from scratch.")
 
 
-def _unavailable(arch: str, pretrained: str, msg: str, help: str, why: str) -> tuple[None, WeightsInfo]:
+def _unavailable(arch: str, pretrained: str, msg: str, help: str, why: str, cause: Exception = None):
     "`yes`: an error saying what to do; `auto`: a warning nobody can miss, and scratch."
-    if pretrained == 'yes': raise WeightsError(f"{msg} {help}")
+    if pretrained == 'yes': raise WeightsError(f"{msg} {help}") from cause
     warnings.warn('\n' + '!' * 78 + f"\n{msg}\nTRAINING FROM SCRATCH (--pretrained auto). {help}\n" + '!' * 78, stacklevel=3)
     return None, WeightsInfo(False, 'scratch', f'--pretrained auto: weights unavailable ({why})', *normalization(arch))
 
@@ -145,7 +145,7 @@ def resolve_weights(arch: str,                 # torchvision ResNet or timm mode
     try: sd, source, how = _download(arch)
     except Exception as e:  # offline, DNS failure, proxy, truncated download, no pretrained weights: all "none here"
         return _unavailable(arch, pretrained, f"ImageNet weights for {arch} are not cached and could not be downloaded "
-                            f"({type(e).__name__}: {str(e)[:300]}).", _offline_help(arch), type(e).__name__)
+                            f"({type(e).__name__}: {str(e)[:300]}).", _offline_help(arch), type(e).__name__, e)
     return sd, WeightsInfo(True, source, how, *stats)
 
 

@@ -9,6 +9,7 @@ import torch
 
 from fashion_fastai.config import TrainConfig, resolve_precision
 from fashion_fastai.errors import DataError, OptionError
+from fashion_fastai.weights import default_arch
 
 
 @pytest.mark.parametrize('change, named', [
@@ -66,7 +67,7 @@ def test_values_are_normalised_once():
     c = TrainConfig(size='80x60', lr='3e-3', lr2='auto', data=None)
     assert c.size == (80, 60) and c.lr == 3e-3 and c.lr2 == 'auto'
     assert TrainConfig(size='224').size == (224, 224) and TrainConfig(size=(96, 72)).size == (96, 72)
-    assert c.arch == 'resnet18' and c.precision in ('fp32', 'bf16')  # the demo's arch; 'auto' resolved
+    assert c.arch == default_arch(False, 'auto') and c.precision in ('fp32', 'bf16')  # the demo's arch; 'auto' resolved
 
 
 def test_data_folder_without_styles_csv_says_where_it_is(tmp_path):
