@@ -17,7 +17,7 @@ import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script 
 import torch
 from fastai.optimizer import Adam, OptimWrapper
 from fastai.vision.all import create_vision_model, norm_bias_params
-from fastai.vision.learner import model_meta, _default_meta
+from fashion_fastai.compat import resnet_splitter
 from fastcore.script import call_parse
 
 from fashion_fastai.optimizer import FusedAdam
@@ -27,7 +27,7 @@ from fashion_fastai.weights import get_arch
 @call_parse
 def main(arch: str = 'resnet18', repeats: int = 9):
     model = create_vision_model(get_arch(arch), 20, pretrained=False)
-    groups = model_meta.get(get_arch(arch), _default_meta)['split'](model)  # vision_learner's splitter
+    groups = resnet_splitter(get_arch(arch))(model)  # vision_learner's splitter
     for p in model.parameters(): p.grad = torch.randn_like(p) * 1e-3
     kw = dict(lr=1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01)
     fastai, ours = Adam(groups, lr=1e-3), FusedAdam(groups, lr=1e-3)

@@ -17,22 +17,22 @@ from fastcore.script import call_parse
 
 from .cli import command
 from .errors import OptionError
-from .predict import load_model, predict_paths
+from .predict import STAGES, default_stage, load_model, predict_paths
 
-STAGES = ('stage1', 'stage2')
-STAGE_CHOICES = (*STAGES, 'both')
-TITLES = {'stage1': 'Stage one: the {n} most frequent article types', 'stage2': 'Stage two: {n} rarer article types'}
+STAGE_CHOICES = ('auto', *STAGES, 'both')
+TITLES = {'all': 'Every article type ({n} classes)', 'stage1': 'Stage one: the {n} most frequent article types',
+          'stage2': 'Stage two: {n} rarer article types'}
 
 
 def load_predictors(model: Path,                # run folder, <stage>.json or <stage>.pkl
-                    stage: str = 'both',        # stage1, stage2 or both (every stage the run folder has)
+                    stage: str = 'auto',        # auto (the all-classes model, as predict), all, stage1, stage2 or both
                     trust_pickle: bool = False, # load .pkl files even when a weights-only form exists
                     ) -> dict:
-    "{title: predictor} for the stages to show, in stage order."
+    "{title: predictor} for the models to show, in stage order."
     if stage not in STAGE_CHOICES: raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
     model = Path(model)
     if model.is_dir():
-        names = [s for s in STAGES if stage in (s, 'both')]
+        names = [default_stage(model)] if stage == 'auto' else [s for s in STAGES[1:] if stage == 'both'] or [stage]
         if stage == 'both':  # a run trained with --epochs2 0 has no stage two; with neither, load_model says what is wrong
             names = [s for s in names if (model / f'{s}.json').exists() or (model / f'{s}.pkl').exists()] or ['stage1']
         loaded = {s: load_model(model, s, trust_pickle) for s in names}
@@ -88,7 +88,7 @@ def build_app(predictors: dict,  # {title: predictor}, as from `load_predictors`
 @command('app')
 def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
          port: int = 7860,           # port to serve the page on
-         stage: str = 'both',        # stage1 (top-20 classes), stage2 (rare classes) or both (every stage the run folder has)
+         stage: str = 'auto',        # auto: the all-classes model (every article type) when the run has it; all, stage1 (top-20 classes), stage2 (rare classes) or both stages
          host: str = '127.0.0.1',    # address to listen on (0.0.0.0 to let other machines in)
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
          ):

@@ -52,8 +52,13 @@ class WeightsOnlyModel:
         json_path = Path(json_path)
         self.meta = json.loads(json_path.read_text())
         self.vocab, self.size = self.meta['vocab'], tuple(self.meta['size'])
-        self.model = create_model(self.meta['arch'], self.meta['n_out'])
-        state = torch.load(json_path.parent / self.meta['weights'], map_location='cpu', weights_only=True)
+        self.model = create_model(self.meta['arch'], len(self.vocab))
+        weights = json_path.parent / self.meta['weights']
+        state = torch.load(weights, map_location='cpu', weights_only=True)
+        n_out = next(v for v in reversed(state.values()) if v.ndim == 2).shape[0]  # the last linear layer's outputs
+        if n_out != len(self.vocab):
+            raise ValueError(f"{json_path.name} lists {len(self.vocab)} classes but {weights.name} has {n_out} outputs: "
+                             f"the two files come from different runs or models")
         self.model.load_state_dict(state)
         self.model.eval()
         self.norm = Normalize.from_stats(self.meta['mean'], self.meta['std'], cuda=False)

@@ -16,6 +16,7 @@ from .errors import OptionError, DataError
 
 PRETRAINED = ('auto', 'yes', 'no')
 STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
+ALL_INITS = ('imprint', 'new')
 RANK_ON = ('all', 'train')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
@@ -86,6 +87,11 @@ class TrainConfig:
                                   "weights, else 0)"] = None
     lr: Annotated[str, "stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion"] = '2e-3'
     lr2: Annotated[str, "stage-two learning rate, or 'auto'"] = '2e-3'
+    epochs_all: Annotated[int, "epochs of the all-classes model (one answer among every article type, body from the "
+                                "last stage), after the two stages; 0 skips it"] = 2
+    lr_all: Annotated[str, "the all-classes model's learning rate, or 'auto'"] = '2e-3'
+    all_init: Annotated[str, "the all-classes model's head: imprint (the last stage's head, its last layer set from "
+                             "each class's mean features) or new (fastai's fresh head)"] = 'imprint'
     topk: Annotated[int, "number of most frequent classes in stage one"] = 20
     rank_on: Annotated[str, "rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows"] = 'all'
     holdout: Annotated[float, "fraction of even-year images held out for validation; 0 validates on the test "
@@ -115,6 +121,9 @@ class TrainConfig:
                 raise OptionError(f"--{k} must be a positive integer, got {getattr(self, k)}.")
         if self.epochs2 is None or self.epochs2 < 0:
             raise OptionError(f"--epochs2 must be a positive integer, or 0 to skip stage two; got {self.epochs2}.")
+        if self.epochs_all is None or self.epochs_all < 0:
+            raise OptionError(f"--epochs-all must be a positive integer, or 0 to skip the all-classes model; "
+                              f"got {self.epochs_all}.")
         if self.freeze_epochs is not None and self.freeze_epochs < 0:
             raise OptionError(f"--freeze-epochs must be >= 0 (0: train the whole network from the first epoch), "
                               f"got {self.freeze_epochs}.")
@@ -132,8 +141,10 @@ class TrainConfig:
             raise OptionError(f"--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got {self.tta}.")
         _choice('--stage2-init', self.stage2_init, STAGE2_INITS)
         _choice('--rank-on', self.rank_on, RANK_ON)
+        _choice('--all-init', self.all_init, ALL_INITS)
         self.precision = resolve_precision(self.precision)
         self.size, self.lr, self.lr2 = parse_size(self.size), parse_lr(self.lr), parse_lr(self.lr2, '--lr2')
+        self.lr_all = parse_lr(self.lr_all, '--lr-all')
         if self.weights is not None and not self.weights.is_file():
             raise OptionError(f"--weights {self.weights} is not a file: give an ImageNet state_dict (.pth) for "
                               f"--arch {self.arch}, or leave --weights out to use the cache.")

@@ -225,9 +225,12 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
     return df
 
 
+ALL = 'all'  # the "part" of every class, for the all-classes model
+
+
 def part_vocab(df: pd.DataFrame, part: str) -> list:
     "Sorted union of the part's classes over train, valid and test rows, so a class seen in one split only keeps an index."
-    rows = df[(df['part'] == part) & df['split'].isin(['train', 'valid', 'test'])]
+    rows = df[((df['part'] == part) | (part == ALL)) & df['split'].isin(['train', 'valid', 'test'])]
     return sorted(rows[LABEL].unique().tolist())
 
 
@@ -278,8 +281,9 @@ class FashionData:
     top: list
 
     def part(self, part: str) -> pd.DataFrame:
-        "The part's rows that take part in training or evaluation (rows without a year are in no split)."
-        return self.frame[(self.frame['part'] == part) & (self.frame['split'] != 'none')].reset_index(drop=True)
+        "The part's rows that take part in training or evaluation (rows without a year are in no split); `all`: every part's."
+        f = self.frame
+        return f[((f['part'] == part) | (part == ALL)) & (f['split'] != 'none')].reset_index(drop=True)
 
     def train_counts(self, part: str) -> dict:
         rows = self.part(part)
@@ -298,7 +302,7 @@ def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
     styles, report = load_styles(data_dir / 'styles.csv')
     top = top_classes(styles, k, rank_on)
     df = assign_protocol(attach_images(styles, data_dir / 'images', report), top, holdout, seed)
-    vocabs = {p: part_vocab(df, p) for p in ('top', 'rare')}
+    vocabs = {p: part_vocab(df, p) for p in ('top', 'rare', ALL)}
     return FashionData(df, vocabs, report, top)
 
 

@@ -144,6 +144,20 @@ def summarize(
     }
 
 
+def by_part(
+    table: pd.DataFrame,  # output of `class_table` for a model over several parts' classes
+    parts: dict[str, list],  # part name -> its classes, e.g. {"top": [...], "rare": [...]}
+    ks: tuple[int, ...] = (1, 5),
+) -> dict:  # part -> {"micro_top{k}": ..., "n_test": ...}
+    "Micro top-k over each part's test images, so a model over every class compares with the stage trained on that part."
+    out = {}
+    for name, classes in parts.items():
+        t = table[table.index.isin(classes)]
+        out[name] = {**{f"micro_top{k}": _ratio(t[f"correct_top{k}"].sum(), t["n_test"].sum()) for k in ks},
+                     "n_test": int(t["n_test"].sum())}
+    return out
+
+
 # ----------------------------------------------------------------------------- markdown
 
 def _pct(x) -> str:
@@ -183,6 +197,11 @@ def stage_markdown(
               f"test images; {s['n_unseen_test_images']} test images in unseen classes ({unseen}).")
     notes = ("Micro: over test images. Macro: mean over classes with test images. "
              "Ceiling: best micro accuracy reachable when unseen classes are never predicted.")
+    if s.get("parts"):  # a model over several parts: each part's share of the answer
+        part_rows = [[f"{name} part ({p['n_test']} test images)", *(_pct(p[f"micro_top{k}"]) for k in ks)]
+                     for name, p in s["parts"].items()]
+        notes += ("\n\n### By part (micro %)\n\n"
+                  + _md_table(["part", *(f"top-{k}" for k in ks)], part_rows, "l" + "r" * len(ks)))
     per = table.sort_values("n_train", ascending=False, kind="stable")
     cls_rows = [[_cell(name), str(int(r["n_train"])), str(int(r["n_test"])), *(_pct(r[f"top{k}"]) for k in ks),
                  "" if r["seen"] else "unseen"] for name, r in per.iterrows()]

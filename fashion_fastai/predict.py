@@ -18,15 +18,29 @@ from .errors import ModelError, OptionError
 from .images import image_problem
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
+STAGES = ('all', 'stage1', 'stage2')  # the all-classes model, the protocol's two stages
 
 
-def find_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False) -> tuple[Path, str]:
-    "Which file to load and in which form ('weights' or 'pickle'), preferring the weights-only form."
+def default_stage(run_dir: Path) -> str:
+    """The all-classes model when the run folder has one: one answer among every article type, which is what someone
+    holding a photo asks.  A run from before it (or with --epochs-all 0) answers with stage one, and says so."""
+    if any((run_dir / f'all.{ext}').exists() for ext in ('json', 'pkl')): return 'all'
+    warnings.warn(f"{run_dir} has no all-classes model (a run from an older version, or trained with --epochs-all 0): "
+                  f"answering among stage one's classes only; --stage stage2 gives the rare ones.")
+    return 'stage1'
+
+
+def find_model(model: Path, stage: str = None, trust_pickle: bool = False) -> tuple[Path, str]:
+    """Which file to load and in which form ('weights' or 'pickle'), preferring the weights-only form.  `stage` picks
+    one model of a run folder (None: `default_stage`)."""
     model = Path(model)
+    if stage is not None and stage not in STAGES:
+        raise OptionError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}.")
     if model.is_dir():
+        stage = stage or default_stage(model)
         forms = [model / f'{stage}.pkl', model / f'{stage}.json'] if trust_pickle else [model / f'{stage}.json', model / f'{stage}.pkl']
         if not any(f.exists() for f in forms):
-            there = sorted(f.name for f in model.glob('stage*.json')) + sorted(f.name for f in model.glob('stage*.pkl'))
+            there = [f.name for ext in ('json', 'pkl') for s in STAGES for f in [model / f'{s}.{ext}'] if f.exists()]
             why = (f"it holds {', '.join(there)}: choose another --stage"
                    + (" (or was it trained with --epochs2 0?)" if stage == 'stage2' else '') if there else
                    "is the run still training, or did it stop before exporting?")
@@ -53,7 +67,7 @@ def find_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False) -
                             f"a <stage>.json (weights-only) or a <stage>.pkl (exported learner).")
 
 
-def load_model(model: Path, stage: str = 'stage1', trust_pickle: bool = False, processes: int = 1):
+def load_model(model: Path, stage: str = None, trust_pickle: bool = False, processes: int = 1):
     """A predictor with `.vocab` and `.probs(paths)`; a file that cannot be loaded gives a `ModelError` naming it and what
     to use. With `processes` > 1, a `ProcessPredictor` that shares `probs` among that many worker processes, each loading
     the model after this process has checked that it loads (close it when done, or use it as a context manager)."""
@@ -96,8 +110,9 @@ def expand_paths(paths) -> list[Path]:
     return out
 
 
-def predict_paths(predictor, paths, topk: int = 5) -> tuple[list, list]:
-    "Top-k predictions for the readable images, and the skipped ones with reasons."
+def predict_paths(predictor, paths, topk: int = 5, min_prob: float = None) -> tuple[list, list]:
+    """Top-k predictions for the readable images, and the skipped ones with reasons.  With `min_prob`, each prediction
+    says whether it is `uncertain` (its best class below that probability); nothing is dropped or relabelled."""
     files, skipped = [], []
     for p in expand_paths(paths):
         why = 'file not found' if not p.exists() else image_problem(p)
@@ -109,6 +124,7 @@ def predict_paths(predictor, paths, topk: int = 5) -> tuple[list, list]:
         vals, idxs = probs.topk(k, dim=1)
         for f, v, i in zip(files, vals.tolist(), idxs.tolist()):
             results.append({'path': str(f), 'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
+            if min_prob is not None: results[-1]['uncertain'] = v[0] < min_prob
     return results, skipped
 
 
@@ -117,23 +133,27 @@ def predict_paths(predictor, paths, topk: int = 5) -> tuple[list, list]:
 def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
          *paths: Annotated[str, {'nargs': '+'}], # image files and/or folders (searched recursively)
          topk: int = 5,              # how many classes to show per image
-         stage: str = 'stage1',      # which stage of a run folder: stage1 (top-20 classes) or stage2 (rare classes)
+         stage: str = None,          # which model of a run folder: all (every article type; the default when the run has it), stage1 (top-20 classes) or stage2 (rare classes)
          json: bool = False,         # print JSON (predictions and skipped inputs) instead of a table
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
          processes: int = 1,         # worker processes sharing the images, one torch thread each (many files, small models)
+         min_prob: float = None,     # mark a prediction whose best class has a lower probability as uncertain
          ):
-    "Predict the top-k article types of product images with a trained stage."
+    "Predict the top-k article types of product images with a trained model."
     if not paths: raise OptionError("give at least one image file or folder after MODEL.")
     if topk < 1: raise OptionError(f"--topk must be at least 1, got {topk}.")
     if processes < 1: raise OptionError(f"--processes must be at least 1, got {processes}.")
+    if min_prob is not None and not 0 < min_prob <= 1:
+        raise OptionError(f"--min-prob must be a probability in (0, 1], e.g. 0.5; got {min_prob}.")
     predictor = load_model(Path(model), stage, trust_pickle, processes)
-    try: results, skipped = predict_paths(predictor, paths, topk)
+    try: results, skipped = predict_paths(predictor, paths, topk, min_prob)
     finally:
         if processes > 1: predictor.close()
     if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped}, indent=1))
     else:
         for r in results:
-            print(f"{r['path']}: " + ', '.join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r['top']))
+            print(f"{r['path']}: " + ', '.join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r['top'])
+                  + ('  (uncertain)' if r.get('uncertain') else ''))
     for s in skipped: print(f"skipped {s['path']}: {s['error']}", file=sys.stderr)
     if skipped: print(f"{len(skipped)} of {len(results) + len(skipped)} inputs skipped", file=sys.stderr)
     if not results: sys.exit(1)

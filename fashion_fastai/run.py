@@ -22,16 +22,16 @@ from .atomic import atomic_write_text
 from .artifacts import export_stage
 from .checkpoint import read_state, write_state
 from .config import TrainConfig
-from .data import load_data, part_dataloaders, eval_rows, as_items, FashionData
+from .data import load_data, part_dataloaders, eval_rows, as_items, FashionData, ALL
 from .demo import demo_dir
 from .distributed import init_distributed, from_main, per_process_bs, num_distrib, alone, say, on_main
 from .errors import OptionError
-from .evaluate import (class_table, summarize, write_report, plot_losses, plot_confusion, plot_per_class,
+from .evaluate import (class_table, summarize, by_part, write_report, plot_losses, plot_confusion, plot_per_class,
                        plot_top_losses)
 from .stages import train_stage
 from .weights import resolve_weights, WeightsInfo
 
-PARTS = {'stage1': 'top', 'stage2': 'rare'}
+PARTS = {'stage1': 'top', 'stage2': 'rare', 'all': ALL}  # what each learner is trained and evaluated on
 
 
 @dataclass
@@ -54,7 +54,8 @@ class Run:
     def freeze_epochs(self, stage: str) -> int:
         "Head-only epochs: one when the body starts from trained weights (worth protecting from a random head), else 0."
         if self.cfg.freeze_epochs is not None: return self.cfg.freeze_epochs
-        trained_body = self.weights.pretrained or (stage == 'stage2' and self.cfg.stage2_init == 'stage1')
+        trained_body = (self.weights.pretrained or stage == ALL or
+                        (stage == 'stage2' and self.cfg.stage2_init == 'stage1'))
         return int(trained_body)
 
 
@@ -137,8 +138,9 @@ def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict, tta: int = 0
 
 def headline(summary: dict) -> str:
     pct = lambda v: '–' if v is None else f'{100 * v:.2f}%'
+    parts = ''.join(f"; {p} part top-1 {pct(s['micro_top1'])}" for p, s in summary.get('parts', {}).items())
     return (f"test micro top-1 {pct(summary['all']['micro_top1'])}, top-5 {pct(summary['all']['micro_top5'])}; "
-            f"seen-class top-1 {pct(summary['seen']['micro_top1'])} (ceiling {pct(summary['ceiling_top1'])})")
+            f"seen-class top-1 {pct(summary['seen']['micro_top1'])} (ceiling {pct(summary['ceiling_top1'])}){parts}")
 
 
 def evaluate_and_export(run: Run, stage: str, learn: Learner, fit: dict) -> dict:
@@ -148,6 +150,7 @@ def evaluate_and_export(run: Run, stage: str, learn: Learner, fit: dict) -> dict
     part = PARTS[stage]
     rows = eval_rows(run.data, part)
     table, summary, probs, targs = evaluate_learner(learn, rows, run.data.train_counts(part), run.cfg.tta)
+    if part == ALL: summary['parts'] = by_part(table, {p: run.data.vocabs[p] for p in ('top', 'rare')})
     say(f"{stage}: {headline(summary)}")
     if not fit['exported']:
         export_stage(learn, run.dir, stage, run.cfg.arch, run.cfg.size)
@@ -180,9 +183,10 @@ Command: `{run.record['command']}`
 | starting weights | {'ImageNet: ' + w.source if w.pretrained else 'scratch'} ({w.note}) |
 | stage one | top-{c.topk} classes (ranked over {c.rank_on} rows), {c.epochs} epochs |
 | stage two | rare classes, body from {c.stage2_init}, {c.epochs2} epochs |
+| all classes | every article type, body from the last stage, head {c.all_init}, {c.epochs_all} epochs |
 | validation during training | {validated} |{processes}
 | evaluation | odd-year test split, every image with a known class, fixed order{f"; test-time augmentation, {c.tta} passes" if c.tta else ''} |
-| time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min{' (since the last --resume; stage times include the epochs before it)' if timings.get('resumed') else ''} |
+| time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, all classes {timings.get(ALL, 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min{' (since the last --resume; stage times include the epochs before it)' if timings.get('resumed') else ''} |
 | versions | {', '.join(f'{k} {v}' for k, v in run.record['versions'].items())} |
 
 Loading: {run.data.report.summary()}. Skipped ids are listed in `load_report.json`.
@@ -209,5 +213,5 @@ def write_results(run: Run, results: dict) -> None:
                  extra=dict(config=run.record, load_report=load_counts))
     print(f"\nDone in {timings['total'] / 60:.1f} min. Run folder: {run.dir}", flush=True)
     for s, r in results.items(): print(f"  {s}: {headline(r['summary'])}")
-    print(f"  report: {run.dir / 'results.md'}\nNext: python -m fashion_fastai.predict {run.dir / 'stage1.json'} "
-          f"IMAGE_OR_FOLDER", flush=True)
+    print(f"  report: {run.dir / 'results.md'}\nNext: python -m fashion_fastai.predict {run.dir} IMAGE_OR_FOLDER",
+          flush=True)

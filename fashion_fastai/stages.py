@@ -114,7 +114,7 @@ def stage_two(dls, arch: str,
     "Stage two: a second learner for the rare part, a new head of the rare vocab size, the body from `init`."
     if init == 'stage1':
         if stage1 is None: raise ValueError("--stage2-init stage1 needs the stage-one learner.")
-        body = {k: v.detach().clone() for k, v in stage1.model[0].state_dict().items()}
+        body = body_of(stage1)
     elif init == 'imagenet':
         if imagenet_state is None:
             raise OptionError("--stage2-init imagenet needs ImageNet weights: pass --weights FILE or --pretrained yes.")
@@ -122,6 +122,49 @@ def stage_two(dls, arch: str,
     elif init == 'scratch': body = None
     else: raise ValueError(f"stage-two body from {init!r}: expected stage1, imagenet or scratch")
     return build_learner(dls, arch, body, path, 'stage2', precision, label_smoothing)
+
+
+def body_of(learn: Learner) -> dict:
+    "A copy of the learner's body weights, so that training the next learner leaves this one as it was."
+    return {k: v.detach().clone() for k, v in learn.model[0].state_dict().items()}
+
+
+def all_classes(dls, arch: str,
+                source: Learner,              # the last trained stage (stage two, whose body came from stage one)
+                init: str = 'imprint',        # the head: imprint | new
+                path=None, precision: str = 'fp32', label_smoothing: float = 0.) -> Learner:
+    """The all-classes model: one learner over every article type, so that any photo gets one answer.  Its body is
+    `source`'s.  `new`: fastai's freshly initialised head.  `imprint`: `source`'s head but for its last layer, whose row
+    for each class is the mean of that class's features on its training images (weight imprinting), so the head answers
+    before any fine-tuning."""
+    learn = build_learner(dls, arch, body_of(source), path, 'all', precision, label_smoothing)
+    if init == 'imprint': imprint_head(learn, source)
+    elif init != 'new': raise ValueError(f"all-classes head {init!r}: expected imprint or new")
+    return learn
+
+
+@torch.no_grad()
+def imprint_head(learn: Learner, source: Learner) -> None:
+    """Copy `source`'s head but for the last linear layer, then set that layer's row for each class to the direction of
+    the class's mean input feature over its (unaugmented) training images, at the mean length of `source`'s trained rows.
+    A class with no training image can never be right: its row points away from the mean of all features (fastai's last
+    layer has no bias), so it starts unpredicted."""
+    head, src = learn.model[1], source.model[1]
+    last, n = head[-1], len(head) - 1
+    head.load_state_dict({k: v for k, v in src.state_dict().items() if not k.startswith(f'{n}.')}, strict=False)
+    feats, targets = [], []
+    hook = last.register_forward_hook(lambda m, inp, out: feats.append(inp[0].float().cpu()))
+    dl = learn.dls.test_dl(learn.dls.train_ds.items, with_labels=True, shuffle=False)
+    learn.model.eval()
+    try:
+        for xb, yb in dl: learn.model(xb.as_subclass(torch.Tensor)); targets.append(yb.cpu())
+    finally: hook.remove()
+    feats, targets = torch.cat(feats), torch.cat(targets).as_subclass(torch.Tensor)
+    scale = src[-1].weight.norm(dim=1).mean()
+    counts = torch.bincount(targets, minlength=last.out_features)
+    means = torch.zeros(last.out_features, feats.shape[1]).index_add_(0, targets, feats)
+    means[counts == 0] = -feats.mean(0)
+    last.weight.copy_((torch.nn.functional.normalize(means, dim=1) * scale).to(last.weight))
 
 
 def suggest_lr(learn: Learner) -> float:

@@ -1,7 +1,8 @@
 """`python -m fashion_fastai.train`: the whole protocol into one run folder.
 
 set up (data, weights, config.json) -> stage one on the top-k part -> evaluate + export -> stage two on the rare part,
-body from stage one -> evaluate + export -> results.md / metrics.json / plots.  The steps are in run.py; every option is
+body from stage one -> evaluate + export -> the all-classes model over every article type, body from the last stage ->
+evaluate + export -> results.md / metrics.json / plots.  The steps are in run.py; every option is
 a field of `TrainConfig` (config.py), recorded in config.json so that a run can be understood, repeated and resumed.
 """
 from __future__ import annotations
@@ -16,15 +17,17 @@ from .config import TrainConfig
 from .distributed import on_main
 from .errors import FashionError
 from .run import set_up_run, fit_stage, evaluate_and_export, write_results
-from .stages import stage_one, stage_two
+from .data import ALL
+from .stages import stage_one, stage_two, all_classes
 
 
 def train(cfg: TrainConfig, resume: Path = None) -> Path:
-    """Both stages of the protocol, evaluated and exported, and the report; returns the run folder.  With `resume` (a run
+    """Both stages of the protocol and the all-classes model, evaluated and exported, and the report; returns the run folder.  With `resume` (a run
     folder), `cfg` should be `TrainConfig.of_run(resume)`: finished epochs and stages are not trained again."""
     run = set_up_run(cfg, resume)
     dls_top = run.dataloaders('top')
     dls_rare = run.dataloaders('rare') if cfg.epochs2 else None  # an empty rare part fails now, not after stage one
+    dls_all = run.dataloaders(ALL) if cfg.epochs_all else None
     kw = dict(path=run.dir, precision=cfg.precision, label_smoothing=cfg.label_smoothing)
 
     learn1 = stage_one(dls_top, cfg.arch, run.imagenet, **kw)
@@ -34,6 +37,10 @@ def train(cfg: TrainConfig, resume: Path = None) -> Path:
         learn2 = stage_two(dls_rare, cfg.arch, cfg.stage2_init, learn1, run.imagenet, **kw)
         fit2 = fit_stage(run, 'stage2', learn2, cfg.epochs2, cfg.lr2)
         results['stage2'] = on_main(evaluate_and_export, run, 'stage2', learn2, fit2)
+    if cfg.epochs_all:
+        learn_all = all_classes(dls_all, cfg.arch, learn2 if cfg.epochs2 else learn1, cfg.all_init, **kw)
+        fit_all = fit_stage(run, ALL, learn_all, cfg.epochs_all, cfg.lr_all)
+        results[ALL] = on_main(evaluate_and_export, run, ALL, learn_all, fit_all)
     on_main(write_results, run, results)
     return run.dir
 

@@ -150,8 +150,8 @@ def tiny_dls(tiny_data):
     return part_dataloaders(tiny_data, "top", size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
 
 
-TINY_TRAIN = dict(arch="resnet18", size="32x24", bs=16, epochs=1, epochs2=1, pretrained="no", demo_scale=0.1, lr=1e-3,
-                  lr2=1e-3)
+TINY_TRAIN = dict(arch="resnet18", size="32x24", bs=16, epochs=1, epochs2=1, epochs_all=0, pretrained="no",
+                  demo_scale=0.1, lr=1e-3, lr2=1e-3)
 
 
 def tiny_train_args(**changes) -> list:

@@ -58,6 +58,18 @@ def test_both_is_every_stage_the_run_has(run_dir, tmp_path):
     assert len(load_predictors(one, 'both')) == 1
 
 
+def test_the_page_shows_the_all_classes_model_by_default(run_dir, tiny_data, tmp_path):
+    "As predict: one answer among every article type when the run has that model; else stage one, with a note."
+    from fashion_fastai.app import load_predictors
+    from fashion_fastai.data import ALL, part_dataloaders
+    with pytest.warns(UserWarning, match='no all-classes model'):
+        assert [t.split(':')[0] for t in load_predictors(run_dir)] == ['Stage one']
+    both = tmp_path / 'both'; shutil.copytree(run_dir, both)
+    export_untrained(both, part_dataloaders(tiny_data, ALL, size=SMALL, bs=8, num_workers=0, augment=False), ALL)
+    shown = load_predictors(both)
+    assert list(shown) == ['Every article type (4 classes)'] and len(load_predictors(both, 'both')) == 2
+
+
 def test_page_builds_without_launching_and_keeps_the_uploaded_file(run_dir, tmp_path):
     import gradio as gr
     from gradio.data_classes import FileData

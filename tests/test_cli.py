@@ -8,6 +8,7 @@ import torch
 from conftest import cli_env, run_module, tiny_train_args
 
 TINY = tiny_train_args()
+TINY_ALL = tiny_train_args(epochs_all=1, lr_all=1e-3)  # with the all-classes model
 
 
 @pytest.fixture(scope='module')
@@ -19,7 +20,7 @@ def env(tmp_path_factory):
 def run(tmp_path_factory, env):
     "One tiny training run shared by the tests below (training is the slow part)."
     out = tmp_path_factory.mktemp('runs')
-    p = run_module('fashion_fastai.train', *TINY, '--out', out, '--name', 'tiny', '--freeze-epochs', '1', env=env)
+    p = run_module('fashion_fastai.train', *TINY_ALL, '--out', out, '--name', 'tiny', '--freeze-epochs', '1', env=env)
     return out / 'tiny', p
 
 
@@ -28,6 +29,7 @@ def test_train_writes_run_folder(run):
     run_dir, _ = run
     for f in ['config.json', 'load_report.json', 'results.md', 'metrics.json', 'history_stage1.csv', 'history_stage2.csv',
               'stage1.pkl', 'stage1.pth', 'stage1.json', 'stage2.pkl', 'stage2.pth', 'stage2.json',
+              'all.pkl', 'all.pth', 'all.json', 'history_all.csv', 'per_class_all.csv', 'losses_all.png',
               'per_class_stage1.csv', 'per_class_stage2.csv', 'losses_stage1.png', 'losses_stage2.png',
               'confusion_top20.png', 'per_class_accuracy.png', 'top_losses.png']:
         assert (run_dir / f).is_file() and (run_dir / f).stat().st_size > 0, f
@@ -102,6 +104,41 @@ def test_predict_cli_skips_bad_files_and_reports_json(run, env, tmp_path):
     assert res['skipped'][0]['path'] == str(bad) and 'skipped' in p.stderr
     folder = run_module('fashion_fastai.predict', run_dir / 'stage2.json', imgs[0].parent, env=env)
     assert folder.stdout.count('\n') == len(list(imgs[0].parent.glob('*.jpg')))
+
+
+def demo_image(run_dir, part):
+    "One demo image (file, class) of the top or the rare part, from the run's own data."
+    import pandas as pd
+    cfg = json.loads((run_dir / 'config.json').read_text())
+    styles = pd.read_csv(Path(cfg['data_dir']) / 'styles.csv', on_bad_lines='skip')
+    styles = styles[styles['articleType'].isin(cfg['top_classes']) == (part == 'top')]
+    row = next(r for r in styles.itertuples() if (Path(cfg['data_dir']) / 'images' / f'{r.id}.jpg').is_file())
+    return Path(cfg['data_dir']) / 'images' / f'{row.id}.jpg', row.articleType
+
+
+@pytest.mark.slow
+def test_predict_answers_among_every_article_type_by_default(run, env):
+    "A photo of a top class and one of a rare class: the run folder's default model ranks both among all classes."
+    run_dir, _ = run
+    vocab = json.loads((run_dir / 'all.json').read_text())['vocab']
+    stages = {s: json.loads((run_dir / f'{s}.json').read_text())['vocab'] for s in ('stage1', 'stage2')}
+    assert sorted(vocab) == vocab and set(vocab) == set(stages['stage1']) | set(stages['stage2'])
+    for part in ('top', 'rare'):
+        image, article = demo_image(run_dir, part)
+        assert article in vocab
+        p = run_module('fashion_fastai.predict', run_dir, image, '--json', '--topk', str(len(vocab)), env=env)
+        top = json.loads(p.stdout)['predictions'][0]['top']
+        assert [t['class'] for t in top if t['class'] == article] == [article]  # ranked among all classes
+        assert abs(sum(t['prob'] for t in top) - 1) < 1e-3 * len(vocab)  # rounded to 4 decimals each
+        assert 'no all-classes model' not in p.stderr
+    p = run_module('fashion_fastai.predict', run_dir, image, '--min-prob', '1', '--json', env=env)
+    assert json.loads(p.stdout)['predictions'][0]['uncertain'] is True  # no answer is certain beyond probability 1
+    table = run_module('fashion_fastai.predict', run_dir, image, '--min-prob', '1', env=env)
+    assert '(uncertain)' in table.stdout
+    md = (run_dir / 'results.md').read_text()
+    assert '## all' in md and 'By part' in md and 'top part' in md and 'rare part' in md
+    m = json.loads((run_dir / 'metrics.json').read_text())['stages']['all']
+    assert m['n_test'] == m['parts']['top']['n_test'] + m['parts']['rare']['n_test']
 
 
 @pytest.mark.slow

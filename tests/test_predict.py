@@ -158,3 +158,43 @@ def test_predict_cli_processes(run_dir, tmp_path):
         assert [t["prob"] for t in r2["top"]] == pytest.approx([t["prob"] for t in r1["top"]], abs=2e-4)
     bad = subprocess.run(cmd + ["--processes", "0"], capture_output=True, text=True, timeout=900)
     assert bad.returncode == 2 and "--processes must be at least 1, got 0" in bad.stderr
+
+
+def test_a_run_folder_from_before_the_all_classes_model_still_predicts(run_dir):
+    "No all.json: stage one answers, and the user is told that it is not every article type."
+    with pytest.warns(UserWarning, match="no all-classes model"):
+        assert find_model(run_dir) == (run_dir / "stage1.json", "weights")
+    assert find_model(run_dir, stage="stage1") == (run_dir / "stage1.json", "weights")  # asked for: no note
+    with pytest.raises(ModelError, match="all.json"): find_model(run_dir, stage="all")
+
+
+def test_the_all_classes_model_is_the_default(tmp_path, tiny_dls):
+    write_weights_only(tmp_path, tiny_dls, "stage1")
+    write_weights_only(tmp_path, tiny_dls, "all")
+    assert find_model(tmp_path) == (tmp_path / "all.json", "weights")
+
+
+def test_vocab_that_does_not_match_the_weights_is_an_error(tmp_path, tiny_dls):
+    j = write_weights_only(tmp_path, tiny_dls, "all")
+    meta = json.loads(j.read_text()); meta["vocab"].append("Ties"); j.write_text(json.dumps(meta))
+    with pytest.raises(ModelError) as e: load_model(j)
+    assert "all.json lists 4 classes" in str(e.value) and "all.pth has 3 outputs" in str(e.value)
+
+
+def test_min_prob_marks_uncertain_predictions(run_dir, tmp_path):
+    good, _, _ = inputs(tmp_path)
+    predictor = load_model(run_dir, "stage1")
+    plain, _ = predict_paths(predictor, good)
+    assert all("uncertain" not in r for r in plain)  # no thresholding unless asked
+    marked, _ = predict_paths(predictor, good, min_prob=0.5)
+    assert [r["uncertain"] for r in marked] == [r["top"][0]["prob"] < 0.5 for r in plain]
+    assert [r["top"] for r in marked] == [r["top"] for r in plain]  # marked, never dropped or relabelled
+
+
+@pytest.mark.parametrize("args, named", [(["--min-prob", "0"], "--min-prob"), (["--min-prob", "1.5"], "--min-prob"),
+                                         (["--stage", "stage3"], "--stage")])
+def test_predict_cli_refuses_bad_options(run_dir, tmp_path, args, named):
+    good, _, _ = inputs(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "fashion_fastai.predict", str(run_dir), str(good[0]), *args],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and "predict: error:" in p.stderr and named in p.stderr and "Traceback" not in p.stderr

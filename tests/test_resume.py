@@ -8,7 +8,7 @@ import pytest
 
 from conftest import cli_env, tiny_train_args
 
-ARGS = tiny_train_args(epochs=2, freeze_epochs=1)
+ARGS = tiny_train_args(epochs=2, freeze_epochs=1, epochs_all=1)
 
 
 @pytest.mark.slow
@@ -46,13 +46,13 @@ def test_sigkill_then_resume(tmp_path):
     assert 0 <= m['stage1']['all']['micro_top1'] <= 1 and 0 <= m['stage2']['all']['micro_top1'] <= 1
     cfg = json.loads((run_dir / 'config.json').read_text())
     assert cfg['epochs'] == 2 and cfg['resumed_by'] and '--resume' in cfg['resumed_by'][0]
-    for s in ('stage1', 'stage2'):
+    for s in ('stage1', 'stage2', 'all'):
         assert json.loads((run_dir / 'checkpoints' / f'{s}.json').read_text())['done'] is True
         assert (run_dir / f'{s}.json').is_file() and (run_dir / f'{s}.pth').is_file()
     assert not list(run_dir.rglob('.*tmp*')), 'temporary files left behind'
 
     again = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir)], env=env,
                            capture_output=True, text=True, timeout=900)  # a finished run: reloads, trains nothing
-    assert again.returncode == 0 and 'stage1: already trained' in again.stdout and 'stage2: already trained' in again.stdout
-    assert '[stage1 ' not in again.stdout and '[stage2 ' not in again.stdout  # no epoch trained again
+    assert again.returncode == 0 and all(f'{s}: already trained' in again.stdout for s in ('stage1', 'stage2', 'all'))
+    assert not any(f'[{s} ' in again.stdout for s in ('stage1', 'stage2', 'all'))  # no epoch trained again
     assert json.loads((run_dir / 'metrics.json').read_text())['stages'] == m  # same weights, same evaluation

@@ -189,3 +189,40 @@ def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
     expected = 0.9 * nn.functional.nll_loss(log_p, y) - 0.1 * log_p.mean(-1).mean()
     assert torch.isclose(smooth1.loss_func(logits, y), expected)
     assert not torch.isclose(plain.loss_func(logits, y), expected)
+
+
+def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, demo_dls, tmp_path):
+    "Every class of both parts, the body of the last stage, and a head whose last layer points at each class's features."
+    from fashion_fastai.data import ALL, part_dataloaders
+    from fashion_fastai.stages import all_classes
+    dls = part_dataloaders(demo_loaded, ALL, size=(32, 24), bs=8, num_workers=0, augment=False, seed=0)
+    assert list(dls.vocab) == sorted(set(demo_dls["top"].vocab) | set(demo_dls["rare"].vocab))
+    fresh = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path)  # finite features (the fixture's are not)
+    source = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=fresh, path=tmp_path)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # a head unlike a fresh one, as after training
+        for v in source.model[1].state_dict().values():
+            if v.is_floating_point(): v.add_(torch.rand(v.shape, generator=g))
+    new = all_classes(dls, "resnet18", source, "new", path=tmp_path)
+    learn = all_classes(dls, "resnet18", source, "imprint", path=tmp_path)
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(body(a).values(), body(b).values()))
+    assert same(learn, source) and same(new, source)
+    head, src = learn.model[1].state_dict(), source.model[1].state_dict()
+    last = f"{len(learn.model[1]) - 1}.weight"
+    assert all(torch.equal(head[k], v) for k, v in src.items() if k != last)  # the source's head but its last layer
+    assert not torch.equal(new.model[1].state_dict()["2.running_mean"], src["2.running_mean"])  # `new`: fastai's own
+    feats, targets = [], []
+    hook = learn.model[1][-1].register_forward_hook(lambda m, i, o: feats.append(i[0]))
+    learn.model.eval()
+    with torch.no_grad():
+        for xb, yb in dls.test_dl(dls.train_ds.items, with_labels=True): learn.model(xb); targets.append(yb)
+    hook.remove()
+    plain = lambda ts: torch.cat(ts).as_subclass(torch.Tensor)
+    feats, targets = plain(feats), plain(targets)
+    w = learn.model[1][-1].weight
+    for c in targets.unique():  # each row is its class's mean feature direction, at the source's row length
+        mean = feats[targets == c].mean(0)
+        assert torch.allclose(w[c] / w[c].norm(), mean / mean.norm(), atol=1e-5)
+    assert torch.allclose(w.norm(dim=1), source.model[1][-1].weight.norm(dim=1).mean(), rtol=1e-4)
+    unseen = [i for i, c in enumerate(dls.vocab) if c not in set(demo_loaded.train_counts(ALL))]
+    assert unseen and all((feats.mean(0) @ w[i]) < 0 for i in unseen)  # test-only classes start unpredicted
