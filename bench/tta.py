@@ -18,6 +18,7 @@ import torch
 from fastai.vision.all import load_learner
 from fastcore.script import call_parse
 
+from fashion_fastai.config import TrainConfig
 from fashion_fastai.data import load_data, as_items
 from fashion_fastai.evaluate import class_table, summarize
 from accuracy import eval_split_rows  # the holdout rows exactly as the accuracy benchmark scores them
@@ -27,12 +28,11 @@ PARTS = {'stage1': 'top', 'stage2': 'rare'}
 
 def holdout_rows(run: Path):
     "The run's holdout rows per stage, from its recorded arguments and data folder."
-    cfg = json.loads((run / 'config.json').read_text())
-    args = cfg['arguments']
-    if not args.get('holdout'):
+    cfg, data_dir = TrainConfig.of_run(run), json.loads((run / 'config.json').read_text())['data_dir']
+    if not cfg.holdout:
         raise SystemExit(f"tta: error: {run} validated on the test split (no --holdout): choose settings on a holdout run.")
-    data = load_data(cfg['data_dir'], k=args['topk'], rank_on=args['rank_on'], holdout=args['holdout'], seed=args['seed'])
-    return data, {s: eval_split_rows(data, p, args['holdout']) for s, p in PARTS.items()}
+    data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed)
+    return data, {s: eval_split_rows(data, p, cfg.holdout) for s, p in PARTS.items()}
 
 
 def scores(probs, targs, vocab, counts) -> dict:
