@@ -178,7 +178,8 @@ def median(xs): return statistics.median(xs)
 
 
 def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers: list, precision: str, tmp: Path,
-            infer_workers: int = 0, infer_processes: int = 2, channels_last: bool = False) -> dict:
+            infer_workers: int = 0, infer_processes: int = 2, channels_last: bool = False, first: int = 0) -> dict:
+    "One configuration's rates, `repeats` of each side; `first`: which training side goes first in the first repeat."
     stats = normalization(arch)  # the arch's own, as the CLI trains it (speed does not depend on it)
     dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0, stats=stats)
     device = dls.device
@@ -195,7 +196,7 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
              'train_bare': lambda: bare_train(bare, train_batches, lr, precision, False, channels_last),
              'train_fused': lambda: bare_train(bare, train_batches, lr, precision, True, channels_last)}
     order = list(sides)
-    for r in range(repeats):  # alternate, so that a slow spell of the machine hits every side, and rotate who goes first
+    for r in range(first, first + repeats):  # alternate, so that a slow spell hits every side; rotate who goes first
         for k in order[r % 3:] + order[:r % 3]: rates[k].append(sides[k]())
     export_stage(learn, tmp, 'bench', arch, size)
     files = [str(f) for f in data.part('top').query("split == 'test'")['file'][:bs * batches]]
@@ -213,17 +214,23 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
         rates['infer_floor'].append(decode_floor_infer(bare, xs, files, bs))
         if pool: rates['infer_procs'].append(procs_infer(pool, files, bs))
     if pool: pool.close()
-    else: del rates['infer_procs']
-    pipe = {w: median([pipeline_rate(data, size, bs, w, batches, stats) for _ in range(repeats)]) for w in workers}
+    pipes = {w: [pipeline_rate(data, size, bs, w, batches, stats) for _ in range(repeats)] for w in workers}
+    return summarize(rates, pipes, threads=torch.get_num_threads(), channels_last=channels_last)
+
+
+def summarize(rates: dict, pipes: dict, **info) -> dict:
+    "Medians and ratios of the repeats' rates (`rates`: side -> rates in the order they ran; `pipes`: workers -> rates)."
+    rates = {k: v for k, v in rates.items() if v}  # no infer_procs with one process
+    pipe = {w: median(v) for w, v in pipes.items()}
     res = {k: median(v) for k, v in rates.items()}
-    res.update(threads=torch.get_num_threads(), channels_last=channels_last, all=rates, pipeline=pipe,
+    res.update(info, all=rates, pipeline_all=pipes, pipeline=pipe,
                train_ratio=res['train_ours'] / res['train_bare'],
                fused_ratio=res['train_ours'] / res['train_fused'],
                # each repeat's sides ran back to back, in the same state of the machine: the ratio it swings least in
                train_ratio_paired=median([o / b for o, b in zip(rates['train_ours'], rates['train_bare'])]),
                fused_ratio_paired=median([o / b for o, b in zip(rates['train_ours'], rates['train_fused'])]),
                infer_ratio=res['infer_ours'] / res['infer_bare'], floor_ratio=res['infer_floor'] / res['infer_bare'],
-               procs_ratio=res['infer_procs'] / res['infer_bare'] if pool else None,
+               procs_ratio=res['infer_procs'] / res['infer_bare'] if 'infer_procs' in res else None,
                pipeline_ratio={w: r / res['train_ours'] for w, r in pipe.items()})
     return res
 
@@ -235,7 +242,7 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
          sizes: str = '80x60,224x224',     # (height)x(width), comma-separated
          bs: int = 32,                     # batch size, both sides
          batches: int = 6,                 # timed batches per measurement (after one warm-up batch)
-         repeats: int = 3,                 # alternating repeats (median reported)
+         repeats: int = 3,                 # alternating repeats (median reported); rounds, with several variants
          workers: str = '0,1,2',           # DataLoader worker counts tried for the pipeline
          infer_workers: int = 0,           # DataLoader workers of the exported learner's test_dl (decoding beside the model)
          infer_processes: int = 2,         # also the exported learner in this many processes (`predict --processes`); 1: not
@@ -261,26 +268,39 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
             from fashion_fastai.demo import demo_dir
             record['data'], folder = 'built-in demo data', demo_dir()
         loaded = load_data(folder)
-        # threads innermost, then layouts: the variants of one model and size run next to each other in time
-        for arch, size, cl, t in itertools.product(archs.split(','), sizes.split(','), layouts, counts):
-            torch.set_num_threads(t)
-            key = f"{arch} {size}" + (f" {t} thr" if threads else '') + (' cl' if cl and precision != 'bf16' else '')
-            run_tmp = tmp / key.replace(' ', '-'); run_tmp.mkdir()
-            r = measure(loaded, arch, parse_size(size), bs, batches, repeats, [int(w) for w in workers.split(',')],
-                        precision, run_tmp, infer_workers, infer_processes, cl)
-            results[key] = r
-            print(f"{key}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
-                  f"(x{r['train_ratio']:.2f}, paired x{r['train_ratio_paired']:.2f}), "
-                  f"bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}, paired x{r['fused_ratio_paired']:.2f}); "
-                  f"inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
-                  f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
-                  + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
-                  + "); pipeline " +
-                  ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
-                  flush=True)
-            record['wall_s'] = round(time.perf_counter() - t_start, 1)
-            out.parent.mkdir(parents=True, exist_ok=True)  # after every configuration: a stopped grid keeps its results
-            out.write_text(json.dumps(record, indent=1, default=str))
+        for arch, size in itertools.product(archs.split(','), sizes.split(',')):
+            # one variant: its repeats in one measurement. Several (layouts x threads): `repeats` rounds, each measuring
+            # every variant once, who trains first rotating by round, so that the machine's swings hit them alike and
+            # the variants compare with each other too
+            variants = list(itertools.product(layouts, counts))
+            rounds, per_round = (repeats, 1) if len(variants) > 1 else (1, repeats)
+            runs = {v: [] for v in variants}
+            for i, (cl, t) in itertools.product(range(rounds), variants):
+                torch.set_num_threads(t)
+                key = f"{arch} {size}" + (f" {t} thr" if threads else '') + (' cl' if cl and precision != 'bf16' else '')
+                run_tmp = tmp / f"{key.replace(' ', '-')}-{i}"; run_tmp.mkdir()
+                runs[cl, t].append(measure(loaded, arch, parse_size(size), bs, batches, per_round,
+                                           [int(w) for w in workers.split(',')], precision, run_tmp, infer_workers,
+                                           infer_processes, cl, first=i))
+                got = runs[cl, t]
+                results[key] = got[0] if len(got) == 1 else summarize(
+                    {k: [x for g in got for x in g['all'].get(k, [])] for k in got[0]['all']},
+                    {w: [x for g in got for x in g['pipeline_all'][w]] for w in got[0]['pipeline_all']},
+                    threads=t, channels_last=cl, rounds=len(got))
+                record['wall_s'] = round(time.perf_counter() - t_start, 1)
+                out.parent.mkdir(parents=True, exist_ok=True)  # after every measurement: a stopped grid keeps its results
+                out.write_text(json.dumps(record, indent=1, default=str))
+                if i < rounds - 1: continue
+                r = results[key]
+                print(f"{key}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
+                      f"(x{r['train_ratio']:.2f}, paired x{r['train_ratio_paired']:.2f}), "
+                      f"bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}, paired x{r['fused_ratio_paired']:.2f}); "
+                      f"inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
+                      f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
+                      + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
+                      + "); pipeline " +
+                      ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
+                      flush=True)
     wall = time.perf_counter() - t_start
     print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95), paired | bare, fused AdamW img/s "
           f"| ours / it, paired | inference ours / bare img/s | ratio (>= 0.9) "
