@@ -141,3 +141,13 @@ def test_predict_cli_on_a_timm_run(lite_run, tmp_path):
     p = run_module('fashion_fastai.predict', run_dir, image, '--json', env=cli_env(tmp_path))
     top = json.loads(p.stdout)['predictions'][0]['top']
     assert len(top) == 5 and top[0]['prob'] >= top[1]['prob']
+
+
+def test_a_timm_arch_in_bf16_with_channels_last(tiny_dls, tmp_path, monkeypatch):
+    from fashion_fastai.stages import CPUAutocast, build_learner
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    learn = build_learner(tiny_dls, 'resnet10t', path=tmp_path, precision='bf16')
+    learn.fit(1, 1e-3)
+    assert any(isinstance(cb, CPUAutocast) for cb in learn.cbs) and all(torch.isfinite(l) for l in learn.recorder.losses)
+    conv = learn.model[0].model.conv1[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
