@@ -336,6 +336,7 @@ def test_real_data_smoke():
     assert r.lines_read == 44446
     assert "Perfume and Body Mist" in data.top and data.train_counts("top").get("Perfume and Body Mist", 0) == 0
     assert len(data.top) == 20 and len(data.vocabs["top"]) == 20
+    assert data.vocabs["all"] == sorted(data.vocabs["top"] + data.vocabs["rare"])  # the all-classes model's classes
     assert len(r.no_year) == 1
     assert data.frame.set_index("id").loc[r.no_year[0], "split"] == "none"
     x, y = part_dataloaders(data, "top", bs=8, num_workers=0).one_batch()
