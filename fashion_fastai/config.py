@@ -110,7 +110,7 @@ class TrainConfig:
     def __post_init__(self):
         "Normalise every value to its one type and check it, so that a bad option fails before anything is read."
         from .weights import check_arch, default_arch  # the architectures this installation can build
-        if self.data is not None: self.data = Path(self.data)
+        if self.data is not None: self.data = Path(self.data).expanduser()
         self.out = Path(self.out)
         if self.weights is not None: self.weights = Path(self.weights)
         _choice('--pretrained', self.pretrained, PRETRAINED)
@@ -149,6 +149,7 @@ class TrainConfig:
             raise OptionError(f"--weights {self.weights} is not a file: give an ImageNet state_dict (.pth) for "
                               f"--arch {self.arch}, or leave --weights out to use the cache.")
         if self.data is not None and (problem := _data_problem(self.data)): raise DataError(problem)
+        if self.data is not None: self.data = self.data.resolve()  # so that --resume works from any folder
 
     def to_dict(self) -> dict:
         "JSON-ready: paths as strings, the size as [height, width]."

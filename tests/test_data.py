@@ -224,7 +224,7 @@ def test_top_classes_ranked_over_all_rows_even_without_images(make_dataset):
     data = load_data(root, k=1)
     assert data.top == ["Perfume"]
     assert top_classes(data.frame, 1) == ["Socks"]  # what ranking over the usable rows would have given
-    assert data.vocabs == {"top": ["Perfume"], "rare": ["Socks"]}
+    assert data.vocabs == {"top": ["Perfume"], "rare": ["Socks"], "all": ["Perfume", "Socks"]}
     with pytest.raises(DataError, match="has 0 training image"):  # the top part has test images only
         part_dataloaders(data, "top", size=SMALL, bs=2, num_workers=0)
     assert load_data(root, k=1, rank_on="train").top == ["Socks"]

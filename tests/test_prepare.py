@@ -131,8 +131,8 @@ def test_train_runs_on_a_cache(tiny_dir, tmp_path):
     assert r.written == r.images > 0 and not r.skipped
     with Image.open(next((cache / 'images').iterdir())) as im: assert max(im.size) == 40
     run = train(TrainConfig(data=cache, out=tmp_path / 'runs', name='on-cache', arch='resnet18', pretrained='no',
-                            size='32x24', bs=8, epochs=1, epochs2=1, lr='1e-3', lr2='1e-3', topk=3, precision='fp32', seed=0,
-                            workers=0))
+                            size='32x24', bs=8, epochs=1, epochs2=1, epochs_all=0, lr='1e-3', lr2='1e-3', topk=3,
+                            precision='fp32', seed=0, workers=0))
     metrics = json.loads((run / 'metrics.json').read_text())
     assert set(metrics['stages']) == {'stage1', 'stage2'}
     assert json.loads((run / 'config.json').read_text())['data_dir'] == str(cache)
