@@ -28,7 +28,8 @@ PARTS = {'stage1': 'top', 'stage2': 'rare'}
 
 def holdout_rows(run: Path):
     "The run's holdout rows per stage, from its recorded arguments and data folder."
-    cfg, data_dir = TrainConfig.of_run(run), json.loads((run / 'config.json').read_text())['data_dir']
+    cfg = TrainConfig.of_run(run)
+    data_dir = cfg.data or json.loads((run / 'config.json').read_text())['data_dir']
     if not cfg.holdout:
         raise SystemExit(f"tta: error: {run} validated on the test split (no --holdout): choose settings on a holdout run.")
     data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed)
