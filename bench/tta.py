@@ -13,8 +13,7 @@ from __future__ import annotations
 import json, sys, time, warnings
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
-import torch
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 from fastai.vision.all import load_learner
 from fastcore.script import call_parse
 

@@ -10,7 +10,7 @@ missing model) is reported at once.
 """
 from __future__ import annotations
 
-import os, sys
+import os
 from pathlib import Path
 
 from fastcore.script import call_parse

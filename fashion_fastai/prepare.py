@@ -13,7 +13,7 @@ reports it as an image that is missing.
 """
 from __future__ import annotations
 
-import json, os, shutil, sys, time, warnings
+import json, os, shutil, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 

@@ -7,7 +7,6 @@ a field of `TrainConfig` (config.py), recorded in config.json so that a run can 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from fastcore.script import anno_parser

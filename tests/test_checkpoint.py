@@ -1,13 +1,12 @@
 """Per-epoch checkpoints and resuming from them, in process on the tiny data (resnet18 at 32x24, a few batches per fit)."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 from fastai.vision.all import Callback
 
-from fashion_fastai.checkpoint import read_state, skipped_epoch, state_path
+from fashion_fastai.checkpoint import read_state, skipped_epoch
 from fashion_fastai.compat import fine_tune_phases
 from fashion_fastai.errors import OptionError
 from fashion_fastai.stages import build_learner, train_stage

@@ -1,7 +1,7 @@
 """One run trained by 2 CPU processes (torchrun, gloo, fastai's `distrib_ctx`) against the same run on one process."""
 from __future__ import annotations
 
-import json, os, subprocess, sys
+import json, subprocess, sys
 
 import pandas as pd
 import pytest

@@ -1,5 +1,5 @@
 """The pre-resized cache (`fashion_fastai.prepare`) on generated full-size images (1800x2400, like the Kaggle full set)."""
-import json, os, shutil
+import json
 from pathlib import Path
 
 import pytest
@@ -94,7 +94,7 @@ def test_an_image_that_breaks_later_leaves_the_cache(full, tmp_path):
 
 def test_training_reads_the_cache(full, tmp_path):
     "The cache is a Kaggle folder: the loader finds every cached image and counts the skipped one as missing."
-    from fashion_fastai.data import load_data, LoadReport
+    from fashion_fastai.data import load_data
     cache = tmp_path / 'cache'
     prepare(full, cache, size=64, workers=0, progress=False)
     data = load_data(cache, k=2)

@@ -13,7 +13,7 @@ from fashion_fastai.errors import OptionError, WeightsError
 from fashion_fastai.weights import (LITE0, body_state_from_imagenet, check_arch, create_model, normalization,
                                     resolve_weights)
 
-from conftest import SMALL, cli_env, run_module, tiny_train_args
+from conftest import cli_env, run_module, tiny_train_args
 
 LITE_STATS = ([0.5] * 3, [0.5] * 3)  # timm's `tf_` pretrained config
 
