@@ -203,7 +203,8 @@ def write_results(run: Run, results: dict) -> None:
     r1, k = results['stage1'], run.cfg.topk
     plot_confusion(r1['probs'], r1['targs'], r1['vocab'], run.dir / f'confusion_top{k}.png',
                    f"stage one: top-{k} confusion on the test split")
-    plot_per_class({s: r['table'] for s, r in results.items()}, run.dir / 'per_class_accuracy.png')
+    plot_per_class({s: r['table'] for s, r in results.items() if s != ALL},  # its classes are the stages': its table is in results.md
+                   run.dir / 'per_class_accuracy.png')
     plot_top_losses({s: {k: r[k] for k in ('files', 'probs', 'targs', 'vocab')} for s, r in results.items()},
                     run.dir / 'top_losses.png')
     run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings)
