@@ -17,6 +17,7 @@ from fastcore.script import call_parse
 
 from .cli import command
 from .errors import OptionError
+from .data import LABEL
 from .predict import STAGES, default_stage, load_model, predict_paths
 
 STAGE_CHOICES = ('auto', *STAGES, 'both')
@@ -45,14 +46,21 @@ def classify(predictors: dict,  # {title: predictor}, as from `load_predictors`
              path,              # image file (None: no image, so nothing to show)
              topk: int = 5,     # classes per stage
              ) -> list:
-    "One {class: probability} per stage, best first: `predict_paths`'s answer for this file, as `gr.Label` takes it."
-    if path is None: return [None] * len(predictors)
+    """One {class: probability} per stage, best first, then one per other attribute of that stage's model ({value:
+    probability} of its best value): `predict_paths`'s answer for this file, as `gr.Label` takes it (see `labels`)."""
+    if path is None: return [None] * len(labels(predictors))
     out = []
     for predictor in predictors.values():
         results, skipped = predict_paths(predictor, [path], topk)
         if skipped: raise ValueError(f"Not a readable image ({skipped[0]['error']}).")
         out.append({t['class']: t['prob'] for t in results[0]['top']})
+        out += [{a['class']: a['prob']} for a in results[0].get('attributes', {}).values()]
     return out
+
+
+def labels(predictors: dict) -> list:
+    "The page's outputs in `classify`'s order: each stage's title, then its other attributes' names."
+    return [name for title, p in predictors.items() for name in (title, *(h for h in p.vocabs if h != LABEL))]
 
 
 def import_gradio():
@@ -78,7 +86,7 @@ def build_app(predictors: dict,  # {title: predictor}, as from `load_predictors`
     return gr.Interface(
         predict,
         inputs=gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard'], label='Product photo'),
-        outputs=[gr.Label(num_top_classes=topk, label=title) for title in predictors],
+        outputs=[gr.Label(num_top_classes=topk, label=title) for title in labels(predictors)],
         live=True, flagging_mode='never', title='Fashion product classifier',
         description=f"Upload a product photo to see the top-{topk} article types and their probabilities"
                     + (f" from `{source}`." if source else "."))

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastai.vision.all import Callback, Learner
 from fastai.learner import save_model, load_model
 
+from .attributes import article_vocab
 from .atomic import atomic_path, atomic_write_text
 from .compat import fine_tune_phases
 from .distributed import is_main
@@ -57,7 +58,7 @@ class EpochCheckpoint(Callback):
         self.seconds, self.t0 = self.seconds + now - self.t0, now
         write_state(self.run_dir, self.stage, dict(
             phase=phase, epoch=self.epoch, n_epoch=self.n_epoch, file=pth.name, lr=self.lr, done=False,
-            train_seconds=round(self.seconds, 1), rows=self.learn.epoch_log.rows, vocab=list(self.dls.vocab)))
+            train_seconds=round(self.seconds, 1), rows=self.learn.epoch_log.rows, vocab=article_vocab(self.dls)))
         for old in folder.glob(f'{self.stage}-*.pth'):
             if old != pth: old.unlink()
 
@@ -71,7 +72,7 @@ def fit_schedule(learn: Learner,
                  ) -> None:
     "Run the stage's schedule from the start or from the epoch after `resume`'s, checkpointing every epoch."
     stage = learn.epoch_log.stage
-    if resume is not None and resume['vocab'] != list(learn.dls.vocab):
+    if resume is not None and resume['vocab'] != article_vocab(learn.dls):
         raise OptionError(f"Cannot resume {stage}: its classes changed since the checkpoint in {run_dir} was written "
                           f"(was the data folder modified?). Start a new run instead.")
     cbs = [] if run_dir is None else [EpochCheckpoint(run_dir, stage, lr, resume['train_seconds'] if resume else 0.)]

@@ -52,6 +52,45 @@ def resolve_precision(precision: str) -> str:
     return 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
 
 
+def parse_attributes(attributes) -> tuple:
+    "'masterCategory,subCategory' (or a list) -> ('masterCategory', 'subCategory'), each a column a head can predict."
+    from .data import ATTRIBUTES, LABEL
+    names = [a.strip() for a in (attributes.split(',') if isinstance(attributes, str) else attributes or ()) if a.strip()]
+    for a in names:
+        if a not in ATTRIBUTES:
+            why = "is what every run predicts" if a == LABEL else "is not one"
+            raise OptionError(f"--attributes: {a!r} {why}; choose among {', '.join(ATTRIBUTES)} (styles.csv columns).")
+    if len(set(names)) != len(names): raise OptionError(f"--attributes names a column twice: {','.join(names)}.")
+    return tuple(names)
+
+
+def parse_attribute_weights(weights, attributes: tuple) -> tuple:
+    """The loss weight of each head, articleType first, then each of `attributes` (a string 'w,w,...' or a list);
+    default: the published multitask weighting, 2 for articleType and 0.5 for each other head."""
+    if weights is None or weights == '' or (isinstance(weights, (list, tuple)) and not weights):
+        return (2., *(0.5 for _ in attributes)) if attributes else ()
+    if not attributes:
+        raise OptionError(f"--attribute-weights {weights!r} needs --attributes: with the article type alone there is "
+                          f"nothing to weigh.")
+    try: values = [float(w) for w in (weights if isinstance(weights, (list, tuple)) else str(weights).split(','))]
+    except (TypeError, ValueError): values = None
+    if values is None or len(values) != len(attributes) + 1 or not all(v >= 0 for v in values) or not values[0] > 0:
+        raise OptionError(f"--attribute-weights must be {len(attributes) + 1} numbers >= 0, comma-separated, the first "
+                          f"(> 0) for articleType, then one each for {', '.join(attributes)}; got {weights!r}.")
+    return tuple(values)
+
+
+def resolve_channels_last(channels_last, precision: str, arch: str) -> bool:
+    """auto: yes with mixed precision (its fast kernels want that layout) and for timm models on a CPU (EfficientNet-Lite's
+    depthwise convolutions train faster in it there); no for torchvision ResNets in fp32, where it was not measured."""
+    if isinstance(channels_last, bool): return channels_last
+    _choice('--channels-last', channels_last, ('auto', 'yes', 'no'))
+    if channels_last != 'auto': return channels_last == 'yes'
+    import torch
+    from .weights import is_timm
+    return precision != 'fp32' or (is_timm(arch) and not torch.cuda.is_available())
+
+
 def _choice(option: str, value, valid) -> None:
     if value not in valid: raise OptionError(f"{option} must be one of {', '.join(valid)}; got {value!r}.")
 
@@ -99,6 +138,8 @@ class TrainConfig:
     stage2_init: Annotated[str, "stage-two body: stage1 (the protocol), imagenet or scratch"] = 'stage1'
     precision: Annotated[str, "fp32, bf16 (CUDA AMP, or CPU autocast), fp16 (CUDA only); auto: bf16 on recent GPUs, "
                               "else fp32"] = 'auto'
+    channels_last: Annotated[str, "train in the channels_last memory layout: yes, no, or auto (with bf16/fp16, and for "
+                                  "timm models on a CPU, where it trains EfficientNet-Lite faster: BENCHMARKS.md)"] = 'auto'
     seed: Annotated[int, "random seed (weights init, shuffling, holdout)"] = 42
     workers: Annotated[int, "DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)"] = None
     demo_scale: Annotated[float, "size of the generated demo data set, 1.0 = about 2,600 images (only without "
@@ -106,6 +147,10 @@ class TrainConfig:
     label_smoothing: Annotated[float, "> 0: label-smoothing cross-entropy with this epsilon (e.g. 0.1), both "
                                       "stages"] = 0.
     tta: Annotated[int, "test-time augmentation passes in the final evaluation (fastai's tta; 0: none)"] = 0
+    attributes: Annotated[str, "other styles.csv columns to predict, one head each beside articleType, comma-separated: "
+                               "gender, masterCategory, subCategory, baseColour, season, usage (default: none)"] = ''
+    attribute_weights: Annotated[str, "loss weight of each head, comma-separated: articleType first, then each of "
+                                      "--attributes (default: 2 for articleType, 0.5 for each other)"] = None
 
     def __post_init__(self):
         "Normalise every value to its one type and check it, so that a bad option fails before anything is read."
@@ -139,10 +184,16 @@ class TrainConfig:
                               f"got {self.label_smoothing}.")
         if not self.tta >= 0:
             raise OptionError(f"--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got {self.tta}.")
+        self.attributes = parse_attributes(self.attributes)
+        self.attribute_weights = parse_attribute_weights(self.attribute_weights, self.attributes)
+        if self.attributes and self.tta:
+            raise OptionError("--tta works with the article type alone (fastai's tta averages one output): leave out "
+                              "--tta or --attributes.")
         _choice('--stage2-init', self.stage2_init, STAGE2_INITS)
         _choice('--rank-on', self.rank_on, RANK_ON)
         _choice('--all-init', self.all_init, ALL_INITS)
         self.precision = resolve_precision(self.precision)
+        self.channels_last = resolve_channels_last(self.channels_last, self.precision, self.arch)
         self.size, self.lr, self.lr2 = parse_size(self.size), parse_lr(self.lr), parse_lr(self.lr2, '--lr2')
         self.lr_all = parse_lr(self.lr_all, '--lr-all')
         if self.weights is not None and not self.weights.is_file():
@@ -150,6 +201,11 @@ class TrainConfig:
                               f"--arch {self.arch}, or leave --weights out to use the cache.")
         if self.data is not None and (problem := _data_problem(self.data)): raise DataError(problem)
         if self.data is not None: self.data = self.data.resolve()  # so that --resume works from any folder
+
+    def learner_options(self) -> dict:
+        "The options every learner of the run is built with (`stages.build_learner`'s), but the data's attribute vocabs."
+        return dict(precision=self.precision, label_smoothing=self.label_smoothing,
+                    attribute_weights=self.attribute_weights, channels_last=self.channels_last)
 
     def to_dict(self) -> dict:
         "JSON-ready: paths as strings, the size as [height, width]."

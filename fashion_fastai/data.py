@@ -17,12 +17,14 @@ from .errors import DataError
 from .compat import PadResize, TrainOnlyAffine
 from .images import ProductImageBlock, check_images
 from fastai.vision.all import (DataBlock, CategoryBlock, ColReader, AffineCoordTfm, aug_transforms, Normalize,
-                               imagenet_stats)
+                               imagenet_stats, Categorize, Category, TensorCategory, TransformBlock)
 
 COLUMNS = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'baseColour', 'season', 'year', 'usage',
            'productDisplayName']
 REQUIRED = ['id', 'articleType', 'year']
 LABEL = 'articleType'
+ATTRIBUTES = ('gender', 'masterCategory', 'subCategory', 'baseColour', 'season', 'usage')  # what else a head can predict
+MISSING_CODE = -100  # torch's cross-entropy `ignore_index`: the target of a row without the attribute
 IMAGE_SIZE = (80, 60)  # (height, width) of the Kaggle "small" images: portrait 4:3
 
 
@@ -40,6 +42,7 @@ class LoadReport:
     empty_image: list = field(default_factory=list)      # ids whose image file has zero bytes
     unreadable_image: list = field(default_factory=list) # {"id": id, "reason": ...}: truncated, not an image, too large...
     no_year: list = field(default_factory=list)          # ids with a missing/non-numeric year: kept, but in neither split
+    missing_attribute: dict = field(default_factory=dict) # {attribute: rows in a split without it}: kept for the other heads
     usable: int = 0                                      # rows with an image, i.e. the rows of the returned frame
 
     def summary(self) -> str:
@@ -48,7 +51,8 @@ class LoadReport:
                 f"{len(self.malformed)} malformed skipped, {len(self.duplicate_ids)} duplicate ids skipped, "
                 f"{len(self.missing_image)} without image skipped, {len(self.empty_image)} empty image skipped, "
                 f"{len(self.unreadable_image)} unreadable image skipped, "
-                f"{len(self.no_year)} without a usable year (in neither split); {self.usable} usable images")
+                f"{len(self.no_year)} without a usable year (in neither split); {self.usable} usable images"
+                + ''.join(f"; {n} without {a} (kept, left out of that head)" for a, n in self.missing_attribute.items()))
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -242,9 +246,31 @@ class SplitColumn:
         return [i for i, r in enumerate(roles) if r == 'train'], [i for i, r in enumerate(roles) if r == self.valid]
 
 
-def as_items(rows: pd.DataFrame) -> list:
+def as_items(rows: pd.DataFrame, attributes=()) -> list:
     "DataBlock items as plain dicts: fastai would index a DataFrame row by row with `iloc`, several ms per image on a small CPU."
-    return rows[['file', LABEL, 'split']].to_dict('records')
+    return rows[['file', LABEL, 'split', *attributes]].to_dict('records')
+
+
+def is_missing(value) -> bool:
+    "An empty field of styles.csv, or a missing value (None, NaN) in a frame built elsewhere."
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value))) or not str(value).strip()
+
+
+class AttributeCategorize(Categorize):
+    "fastai's `Categorize`, but a missing value becomes `MISSING_CODE` (left out of its head's loss) instead of a KeyError."
+    def encodes(self, o): return TensorCategory(MISSING_CODE) if is_missing(o) else super().encodes(o)
+    def decodes(self, o): return Category('') if int(o) == MISSING_CODE else super().decodes(o)
+
+
+def AttributeBlock(vocab: list) -> TransformBlock:
+    "A `CategoryBlock` over a fixed vocab whose missing values are kept, as `MISSING_CODE`."
+    return TransformBlock(type_tfms=AttributeCategorize(vocab=vocab, sort=False))
+
+
+def attribute_vocab(df: pd.DataFrame, attribute: str) -> list:
+    "Sorted union of the attribute's values over every split (both parts: the heads of both stages share it)."
+    values = df.loc[df['split'].isin(['train', 'valid', 'test']), attribute]
+    return sorted({str(v).strip() for v in values if not is_missing(v)})
 
 
 def item_tfms(size=IMAGE_SIZE):
@@ -266,10 +292,13 @@ def part_datablock(vocab: list,            # the part's union vocab
                    valid: str = 'test',    # which split fastai validates on: `test` (protocol) or `valid` (holdout)
                    augment: bool = True,   # batch augmentation while training
                    stats=imagenet_stats,   # (mean, std) of the starting weights' normalisation
+                   attributes: dict = None, # {other attribute: its vocab}: one more target each, before the article type
                    ) -> DataBlock:
-    return DataBlock(blocks=(ProductImageBlock(), CategoryBlock(vocab=vocab)), get_x=ColReader('file'),
-                     get_y=ColReader(LABEL), splitter=SplitColumn(valid), item_tfms=item_tfms(size),
-                     batch_tfms=batch_tfms(augment, stats))
+    "The image, then one target per attribute, the article type last (see attributes.py)."
+    attributes = attributes or {}
+    return DataBlock(blocks=(ProductImageBlock(), *map(AttributeBlock, attributes.values()), CategoryBlock(vocab=vocab)),
+                     get_x=ColReader('file'), get_y=[*map(ColReader, attributes), ColReader(LABEL)], n_inp=1,
+                     splitter=SplitColumn(valid), item_tfms=item_tfms(size), batch_tfms=batch_tfms(augment, stats))
 
 
 @dataclass
@@ -279,15 +308,16 @@ class FashionData:
     vocabs: dict
     report: LoadReport
     top: list
+    attributes: dict = field(default_factory=dict)  # {other attribute: its vocab}, in the order of --attributes
 
     def part(self, part: str) -> pd.DataFrame:
         "The part's rows that take part in training or evaluation (rows without a year are in no split); `all`: every part's."
         f = self.frame
         return f[((f['part'] == part) | (part == ALL)) & (f['split'] != 'none')].reset_index(drop=True)
 
-    def train_counts(self, part: str) -> dict:
+    def train_counts(self, part: str, column: str = LABEL) -> dict:
         rows = self.part(part)
-        return rows.loc[rows['split'] == 'train', LABEL].value_counts().to_dict()
+        return rows.loc[rows['split'] == 'train', column].value_counts().to_dict()
 
 
 def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
@@ -295,6 +325,7 @@ def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
               rank_on: str = 'all',     # rank classes over `all` rows or `train` rows
               holdout: float = 0.,      # even-year fraction carved out for validation
               seed: int = 42,           # holdout seed
+              attributes=(),            # other styles.csv columns to predict (ATTRIBUTES)
               ) -> FashionData:
     data_dir = Path(data_dir)
     if not (data_dir / 'styles.csv').is_file():
@@ -303,7 +334,25 @@ def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
     top = top_classes(styles, k, rank_on)
     df = assign_protocol(attach_images(styles, data_dir / 'images', report), top, holdout, seed)
     vocabs = {p: part_vocab(df, p) for p in ('top', 'rare', ALL)}
-    return FashionData(df, vocabs, report, top)
+    return FashionData(df, vocabs, report, top, check_attributes(df, attributes, report, data_dir / 'styles.csv'))
+
+
+def check_attributes(df: pd.DataFrame, attributes, report: LoadReport, csv_path: Path) -> dict:
+    "{attribute: vocab}, after checking each can be learnt; rows without it are counted in `report`, not dropped."
+    absent = [a for a in attributes if a not in df.columns]
+    if absent:
+        there = [a for a in ATTRIBUTES if a in df.columns]
+        raise DataError(f"{csv_path} has no column(s) {absent} for --attributes; it has {', '.join(there) or 'none of them'}.")
+    vocabs = {}
+    for a in attributes:
+        df[a] = df[a].map(lambda v: v.strip() if isinstance(v, str) else v)  # as the article type is
+        in_split = df['split'] != 'none'
+        report.missing_attribute[a] = int((in_split & df[a].map(is_missing)).sum())
+        vocabs[a] = attribute_vocab(df, a)
+        if len(vocabs[a]) < 2:
+            raise DataError(f"--attributes {a}: every image with a split has {'the same value ' + repr(vocabs[a][0]) if vocabs[a] else 'no value'} "
+                            f"for {a} in {csv_path}, so there is nothing to learn; leave {a} out of --attributes.")
+    return vocabs
 
 
 def part_dataloaders(data: FashionData,
@@ -330,8 +379,8 @@ def part_dataloaders(data: FashionData,
         raise DataError(f"The {part} part has no {'holdout' if valid == 'valid' else 'test'} image to validate on: "
                         f"{'raise --holdout' if valid == 'valid' else 'check the years in styles.csv'}.")
     bs = min(bs, n_train)  # fastai drops the last partial batch: a tiny part would train on nothing
-    return part_datablock(data.vocabs[part], size, valid, augment, stats).dataloaders(
-        as_items(rows), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)
+    return part_datablock(data.vocabs[part], size, valid, augment, stats, data.attributes).dataloaders(
+        as_items(rows, data.attributes), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)
 
 
 def default_workers() -> int:

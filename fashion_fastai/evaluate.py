@@ -264,9 +264,11 @@ def write_report(
     run_dir: Path,  # existing run folder; PNG plots already saved there get embedded
     stages: dict[str, tuple[pd.DataFrame, dict]],  # stage name -> (class_table, summarize) output
     header_md: str,  # markdown placed above the stage sections (run description, config...)
-    extra: dict,  # more top-level keys for metrics.json (must not contain "stages")
+    extra: dict,  # more top-level keys for metrics.json (must not contain "stages" or "attributes")
+    attributes: dict[str, dict[str, tuple[pd.DataFrame, dict]]] | None = None,  # stage -> other attribute -> (table, summary)
 ) -> None:
-    """Write results.md, metrics.json and per_class_<stage>.csv, each atomically.
+    """Write results.md, metrics.json and per_class_<stage>.csv (per_class_<stage>_<attribute>.csv for each other
+    attribute's head, whose section follows its stage's), each atomically.
 
     Plots are linked, not generated, so save them before calling. A PNG named `*_<stage>.png`
     (or `<stage>_*.png`) goes into that stage's section, others into a final "Plots" section.
@@ -275,11 +277,15 @@ def write_report(
     bad = [n for n in stages if not _STAGE_NAME.match(n)]
     if bad:
         raise ValueError(f"stage names must be file-name safe ([A-Za-z0-9_.-]): {bad}")
-    if "stages" in extra:
-        raise ValueError('extra must not contain the key "stages"')
+    if {"stages", "attributes"} & set(extra):
+        raise ValueError('extra must not contain the keys "stages" or "attributes"')
+    attributes = attributes or {}
     for name, (table, _) in stages.items():
         atomic_write_text(run_dir / f"per_class_{name}.csv", table.to_csv())
-    metrics = _json_ready({"stages": {n: s for n, (_, s) in stages.items()}, **extra})
+        for attribute, (t, _) in attributes.get(name, {}).items():
+            atomic_write_text(run_dir / f"per_class_{name}_{attribute}.csv", t.to_csv())
+    heads = {"attributes": {n: {a: s for a, (_, s) in h.items()} for n, h in attributes.items()}} if attributes else {}
+    metrics = _json_ready({"stages": {n: s for n, (_, s) in stages.items()}, **heads, **extra})
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     plots = _plots_by_stage(run_dir, list(stages))
     parts = [header_md.rstrip()] if header_md.strip() else []
@@ -288,6 +294,7 @@ def write_report(
         if plots[name]:
             section += "\n\n### Plots\n\n" + "\n\n".join(_embed(plots[name]))
         parts.append(section)
+        parts += [stage_markdown(f"{name}: {attribute}", t, s) for attribute, (t, s) in attributes.get(name, {}).items()]
     if plots[None]:
         parts.append("## Plots\n\n" + "\n\n".join(_embed(plots[None])))
     atomic_write_text(run_dir / "results.md", "\n\n".join(parts) + "\n")

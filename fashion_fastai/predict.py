@@ -15,6 +15,7 @@ from fastcore.script import call_parse
 
 from .cli import command
 from .errors import ModelError, OptionError
+from .data import LABEL
 from .images import image_problem
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
@@ -75,7 +76,7 @@ def load_model(model: Path, stage: str = None, trust_pickle: bool = False, proce
     loaded = load_model_file(path, form)
     if processes <= 1: return loaded
     from .processes import ProcessPredictor
-    return ProcessPredictor(path, form, loaded.vocab, processes)
+    return ProcessPredictor(path, form, loaded.vocabs, processes)
 
 
 def load_model_file(path: Path, form: str):
@@ -111,19 +112,24 @@ def expand_paths(paths) -> list[Path]:
 
 
 def predict_paths(predictor, paths, topk: int = 5, min_prob: float = None) -> tuple[list, list]:
-    """Top-k predictions for the readable images, and the skipped ones with reasons.  With `min_prob`, each prediction
-    says whether it is `uncertain` (its best class below that probability); nothing is dropped or relabelled."""
+    """Top-k article types for the readable images (and, from a model with other attributes, each one's best value under
+    `attributes`), and the skipped ones with reasons.  With `min_prob`, each prediction says whether it is `uncertain`
+    (its best article type below that probability); nothing is dropped or relabelled."""
     files, skipped = [], []
     for p in expand_paths(paths):
         why = 'file not found' if not p.exists() else image_problem(p)
         (skipped.append({'path': str(p), 'error': why}) if why else files.append(p))
     results = []
     if files:
-        probs = predictor.probs(files)
+        heads = predictor.head_probs(files)
+        probs = heads.pop(LABEL)
         k = min(topk, probs.shape[1])
         vals, idxs = probs.topk(k, dim=1)
-        for f, v, i in zip(files, vals.tolist(), idxs.tolist()):
+        best = {h: p.max(dim=1) for h, p in heads.items()}
+        for n, (f, v, i) in enumerate(zip(files, vals.tolist(), idxs.tolist())):
             results.append({'path': str(f), 'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
+            if heads: results[-1]['attributes'] = {h: {'class': predictor.vocabs[h][int(b.indices[n])],
+                                                       'prob': round(float(b.values[n]), 4)} for h, b in best.items()}
             if min_prob is not None: results[-1]['uncertain'] = v[0] < min_prob
     return results, skipped
 
@@ -153,7 +159,8 @@ def main(model: str,                 # run folder, <stage>.json (weights-only) o
     else:
         for r in results:
             print(f"{r['path']}: " + ', '.join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r['top'])
-                  + ('  (uncertain)' if r.get('uncertain') else ''))
+                  + ('  (uncertain)' if r.get('uncertain') else '')
+                  + ''.join(f"; {h} {a['class']} {100 * a['prob']:.1f}%" for h, a in r.get('attributes', {}).items()))
     for s in skipped: print(f"skipped {s['path']}: {s['error']}", file=sys.stderr)
     if skipped: print(f"{len(skipped)} of {len(results) + len(skipped)} inputs skipped", file=sys.stderr)
     if not results: sys.exit(1)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .artifacts import Predictor
+
 _predictor = None  # the model of this worker process, loaded once by `_load`
 
 
@@ -28,31 +30,33 @@ def _load(path: str, form: str):
         _predictor = load_model_file(Path(path), form)
 
 
-def _probs(paths: list, bs: int) -> torch.Tensor:
-    return _predictor.probs(paths, bs, num_workers=0)  # each process decodes its own images: that is the point
+def _head_probs(paths: list, bs: int) -> dict:
+    return _predictor.head_probs(paths, bs, num_workers=0)  # each process decodes its own images: that is the point
 
 
-class ProcessPredictor:
-    """The `.vocab`/`.probs(paths)` interface of `WeightsOnlyModel` and `PickledLearner`, with `probs` shared among
+class ProcessPredictor(Predictor):
+    """The interface of `WeightsOnlyModel` and `PickledLearner` (`artifacts.Predictor`), with the predictions shared among
     `processes` worker processes in contiguous chunks (results in input order). Use as a context manager, or `close()`."""
     def __init__(self,
                  path: Path,      # a weights-only <stage>.json or an exported <stage>.pkl (see predict.find_model)
                  form: str,       # 'weights' or 'pickle'
-                 vocab: list,     # the model's classes (from the model loaded in the parent, which validated the file)
+                 vocabs: dict,    # each head's classes (from the model loaded in the parent, which validated the file)
                  processes: int = 2):
         if processes < 2: raise ValueError(f"processes must be at least 2 for a process pool, got {processes}")
-        self.vocab, self.processes = list(vocab), processes
+        self.vocabs, self.processes = dict(vocabs), processes
         self.pool = cf.ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn'), initializer=_load,
                                            initargs=(str(path), form))
 
-    def probs(self, paths, bs: int = 64) -> torch.Tensor:
+    def head_probs(self, paths, bs: int = 64, num_workers: int = None) -> dict:
+        "`num_workers` is ignored: each process decodes its own chunk."
         paths = [str(p) for p in paths]
-        if not paths: return torch.empty(0, len(self.vocab))
+        if not paths: return {h: torch.empty(0, len(v)) for h, v in self.vocabs.items()}
         # several chunks per process, so that a slow process does not hold up the end; whole batches, so that each
         # chunk's batches are full
         per = max(bs, len(paths) // (4 * self.processes) // bs * bs)
         chunks = [paths[i:i + per] for i in range(0, len(paths), per)]
-        return torch.cat(list(self.pool.map(_probs, chunks, [bs] * len(chunks))))
+        parts = list(self.pool.map(_head_probs, chunks, [bs] * len(chunks)))
+        return {h: torch.cat([p[h] for p in parts]) for h in self.vocabs}
 
     def close(self): self.pool.shutdown()
     def __enter__(self): return self

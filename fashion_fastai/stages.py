@@ -12,8 +12,10 @@ import sys
 import torch
 from fastcore.imports import in_notebook
 from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner, valley,
-                               LabelSmoothingCrossEntropyFlat)
+                               LabelSmoothingCrossEntropyFlat, to_float, to_detach, to_concat, noop)
 
+from .attributes import (AttributeLoss, head_metrics, add_attribute_heads, attribute_heads, article_head,
+                         article_vocab)
 from .errors import OptionError
 from .checkpoint import fit_schedule, skipped_epoch
 from .distributed import from_main, training_ctx
@@ -57,26 +59,44 @@ class CPUAutocast(Callback):
     order = 10
     ctx = None
     def before_batch(self): self.ctx = torch.autocast('cpu', dtype=torch.bfloat16); self.ctx.__enter__()
-    def after_pred(self): self.learn.pred = self.pred.float()
+    def after_pred(self): self.learn.pred = to_float(self.pred)  # one tensor, or one per attribute head
     def after_loss(self): self._exit()
     def after_cancel_batch(self): self._exit()
     def _exit(self):
         if self.ctx is not None: self.ctx.__exit__(None, None, None); self.ctx = None
 
 
-TRAINING_ONLY_CBS = (EpochLog, CPUAutocast)  # removed before export: a .pkl then predicts in fp32 and needs fastai only
+class KeepValidPreds(Callback):
+    """The last validation pass's outputs (activated, as `get_preds` gives them) and targets, in `result`.  When fastai
+    validates on the test split, the last epoch's pass is the evaluation itself, so the run need not predict those images
+    a second time."""
+    order = 70  # after CPUAutocast's fp32 outputs
+    result, preds = None, ()  # `preds` stays empty when a pass is cancelled before it starts (lr_find)
+    def before_validate(self): self.preds, self.targs = [], []
+    def after_batch(self):
+        if not self.training: self.preds.append(to_detach(self.pred)); self.targs.append(to_detach(self.yb))
+    def after_validate(self):
+        if not self.preds: return  # a cancelled pass (lr_find): keep what there was
+        targs = to_concat(self.targs)
+        self.result = (getattr(self.loss_func, 'activation', noop)(to_concat(self.preds)),
+                       targs[0] if len(targs) == 1 else targs)
+        self.preds, self.targs = [], []
 
 
-def set_precision(learn: Learner, precision: str) -> Learner:
+TRAINING_ONLY_CBS = (EpochLog, CPUAutocast, KeepValidPreds)  # removed before export: a .pkl then predicts in fp32 and needs fastai only
+
+
+def set_precision(learn: Learner, precision: str, channels_last: bool = None) -> Learner:
     """Mixed precision comes with channels_last (fastai's `ChannelsLast`): oneDNN's and cuDNN's reduced-precision
-    convolutions are fastest in that layout (BENCHMARKS.md); fp32 is left as is."""
+    convolutions are fastest in that layout (BENCHMARKS.md); fp32 takes it when `channels_last` says so (`None`: as the
+    precision does; see `config.resolve_channels_last`)."""
     if precision == 'fp16':
         learn.to_fp16()
     elif precision == 'bf16':
         if torch.cuda.is_available(): learn.to_bf16()
         else: learn.add_cb(CPUAutocast())
-    else: return learn
-    return learn.to_channelslast(use_amp=False)
+    if channels_last or (channels_last is None and precision != 'fp32'): learn.to_channelslast(use_amp=False)
+    return learn
 
 
 def build_learner(dls,                 # the part's DataLoaders
@@ -86,32 +106,40 @@ def build_learner(dls,                 # the part's DataLoaders
                   stage: str = 'stage1',
                   precision: str = 'fp32', # fp32 | bf16 | fp16 (resolved, not 'auto')
                   label_smoothing: float = 0., # > 0: fastai's label-smoothing cross-entropy with this epsilon
+                  attributes: dict = None,     # {other attribute: vocab}: a head each beside the article type's
+                  attribute_weights: tuple = (), # loss weights, articleType first, then each of `attributes`
+                  channels_last: bool = None,  # train in channels_last (None: with mixed precision only)
                   ) -> Learner:
-    """A `vision_learner` with a freshly initialised head of `dls.c` outputs and, optionally, a given body.  Its optimiser
-    is fastai's default Adam on torch's fused kernel (see optimizer.py)."""
-    loss_func = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else None  # None: fastai's default
-    learn = vision_learner(dls, get_arch(arch), pretrained=False, metrics=[accuracy, top5], path=path, loss_func=loss_func,
-                           opt_func=FusedAdam)
+    """A `vision_learner` with a freshly initialised head for the article types (and the other attributes, if any) and,
+    optionally, a given body.  Its optimiser is fastai's default Adam on torch's fused kernel (see optimizer.py)."""
+    if attributes:
+        loss_func, metrics = AttributeLoss((*attribute_weights[1:], attribute_weights[0]), label_smoothing), head_metrics(list(attributes))
+    else:  # None: fastai's default loss
+        loss_func, metrics = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else None, [accuracy, top5]
+    learn = vision_learner(dls, get_arch(arch), n_out=len(article_vocab(dls)), pretrained=False, metrics=metrics,
+                           path=path, loss_func=loss_func, opt_func=FusedAdam)
+    if attributes: add_attribute_heads(learn.model, attributes)
     if body_state is not None: learn.model[0].load_state_dict(body_state)
-    set_precision(learn, precision)
+    set_precision(learn, precision, channels_last)
     learn.add_cb(EpochLog(stage))
     if learn.epoch_log.plain: learn.remove_cb(ProgressCallback)
     return learn
 
 
-def stage_one(dls, arch: str, imagenet_state: dict | None, path=None, precision: str = 'fp32',
-              label_smoothing: float = 0.) -> Learner:
+def stage_one(dls, arch: str, imagenet_state: dict | None,
+              **kw) -> Learner:  # `build_learner`'s options: path, precision, label_smoothing, attributes...
     "Stage one: the whole network on the top part, body from ImageNet when available."
     body = body_state_from_imagenet(arch, imagenet_state) if imagenet_state is not None else None
-    return build_learner(dls, arch, body, path, 'stage1', precision, label_smoothing)
+    return build_learner(dls, arch, body, stage='stage1', **kw)
 
 
 def stage_two(dls, arch: str,
               init: str = 'stage1',           # where the body starts: stage1 | imagenet | scratch
               stage1: Learner = None,         # the trained stage-one learner (init=stage1)
               imagenet_state: dict = None,    # torchvision state_dict (init=imagenet)
-              path=None, precision: str = 'fp32', label_smoothing: float = 0.) -> Learner:
-    "Stage two: a second learner for the rare part, a new head of the rare vocab size, the body from `init`."
+              **kw) -> Learner:               # `build_learner`'s options
+    """Stage two: a second learner for the rare part, a new head of the rare vocab size, the body from `init`.  The
+    other attributes' heads (their vocabs span both parts) carry on from stage one with the body."""
     if init == 'stage1':
         if stage1 is None: raise ValueError("--stage2-init stage1 needs the stage-one learner.")
         body = body_of(stage1)
@@ -121,7 +149,15 @@ def stage_two(dls, arch: str,
         body = body_state_from_imagenet(arch, imagenet_state)
     elif init == 'scratch': body = None
     else: raise ValueError(f"stage-two body from {init!r}: expected stage1, imagenet or scratch")
-    return build_learner(dls, arch, body, path, 'stage2', precision, label_smoothing)
+    learn = build_learner(dls, arch, body, stage='stage2', **kw)
+    if init == 'stage1': copy_attribute_heads(learn, stage1)
+    return learn
+
+
+def copy_attribute_heads(learn: Learner, source: Learner) -> None:
+    "The other attributes' heads of `source`, into `learn` (which has the same attributes); nothing without attributes."
+    heads = attribute_heads(learn.model)
+    if heads is not None: heads.others.load_state_dict(attribute_heads(source.model).others.state_dict())
 
 
 def body_of(learn: Learner) -> dict:
@@ -132,12 +168,13 @@ def body_of(learn: Learner) -> dict:
 def all_classes(dls, arch: str,
                 source: Learner,              # the last trained stage (stage two, whose body came from stage one)
                 init: str = 'imprint',        # the head: imprint | new
-                path=None, precision: str = 'fp32', label_smoothing: float = 0.) -> Learner:
-    """The all-classes model: one learner over every article type, so that any photo gets one answer.  Its body is
-    `source`'s.  `new`: fastai's freshly initialised head.  `imprint`: `source`'s head but for its last layer, whose row
+                **kw) -> Learner:             # `build_learner`'s options
+    """The all-classes model: one learner over every article type, so that any photo gets one answer.  Its body (and
+    its other attributes' heads) are `source`'s.  `new`: fastai's freshly initialised head.  `imprint`: `source`'s head but for its last layer, whose row
     for each class is the mean of that class's features on its training images (weight imprinting), so the head answers
     before any fine-tuning."""
-    learn = build_learner(dls, arch, body_of(source), path, 'all', precision, label_smoothing)
+    learn = build_learner(dls, arch, body_of(source), stage='all', **kw)
+    copy_attribute_heads(learn, source)
     if init == 'imprint': imprint_head(learn, source)
     elif init != 'new': raise ValueError(f"all-classes head {init!r}: expected imprint or new")
     return learn
@@ -149,7 +186,7 @@ def imprint_head(learn: Learner, source: Learner) -> None:
     the class's mean input feature over its (unaugmented) training images, at the mean length of `source`'s trained rows.
     A class with no training image can never be right: its row points away from the mean of all features (fastai's last
     layer has no bias), so it starts unpredicted."""
-    head, src = learn.model[1], source.model[1]
+    head, src = article_head(learn.model), article_head(source.model)
     last, n = head[-1], len(head) - 1
     head.load_state_dict({k: v for k, v in src.state_dict().items() if not k.startswith(f'{n}.')}, strict=False)
     feats, targets = [], []
@@ -157,7 +194,7 @@ def imprint_head(learn: Learner, source: Learner) -> None:
     dl = learn.dls.test_dl(learn.dls.train_ds.items, with_labels=True, shuffle=False)
     learn.model.eval()
     try:
-        for xb, yb in dl: learn.model(xb.as_subclass(torch.Tensor)); targets.append(yb.cpu())
+        for xb, *ys in dl: learn.model(xb.as_subclass(torch.Tensor)); targets.append(ys[-1].cpu())  # article type last
     finally: hook.remove()
     feats, targets = torch.cat(feats), torch.cat(targets).as_subclass(torch.Tensor)
     scale = src[-1].weight.norm(dim=1).mean()

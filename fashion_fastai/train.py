@@ -27,7 +27,7 @@ def train(cfg: TrainConfig, resume: Path = None) -> Path:
     dls_top = run.dataloaders('top')
     dls_rare = run.dataloaders('rare') if cfg.epochs2 else None  # an empty rare part fails now, not after stage one
     dls_all = run.dataloaders(ALL) if cfg.epochs_all else None
-    kw = dict(path=run.dir, precision=cfg.precision, label_smoothing=cfg.label_smoothing)
+    kw = dict(path=run.dir, attributes=run.data.attributes, **cfg.learner_options())
 
     learn1 = stage_one(dls_top, cfg.arch, run.imagenet, **kw)
     fit1 = fit_stage(run, 'stage1', learn1, cfg.epochs, cfg.lr)

@@ -113,3 +113,17 @@ def test_every_option_is_on_the_command_line_with_its_help():
         assert a.default == f.default or f.default is None
     args = vars(parser().parse_args(['--size', '64x48', '--epochs', '2', '--data', '/x']))
     assert args['size'] == '64x48' and args['epochs'] == 2 and args['data'] == Path('/x')
+
+
+def test_channels_last_where_it_was_measured_faster(monkeypatch, tmp_path):
+    "auto: mixed precision, and timm models on a CPU (EfficientNet-Lite); not a ResNet in fp32 (not measured)."
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert TrainConfig(arch="tf_efficientnet_lite0", pretrained="no").channels_last is True
+    assert TrainConfig(arch="resnet18", pretrained="no").channels_last is False
+    assert TrainConfig(arch="resnet18", pretrained="no", precision="bf16").channels_last is True
+    assert TrainConfig(arch="tf_efficientnet_lite0", pretrained="no", channels_last="no").channels_last is False
+    assert TrainConfig(arch="resnet18", pretrained="no", channels_last="yes").channels_last is True
+    cfg = TrainConfig(arch="resnet18", pretrained="no", channels_last="yes")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # config.json keeps the resolved choice
+    with pytest.raises(OptionError, match="--channels-last must be one of auto, yes, no; got 'maybe'"):
+        TrainConfig(channels_last="maybe")

@@ -11,7 +11,7 @@ pytest.importorskip('accelerate', reason='fastai needs Accelerate for distribute
 
 from conftest import cli_env, tiny_train_args
 
-ARGS = tiny_train_args(epochs=2, lr=2e-3, lr2=2e-3, workers=0, epochs_all=1)
+ARGS = tiny_train_args(epochs=2, lr=2e-3, lr2=2e-3, workers=0, epochs_all=1, attributes='masterCategory')  # two heads
 
 
 def train(tmp_path, name, launcher):
@@ -57,3 +57,5 @@ def test_same_schedule_and_whole_test_split_as_one_process(runs):
     # Stage one only: stage two's demo test set has a handful of images, where one image moves top-5 by more than 0.25.
     assert ma['stage1']['n_test'] >= 40
     assert abs(ma['stage1']['all']['micro_top5'] - mb['stage1']['all']['micro_top5']) <= 0.25, (ma['stage1'], mb['stage1'])
+    heads = json.loads((ddp / 'metrics.json').read_text())['attributes']
+    assert all(heads[s]['masterCategory']['n_test'] == ma[s]['n_test'] for s in ('stage1', 'stage2', 'all'))

@@ -12,11 +12,12 @@ ARGS = tiny_train_args(epochs=2, freeze_epochs=1, epochs_all=1)
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume(tmp_path):
+@pytest.mark.parametrize('extra', [[], ['--attributes', 'masterCategory']], ids=['articleType', 'with-attributes'])
+def test_sigkill_then_resume(tmp_path, extra):
     env = cli_env(tmp_path)
     run_dir = tmp_path / 'runs' / 'killed'
     state_file = run_dir / 'checkpoints' / 'stage1.json'
-    cmd = [sys.executable, '-m', 'fashion_fastai.train', *ARGS, '--out', tmp_path / 'runs', '--name', 'killed']
+    cmd = [sys.executable, '-m', 'fashion_fastai.train', *ARGS, *extra, '--out', tmp_path / 'runs', '--name', 'killed']
     proc = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 600
@@ -56,3 +57,4 @@ def test_sigkill_then_resume(tmp_path):
     assert again.returncode == 0 and all(f'{s}: already trained' in again.stdout for s in ('stage1', 'stage2', 'all'))
     assert not any(f'[{s} ' in again.stdout for s in ('stage1', 'stage2', 'all'))  # no epoch trained again
     assert json.loads((run_dir / 'metrics.json').read_text())['stages'] == m  # same weights, same evaluation
+    if extra: assert set(json.loads((run_dir / 'metrics.json').read_text())['attributes']['all']) == {'masterCategory'}

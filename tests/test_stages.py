@@ -160,6 +160,10 @@ def test_bf16_on_cpu(tiny_dls, tmp_path, monkeypatch):
     fp32 = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp32")
     assert not any(isinstance(cb, CPUAutocast) for cb in fp32.cbs)
     assert not hasattr(fp32, "channels_last")
+    layout = build_learner(tiny_dls, "resnet18", path=tmp_path, precision="fp32", channels_last=True)  # --channels-last
+    assert hasattr(layout, "channels_last") and not any(isinstance(cb, CPUAutocast) for cb in layout.cbs)
+    layout.fit(1, 1e-3)
+    assert layout.model[0][0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_gpu_precisions_use_fastai_mixed_precision(tiny_dls, tmp_path, monkeypatch):
@@ -226,3 +230,17 @@ def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, d
     assert torch.allclose(w.norm(dim=1), source.model[1][-1].weight.norm(dim=1).mean(), rtol=1e-4)
     unseen = [i for i, c in enumerate(dls.vocab) if c not in set(demo_loaded.train_counts(ALL))]
     assert unseen and all((feats.mean(0) @ w[i]) < 0 for i in unseen)  # test-only classes start unpredicted
+
+
+def test_the_last_validation_pass_is_kept_for_the_evaluation(tiny_dls, tmp_path):
+    "Validating on the test split, the last epoch's pass is the evaluation: the run does not predict those images again."
+    from fashion_fastai.stages import KeepValidPreds
+    learn = build_learner(tiny_dls, "resnet18", path=tmp_path)
+    learn.add_cb(KeepValidPreds())
+    learn.lr_find(num_it=3, show_plot=False, suggest_funcs=())  # a cancelled validation keeps nothing
+    assert learn.keep_valid_preds.result is None
+    learn.fit(2, 1e-3)
+    probs, targs = learn.keep_valid_preds.result
+    again, targs_again = learn.get_preds(dl=learn.dls.valid)
+    assert torch.equal(targs, targs_again) and torch.allclose(probs, again, atol=1e-6)  # softmaxed, as get_preds
+    assert len(targs) == len(tiny_dls.valid_ds) and torch.allclose(probs.sum(1), torch.ones(len(targs)))
