@@ -53,11 +53,11 @@ class Run:
                                 num_workers=c.workers, seed=c.seed, stats=self.weights.stats)
 
     def freeze_epochs(self, stage: str) -> int:
-        "Head-only epochs: one when the body starts from trained weights (worth protecting from a random head), else 0."
+        """Head-only epochs: none for the two stages (training the whole network from the first epoch beat fine_tune's
+        head epoch on the real data's holdout by 11 points in both: BENCHMARKS.md); one for the all-classes model,
+        whose imprinted head starts from the last stage's."""
         if self.cfg.freeze_epochs is not None: return self.cfg.freeze_epochs
-        trained_body = (self.weights.pretrained or stage == ALL or
-                        (stage == 'stage2' and self.cfg.stage2_init == 'stage1'))
-        return int(trained_body)
+        return int(stage == ALL)
 
 
 def make_run_dir(run_dir: Path) -> Path:

@@ -98,7 +98,7 @@ def test_config_json_round_trip_and_resume(tmp_path):
 
 def test_replace_checks_again():
     c = TrainConfig(pretrained='no')
-    assert c.replace(epochs=2).epochs == 2 and c.epochs == 5
+    assert c.replace(epochs=2).epochs == 2 and c.epochs == 4
     with pytest.raises(OptionError, match='--epochs'): c.replace(epochs=0)
 
 
@@ -127,3 +127,16 @@ def test_channels_last_where_it_was_measured_faster(monkeypatch, tmp_path):
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # config.json keeps the resolved choice
     with pytest.raises(OptionError, match="--channels-last must be one of auto, yes, no; got 'maybe'"):
         TrainConfig(channels_last="maybe")
+
+
+def test_defaults_chosen_on_the_holdout(tmp_path):
+    "--data runs at 128x96 (the demo at its images' 80x60); the stages train everything from the first epoch."
+    from types import SimpleNamespace
+    from fashion_fastai.run import Run
+    (tmp_path / 'styles.csv').write_text('id,articleType,year\n')
+    assert TrainConfig(data=tmp_path, arch='resnet18', pretrained='no').size == (128, 96)
+    assert TrainConfig(arch='resnet18', pretrained='no').size == (80, 60)
+    assert TrainConfig(data=tmp_path, arch='resnet18', pretrained='no', size='80x60').size == (80, 60)
+    run = lambda **kw: SimpleNamespace(cfg=TrainConfig(arch='resnet18', pretrained='no', **kw))
+    assert [Run.freeze_epochs(run(), s) for s in ('stage1', 'stage2', 'all')] == [0, 0, 1]
+    assert [Run.freeze_epochs(run(freeze_epochs=2), s) for s in ('stage1', 'stage2', 'all')] == [2, 2, 2]
