@@ -210,6 +210,13 @@ class TrainConfig:
         if self.data is not None and (problem := _data_problem(self.data)): raise DataError(problem)
         if self.data is not None: self.data = self.data.resolve()  # so that --resume works from any folder
 
+    def head_epochs(self, stage: str) -> int:
+        """Head-only epochs before a model: none for the two stages (training the whole network from the first epoch beat
+        fine_tune's head epoch on the real data's holdout by 11 points in both: BENCHMARKS.md); one for the all-classes
+        model, whose imprinted head starts from the last stage's.  `--freeze-epochs` sets all three."""
+        if self.freeze_epochs is not None: return self.freeze_epochs
+        return int(stage == 'all')
+
     def learner_options(self) -> dict:
         "The options every learner of the run is built with (`stages.build_learner`'s), but the data's attribute vocabs."
         return dict(precision=self.precision, label_smoothing=self.label_smoothing,

@@ -52,13 +52,6 @@ class Run:
         return part_dataloaders(self.data, part, size=c.size, bs=self.record['distributed']['bs_per_process'],
                                 num_workers=c.workers, seed=c.seed, stats=self.weights.stats)
 
-    def freeze_epochs(self, stage: str) -> int:
-        """Head-only epochs: none for the two stages (training the whole network from the first epoch beat fine_tune's
-        head epoch on the real data's holdout by 11 points in both: BENCHMARKS.md); one for the all-classes model,
-        whose imprinted head starts from the last stage's."""
-        if self.cfg.freeze_epochs is not None: return self.cfg.freeze_epochs
-        return int(stage == ALL)
-
 
 def make_run_dir(run_dir: Path) -> Path:
     "Create the run folder and prove it is writable now, not after an hour of training."
@@ -112,7 +105,7 @@ def set_up_run(cfg: TrainConfig, resume: Path = None) -> Run:
 def fit_stage(run: Run, stage: str, learn: Learner, epochs: int, lr) -> dict:
     """Train the stage, or, when resuming, finish it (or reload it when it was done); checkpoints every epoch.  Returns
     how it was trained."""
-    fe, state = run.freeze_epochs(stage), run.resumed[stage]
+    fe, state = run.cfg.head_epochs(stage), run.resumed[stage]
     say(f"== {stage}: {PARTS[stage]} part, {len(article_vocab(learn.dls))} classes, {len(learn.dls.train_ds)} train / "
         f"{len(learn.dls.valid_ds)} validation images, {epochs} epochs (+{fe} frozen)")
     if state and state['done']:

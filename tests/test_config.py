@@ -131,12 +131,10 @@ def test_channels_last_where_it_was_measured_faster(monkeypatch, tmp_path):
 
 def test_defaults_chosen_on_the_holdout(tmp_path):
     "--data runs at 128x96 (the demo at its images' 80x60); the stages train everything from the first epoch."
-    from types import SimpleNamespace
-    from fashion_fastai.run import Run
     (tmp_path / 'styles.csv').write_text('id,articleType,year\n')
     assert TrainConfig(data=tmp_path, arch='resnet18', pretrained='no').size == (128, 96)
     assert TrainConfig(arch='resnet18', pretrained='no').size == (80, 60)
     assert TrainConfig(data=tmp_path, arch='resnet18', pretrained='no', size='80x60').size == (80, 60)
-    run = lambda **kw: SimpleNamespace(cfg=TrainConfig(arch='resnet18', pretrained='no', **kw))
-    assert [Run.freeze_epochs(run(), s) for s in ('stage1', 'stage2', 'all')] == [0, 0, 1]
-    assert [Run.freeze_epochs(run(freeze_epochs=2), s) for s in ('stage1', 'stage2', 'all')] == [2, 2, 2]
+    cfg = lambda **kw: TrainConfig(arch='resnet18', pretrained='no', **kw)
+    assert [cfg().head_epochs(s) for s in ('stage1', 'stage2', 'all')] == [0, 0, 1]
+    assert [cfg(freeze_epochs=2).head_epochs(s) for s in ('stage1', 'stage2', 'all')] == [2, 2, 2]
