@@ -75,6 +75,12 @@ def stock(data: Path, arch: str, size: str, epochs: int, bs: int, seed: int, out
     return result
 
 
+def _drop_progress_bars(path: str) -> None:
+    "Keep fastai's epoch tables from the stock side's log: its progress bars (written with carriage returns) fill it."
+    lines = Path(path).read_text(errors='replace').replace('\r', '\n').split('\n')
+    Path(path).write_text('\n'.join(l for l in lines if l.strip() and '%' not in l and l.strip() != '\u2588') + '\n')
+
+
 @call_parse
 def main(data: Path = REAL,                # Kaggle folder
          ours: str = '--arch tf_efficientnet_lite0 --pretrained yes',  # options of our command, after --data
@@ -102,6 +108,7 @@ def main(data: Path = REAL,                # Kaggle folder
         with open(Path(__file__).parent / 'results' / f'{name}.{side}.log', 'w') as log:
             p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
         if p.returncode: sys.exit(f"{side} failed: see bench/results/{name}.{side}.log")
+        if side == 'stock': _drop_progress_bars(log.name)
         ends[side] = time.time() - t0
         record[f'speed_after_{side}'] = round(speed_reference(), 1)
     run = RUNS / name
