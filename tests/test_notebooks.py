@@ -94,10 +94,11 @@ def test_notebook_runs(path, tmp_path, notebook_env, monkeypatch):
     assert "[stage1 " not in "".join(o.get("text", "") for o in outputs), f"{path.name}: plain epoch lines, no bars"
     if path.stem == "02_two_stages":
         assert any("train_loss" in o.get("data", {}).get("text/html", "") for o in outputs), "no fastai epoch table shown"
-    if path.stem == "01_lr_find":  # stage one searched on the ImageNet body, frozen, with the weights' normalisation
+    if path.stem == "01_lr_find":  # stage one searched on the ImageNet body, whole network (the CLI's default: no head
+        # epoch), with the weights' normalisation
         text = "".join(o.get("text", "") for o in outputs)
         assert f"{PRETRAINED_RUN['ARCH']}, starting weights: ImageNet " in text, text
-        assert "normalisation mean [0.5, 0.5, 0.5]" in text and "lr_find on the ImageNet body, frozen" in text, text
+        assert "normalisation mean [0.5, 0.5, 0.5]" in text and "lr_find on the ImageNet body, unfrozen" in text, text
 
 
 def test_kernel_runs_this_python(tmp_path, notebook_env):

@@ -105,7 +105,8 @@ def test_run_starts_from_the_package_weights(lite_run):
     run_dir, out = lite_run
     cfg = json.loads((run_dir / 'config.json').read_text())
     assert cfg['arch'] == LITE0 and cfg['weights_info']['pretrained'] and cfg['weights_info']['mean'] == [0.5] * 3
-    assert 'ImageNet' in (run_dir / 'results.md').read_text() and '[stage1 head] epoch 0' in out
+    assert 'ImageNet' in (run_dir / 'results.md').read_text()
+    assert '[stage1 all] epoch 0' in out and '[stage1 head]' not in out  # the whole network from the first epoch
     conf = TrainConfig.of_run(run_dir).replace(out=run_dir.parent / 'again')
     run = set_up_run(conf)
     learn = stage_one(run.dataloaders('top'), conf.arch, run.imagenet, path=run.dir)
