@@ -87,18 +87,21 @@ class WeightsOnlyModel(Predictor):
     def _check_heads(self, json_path: Path, weights: Path, state: dict) -> None:
         "Each head's outputs in the state_dict against the vocab the JSON gives it: files from two runs do not mix."
         others = lambda keys: sorted({k.split('.')[2] for k in keys if k.startswith('1.others.')})
-        mismatch = (f"lists other attributes {others(self.model.state_dict()) or 'none'} but {weights.name} has heads for "
-                    f"{others(state) or 'none'}" if others(state) != others(self.model.state_dict()) else None)
+        expected, got = others(self.model.state_dict()), others(state)
+        if expected != got:
+            raise ValueError(f"{json_path.name} lists other attributes {expected or 'none'} but {weights.name} has heads "
+                             f"for {got or 'none'}: the two files come from different runs or models")
         names = {m: n for n, m in self.model.named_modules()}
         heads = attribute_heads(self.model)
         layers = {**({a: h[-1] for a, h in heads.others.items()} if heads is not None else {}),
                   LABEL: article_head(self.model)[-1]}
         for head, layer in layers.items():
-            got = state.get(f'{names[layer]}.weight')
-            if mismatch is None and got is not None and got.shape[0] != len(self.vocabs[head]):
+            weight = state.get(f'{names[layer]}.weight')  # absent: another model altogether, which load_state_dict names
+            n_out = None if weight is None else weight.shape[0]
+            if n_out is not None and n_out != len(self.vocabs[head]):
                 what = 'classes' if head == LABEL else f'{head} values'
-                mismatch = f"lists {len(self.vocabs[head])} {what} but {weights.name} has {got.shape[0]} outputs for them"
-        if mismatch: raise ValueError(f"{json_path.name} {mismatch}: the two files come from different runs or models")
+                raise ValueError(f"{json_path.name} lists {len(self.vocabs[head])} {what} but {weights.name} has {n_out} "
+                                 f"outputs for them: the two files come from different runs or models")
 
     def head_probs(self, paths, bs=64, num_workers: int = None) -> dict:
         with torch.inference_mode():

@@ -34,9 +34,6 @@ class AttributeHeads(nn.Module):
         self.others = nn.ModuleDict({a: LinBnDrop(n_features, len(v), bn=True, p=0.25) for a, v in self.vocabs.items()})
         apply_init(self.others, nn.init.kaiming_normal_)  # as vision_learner initialises its head
 
-    @property
-    def names(self) -> list: return [*self.vocabs, LABEL]
-
     def forward(self, x):
         for m in self.article[:self.n_pool]: x = m(x)
         out = x
