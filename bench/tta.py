@@ -1,9 +1,11 @@
-"""Benchmark: does fastai's test-time augmentation (`Learner.tta`) help our models?  A setting to choose on the holdout.
+"""Benchmark: does test-time augmentation help our models?  A setting (`train --tta`) to choose on the holdout.
 
 Takes a finished `train` run that validated on a holdout (`--holdout F`), rebuilds the same holdout (same data, top-k,
-ranking, fraction and seed, from the run's config.json), and scores each exported stage on it twice: plain `get_preds`,
-and `tta` (`n` passes with the training augmentation, averaged, blended with the plain pass by `beta`, as fastai does).
-A run without a holdout is refused: its validation split is the test split, which settings must never be chosen on.
+ranking, fraction and seed, from the run's config.json), and scores each exported stage on it three ways, through the
+run's own evaluation code (`tta.predict_with_tta`): plain `get_preds`; `flip`, each image averaged with its mirror
+image; and fastai's `tta` (`n` passes with the training augmentation, averaged, blended with the plain pass at fastai's
+beta 0.25; `--n 0` leaves it out).  A run without a holdout is refused: its validation split is the test split, which
+settings must never be chosen on.
 
     .venv/bin/python bench/tta.py bench/runs/bench-ours-holdout-default
 Writes bench/results/tta-<run name>.json and prints a markdown table.
@@ -17,7 +19,8 @@ import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch
 from fastai.vision.all import load_learner
 from fastcore.script import call_parse
 
-from fashion_fastai.config import TrainConfig
+from fashion_fastai.config import TrainConfig, FLIP
+from fashion_fastai.tta import predict_with_tta
 from fashion_fastai.data import load_data, as_items
 from fashion_fastai.evaluate import class_table, summarize
 from accuracy import eval_split_rows  # the holdout rows exactly as the accuracy benchmark scores them
@@ -31,41 +34,42 @@ def holdout_rows(run: Path):
     data_dir = cfg.data or json.loads((run / 'config.json').read_text())['data_dir']
     if not cfg.holdout:
         raise SystemExit(f"tta: error: {run} validated on the test split (no --holdout): choose settings on a holdout run.")
-    data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed)
+    data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed,
+                     attributes=cfg.attributes)
     return data, {s: eval_split_rows(data, p, cfg.holdout) for s, p in PARTS.items()}
 
 
 def scores(probs, targs, vocab, counts) -> dict:
+    if isinstance(probs, tuple): probs, targs = probs[-1], targs[-1]  # with --attributes: the article type's head is last
     s = summarize(class_table(probs, targs, vocab, counts))
     return dict(top1=s['all']['micro_top1'], top5=s['all']['micro_top5'], seen_top1=s['seen']['micro_top1'])
 
 
 @call_parse
 def main(run: Path,            # a `train` run folder trained with --holdout
-         n: int = 4,           # augmented passes
-         beta: float = 0.25,   # weight of the plain pass in the blend (fastai's default)
+         n: int = 4,           # fastai tta's augmented passes (0: plain and flip only)
          out: Path = Path(__file__).parent / 'results'):
     data, rows = holdout_rows(run)
-    record = dict(command=' '.join(['python', *sys.argv]), run=str(run), n=n, beta=beta, stages={})
+    cfg = TrainConfig.of_run(run)
+    ways = {'plain': 0, 'flip': FLIP, **({f'tta{n}': n} if n else {})}
+    record = dict(command=' '.join(['python', *sys.argv]), run=str(run), n=n, stages={})
     for stage, part in PARTS.items():
         if not (run / f'{stage}.pkl').is_file(): continue  # a run with --epochs2 0 has no stage two
         with warnings.catch_warnings():  # our own file: the pickle warning is noise here
             warnings.filterwarnings('ignore', message='load_learner` uses Python', category=UserWarning)
             learn = load_learner(run / f'{stage}.pkl', cpu=True)
         vocab, counts = list(learn.dls.vocab), data.train_counts(part)
-        dl = learn.dls.test_dl(as_items(rows[stage]), with_labels=True, shuffle=False)
-        t0 = time.time()
-        with learn.no_bar(): plain = learn.get_preds(dl=dl)
-        t1 = time.time()
-        with learn.no_bar(): tta = learn.tta(dl=dl, n=n, beta=beta)
-        t2 = time.time()
-        record['stages'][stage] = dict(images=len(rows[stage]), plain=scores(*plain, vocab, counts),
-                                       tta=scores(*tta, vocab, counts), plain_s=round(t1 - t0, 1), tta_s=round(t2 - t1, 1))
-        print(f"{stage}: {json.dumps(record['stages'][stage])}", flush=True)
+        dl = learn.dls.test_dl(as_items(rows[stage], cfg.attributes), with_labels=True, shuffle=False)
+        r = record['stages'][stage] = dict(images=len(rows[stage]))
+        for name, tta in ways.items():
+            t0 = time.time()
+            with learn.no_bar(): r[name] = scores(*predict_with_tta(learn, dl, tta), vocab, counts)
+            r[name]['seconds'] = round(time.time() - t0, 1)
+        print(f"{stage}: {json.dumps(r)}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / f'tta-{run.name}.json').write_text(json.dumps(record, indent=1))
-    print("\n| stage | holdout images | plain top-1 | TTA top-1 | plain seen top-1 | TTA seen top-1 | time plain / TTA |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| stage | holdout images | " + ' | '.join(f'{w} top-1 (seconds)' for w in ways) + " |\n|---|---:|"
+          + "---:|" * len(ways))
     for stage, r in record['stages'].items():
-        print(f"| {stage} | {r['images']} | {100 * r['plain']['top1']:.2f}% | {100 * r['tta']['top1']:.2f}% | "
-              f"{100 * r['plain']['seen_top1']:.2f}% | {100 * r['tta']['seen_top1']:.2f}% | {r['plain_s']:.0f} s / {r['tta_s']:.0f} s |")
+        print(f"| {stage} | {r['images']} | " + ' | '.join(f"{100 * r[w]['top1']:.2f}% ({r[w]['seconds']:.0f})" for w in ways)
+              + " |")

@@ -16,7 +16,7 @@ from .errors import OptionError, DataError
 
 PRETRAINED = ('auto', 'yes', 'no')
 STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
-ALL_INITS = ('imprint', 'new')
+HEAD_INITS = ('imprint', 'new')  # how the stage-two and all-classes heads start
 RANK_ON = ('all', 'train')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
@@ -38,6 +38,20 @@ def default_size(data) -> tuple[int, int]:
     own (chosen on the real data's holdout: BENCHMARKS.md); the demo trains at its images' own size."""
     from .data import IMAGE_SIZE
     return (128, 96) if data is not None else IMAGE_SIZE
+
+
+FLIP = 'flip'  # --tta flip
+
+
+def parse_tta(tta) -> int | str:
+    "'flip', or a number of fastai `tta` passes (0: none); config.json may hold either."
+    if str(tta).strip().lower() == FLIP: return FLIP
+    try: n = int(str(tta).strip())
+    except ValueError: n = -1
+    if n < 0:
+        raise OptionError(f"--tta must be 'flip' (each image averaged with its mirror image), a number of fastai tta "
+                          f"passes (4 is usual), or 0 for none; got {tta!r}.")
+    return n
 
 
 def parse_lr(lr, option: str = '--lr') -> float | str:
@@ -143,6 +157,8 @@ class TrainConfig:
     holdout: Annotated[float, "fraction of even-year images held out for validation; 0 validates on the test "
                               "split"] = 0.
     stage2_init: Annotated[str, "stage-two body: stage1 (the protocol), imagenet or scratch"] = 'stage1'
+    stage2_head: Annotated[str, "stage-two head: new (fastai's fresh head, the protocol) or imprint (stage one's head, "
+                                "its last layer set from each rare class's mean features; needs --stage2-init stage1)"] = 'new'
     precision: Annotated[str, "fp32, bf16 (CUDA AMP, or CPU autocast), fp16 (CUDA only); auto: bf16 on recent GPUs, "
                               "else fp32"] = 'auto'
     channels_last: Annotated[str, "train in the channels_last memory layout: yes, no, or auto (with bf16/fp16, and for "
@@ -153,7 +169,9 @@ class TrainConfig:
                                  "--data)"] = 0.5
     label_smoothing: Annotated[float, "> 0: label-smoothing cross-entropy with this epsilon (e.g. 0.1), both "
                                       "stages"] = 0.
-    tta: Annotated[int, "test-time augmentation passes in the final evaluation (fastai's tta; 0: none)"] = 0
+    tta: Annotated[str, "test-time augmentation in the final evaluation: flip (each image averaged with its mirror "
+                        "image: one more pass), N (fastai's tta: N passes with the training augmentation, article type "
+                        "alone), or 0 (none)"] = '0'
     attributes: Annotated[str, "other styles.csv columns to predict, one head each beside articleType, comma-separated: "
                                "gender, masterCategory, subCategory, baseColour, season, usage (default: none)"] = ''
     attribute_weights: Annotated[str, "loss weight of each head, comma-separated: articleType first, then each of "
@@ -189,16 +207,19 @@ class TrainConfig:
         if not 0 <= self.label_smoothing < 1:
             raise OptionError(f"--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), "
                               f"got {self.label_smoothing}.")
-        if not self.tta >= 0:
-            raise OptionError(f"--tta must be >= 0 (0: no test-time augmentation; 4 is fastai's usual), got {self.tta}.")
+        self.tta = parse_tta(self.tta)
         self.attributes = parse_attributes(self.attributes)
         self.attribute_weights = parse_attribute_weights(self.attribute_weights, self.attributes)
-        if self.attributes and self.tta:
-            raise OptionError("--tta works with the article type alone (fastai's tta averages one output): leave out "
-                              "--tta or --attributes.")
+        if self.attributes and self.tta and self.tta != FLIP:
+            raise OptionError(f"--tta {self.tta} (fastai's tta) averages one output, the article type's: with --attributes "
+                              f"use --tta flip or leave --tta out.")
         _choice('--stage2-init', self.stage2_init, STAGE2_INITS)
         _choice('--rank-on', self.rank_on, RANK_ON)
-        _choice('--all-init', self.all_init, ALL_INITS)
+        _choice('--all-init', self.all_init, HEAD_INITS)
+        _choice('--stage2-head', self.stage2_head, HEAD_INITS)
+        if self.stage2_head == 'imprint' and self.stage2_init != 'stage1':
+            raise OptionError(f"--stage2-head imprint starts from stage one's head, so it needs --stage2-init stage1 "
+                              f"(got {self.stage2_init}): use --stage2-head new.")
         self.precision = resolve_precision(self.precision)
         self.channels_last = resolve_channels_last(self.channels_last, self.precision, self.arch)
         self.size, self.lr, self.lr2 = parse_size(default_size(self.data) if self.size is None else self.size), \

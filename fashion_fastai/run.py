@@ -30,6 +30,7 @@ from .errors import OptionError
 from .evaluate import (class_table, summarize, by_part, write_report, plot_losses, plot_confusion, plot_per_class,
                        plot_top_losses)
 from .stages import train_stage, KeepValidPreds
+from .tta import predict_with_tta, FLIP
 from .weights import resolve_weights, WeightsInfo
 
 PARTS = {'stage1': 'top', 'stage2': 'rare', 'all': ALL}  # what each learner is trained and evaluated on
@@ -114,8 +115,8 @@ def fit_stage(run: Run, stage: str, learn: Learner, epochs: int, lr) -> dict:
         learn.epoch_log.rows = state['rows']
         return dict(lr=state['lr'], train_seconds=state['train_seconds'], epochs=epochs, freeze_epochs=fe, exported=True)
     if state: say(f"{stage}: resuming after {state['phase']} epoch {state['epoch']}")
-    if not run.cfg.holdout and not run.cfg.tta and num_distrib() <= 1:
-        learn.add_cb(KeepValidPreds())  # validating on the test split: its last pass is the evaluation
+    if not run.cfg.holdout and run.cfg.tta in (0, FLIP) and num_distrib() <= 1:
+        learn.add_cb(KeepValidPreds())  # validating on the test split: its last pass is the evaluation (or flip's plain half)
     t0 = time.time()
     used_lr = train_stage(learn, epochs, lr, fe, run_dir=run.dir, resume=state)
     train_s = round(time.time() - t0 + (state['train_seconds'] if state else 0.), 1)
@@ -125,19 +126,18 @@ def fit_stage(run: Run, stage: str, learn: Learner, epochs: int, lr) -> dict:
 
 def evaluate_heads(learn, rows: pd.DataFrame,
                    train_counts: dict, # {head: {class: training images}} for the heads to tabulate (LABEL: the article type)
-                   tta: int = 0,
+                   tta=0,                   # test-time augmentation: 0, 'flip' or fastai tta passes (see tta.py)
                    predicted: tuple = None, # (outputs, targets) of `rows` already predicted (`KeepValidPreds`): no new pass
                    ):
-    """Predict the part's test rows once, in a fixed order, and tabulate each head asked for: per-class top-1/top-5 for
-    the article type, top-1 for another attribute, over the rows that have it.  `tta` > 0 (article type alone): fastai's
-    `tta`, that many passes with the training augmentation averaged and blended with the plain pass (about `tta` + 1
-    times the time).  Returns {head: (table, summary, probs, targets)}."""
+    """Predict the part's test rows once, in a fixed order (with `tta`: flip's one extra pass, or fastai's `tta` passes),
+    and tabulate each head asked for: per-class top-1/top-5 for the article type, top-1 for another attribute, over the
+    rows that have it.  Returns {head: (table, summary, probs, targets)}."""
     heads = head_vocabs(learn.model, article_vocab(learn.dls))
-    if predicted is not None: probs, targs = predicted
+    if predicted is not None and not tta: probs, targs = predicted
     else:
         dl = learn.dls.test_dl(as_items(rows, [h for h in heads if h != LABEL]), with_labels=True, shuffle=False)
         with alone():  # only the main process evaluates
-            probs, targs = learn.tta(dl=dl, n=tta) if tta else learn.get_preds(dl=dl)
+            probs, targs = predict_with_tta(learn, dl, tta, predicted)
     if not isinstance(probs, tuple): probs, targs = (probs,), (targs,)
     out = {}
     for (head, vocab), p, t in zip(heads.items(), probs, targs):
@@ -149,7 +149,7 @@ def evaluate_heads(learn, rows: pd.DataFrame,
     return out
 
 
-def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict, tta: int = 0):
+def evaluate_learner(learn, rows: pd.DataFrame, train_counts: dict, tta=0):
     "The article type's (table, summary, probs, targets) on the part's test rows (see `evaluate_heads`)."
     return evaluate_heads(learn, rows, {LABEL: train_counts}, tta)[LABEL]
 
@@ -218,10 +218,10 @@ Command: `{run.record['command']}`
 | arch | {c.arch} at {c.size[0]}x{c.size[1]} (height x width), batch size {c.bs}, {c.precision}{', channels_last' if c.channels_last else ''}{f", label smoothing {c.label_smoothing}" if c.label_smoothing else ''} |
 | starting weights | {'ImageNet: ' + w.source if w.pretrained else 'scratch'} ({w.note}) |
 | stage one | top-{c.topk} classes (ranked over {c.rank_on} rows), {c.epochs} epochs |
-| stage two | rare classes, body from {c.stage2_init}, {c.epochs2} epochs |
+| stage two | rare classes, body from {c.stage2_init}, head {c.stage2_head}, {c.epochs2} epochs |
 | all classes | every article type, body from the last stage, head {c.all_init}, {c.epochs_all} epochs |{attributes}
 | validation during training | {validated} |{processes}
-| evaluation | odd-year test split, every image with a known class, fixed order{f"; test-time augmentation, {c.tta} passes" if c.tta else ''} |
+| evaluation | odd-year test split, every image with a known class, fixed order{'; test-time augmentation: ' + ('each image averaged with its mirror image' if c.tta == FLIP else f'fastai tta, {c.tta} passes') if c.tta else ''} |
 | time | stage one {timings.get('stage1', 0) / 60:.1f} min, stage two {timings.get('stage2', 0) / 60:.1f} min, all classes {timings.get(ALL, 0) / 60:.1f} min, total {timings['total'] / 60:.1f} min{' (since the last --resume; stage times include the epochs before it)' if timings.get('resumed') else ''} |
 | versions | {', '.join(f'{k} {v}' for k, v in run.record['versions'].items())} |
 

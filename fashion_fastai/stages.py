@@ -137,9 +137,12 @@ def stage_two(dls, arch: str,
               init: str = 'stage1',           # where the body starts: stage1 | imagenet | scratch
               stage1: Learner = None,         # the trained stage-one learner (init=stage1)
               imagenet_state: dict = None,    # torchvision state_dict (init=imagenet)
+              head: str = 'new',              # new | imprint (from stage one's head; init=stage1)
               **kw) -> Learner:               # `build_learner`'s options
-    """Stage two: a second learner for the rare part, a new head of the rare vocab size, the body from `init`.  The
-    other attributes' heads (their vocabs span both parts) carry on from stage one with the body."""
+    """Stage two: a second learner for the rare part, a head of the rare vocab size, the body from `init`.  The head is
+    fastai's freshly initialised one (`new`), or stage one's with its last layer imprinted from the rare classes' mean
+    features (`imprint`, see `imprint_head`), which gives classes with a handful of images a start that their few
+    gradient steps would not.  The other attributes' heads (their vocabs span both parts) carry on from stage one."""
     if init == 'stage1':
         if stage1 is None: raise ValueError("--stage2-init stage1 needs the stage-one learner.")
         body = body_of(stage1)
@@ -151,6 +154,10 @@ def stage_two(dls, arch: str,
     else: raise ValueError(f"stage-two body from {init!r}: expected stage1, imagenet or scratch")
     learn = build_learner(dls, arch, body, stage='stage2', **kw)
     if init == 'stage1': copy_attribute_heads(learn, stage1)
+    if head == 'imprint':
+        if init != 'stage1': raise ValueError("an imprinted stage-two head starts from stage one's: init must be stage1")
+        imprint_head(learn, stage1)
+    elif head != 'new': raise ValueError(f"stage-two head {head!r}: expected new or imprint")
     return learn
 
 

@@ -33,7 +33,7 @@ def train(cfg: TrainConfig, resume: Path = None) -> Path:
     fit1 = fit_stage(run, 'stage1', learn1, cfg.epochs, cfg.lr)
     results = {'stage1': on_main(evaluate_and_export, run, 'stage1', learn1, fit1)}
     if cfg.epochs2:
-        learn2 = stage_two(dls_rare, cfg.arch, cfg.stage2_init, learn1, run.imagenet, **kw)
+        learn2 = stage_two(dls_rare, cfg.arch, cfg.stage2_init, learn1, run.imagenet, cfg.stage2_head, **kw)
         fit2 = fit_stage(run, 'stage2', learn2, cfg.epochs2, cfg.lr2)
         results['stage2'] = on_main(evaluate_and_export, run, 'stage2', learn2, fit2)
     if cfg.epochs_all:

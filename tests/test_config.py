@@ -30,6 +30,9 @@ from fashion_fastai.weights import default_arch
     (dict(precision='fp8'), ['--precision', 'fp8', 'bf16']),
     (dict(pretrained='maybe'), ['--pretrained', 'maybe', 'auto, yes, no']),
     (dict(stage2_init='random'), ['--stage2-init', 'random', 'scratch']),
+    (dict(stage2_head='zero'), ['--stage2-head', 'zero', 'imprint']),
+    (dict(stage2_head='imprint', stage2_init='scratch'), ['--stage2-head imprint', 'scratch', '--stage2-head new']),
+    (dict(tta='mirror'), ['--tta', 'mirror', 'flip']),
     (dict(rank_on='test'), ['--rank-on', 'test', 'train']),
     (dict(weights=Path('/nonexistent/resnet18.pth')), ['--weights', '/nonexistent/resnet18.pth']),
 ])

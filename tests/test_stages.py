@@ -211,10 +211,30 @@ def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, d
     learn = all_classes(dls, "resnet18", source, "imprint", path=tmp_path)
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(body(a).values(), body(b).values()))
     assert same(learn, source) and same(new, source)
-    head, src = learn.model[1].state_dict(), source.model[1].state_dict()
-    last = f"{len(learn.model[1]) - 1}.weight"
-    assert all(torch.equal(head[k], v) for k, v in src.items() if k != last)  # the source's head but its last layer
-    assert not torch.equal(new.model[1].state_dict()["2.running_mean"], src["2.running_mean"])  # `new`: fastai's own
+    assert_imprinted(learn, source, dls)
+    assert not torch.equal(new.model[1].state_dict()["2.running_mean"], source.model[1].state_dict()["2.running_mean"])  # `new`: fastai's own
+    unseen = [i for i, c in enumerate(dls.vocab) if c not in set(demo_loaded.train_counts(ALL))]
+    w, feats = learn.model[1][-1].weight, class_features(learn, dls)[0]
+    assert unseen and all((feats.mean(0) @ w[i]) < 0 for i in unseen)  # test-only classes start unpredicted
+
+
+def test_stage_two_head_can_start_imprinted_from_stage_one(demo_dls, tmp_path):
+    "--stage2-head imprint: stage one's head but its last layer, whose rows point at each rare class's mean features."
+    fresh = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():  # a head unlike a fresh one, as after training
+        for v in fresh.model[1].state_dict().values():
+            if v.is_floating_point(): v.add_(torch.rand(v.shape, generator=g))
+    learn = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=fresh, path=tmp_path, head="imprint")
+    assert_imprinted(learn, fresh, demo_dls["rare"])
+    new = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=fresh, path=tmp_path)  # the protocol's fresh head
+    assert not torch.equal(new.model[1][-1].weight[:, :8], learn.model[1][-1].weight[:, :8])
+    with pytest.raises(ValueError, match="init must be stage1"):
+        stage_two(demo_dls["rare"], "resnet18", "scratch", path=tmp_path, head="imprint")
+
+
+def class_features(learn, dls):
+    "The last layer's inputs and the article types of `dls`'s training images, unaugmented, in eval mode."
     feats, targets = [], []
     hook = learn.model[1][-1].register_forward_hook(lambda m, i, o: feats.append(i[0]))
     learn.model.eval()
@@ -222,14 +242,20 @@ def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, d
         for xb, yb in dls.test_dl(dls.train_ds.items, with_labels=True): learn.model(xb); targets.append(yb)
     hook.remove()
     plain = lambda ts: torch.cat(ts).as_subclass(torch.Tensor)
-    feats, targets = plain(feats), plain(targets)
+    return plain(feats), plain(targets)
+
+
+def assert_imprinted(learn, source, dls):
+    "`learn`'s head is `source`'s but for its last layer, whose row for each class is the class's mean feature direction."
+    head, src = learn.model[1].state_dict(), source.model[1].state_dict()
+    last = f"{len(learn.model[1]) - 1}.weight"
+    assert all(torch.equal(head[k], v) for k, v in src.items() if k != last)  # the source's head but its last layer
+    feats, targets = class_features(learn, dls)
     w = learn.model[1][-1].weight
     for c in targets.unique():  # each row is its class's mean feature direction, at the source's row length
         mean = feats[targets == c].mean(0)
         assert torch.allclose(w[c] / w[c].norm(), mean / mean.norm(), atol=1e-5)
     assert torch.allclose(w.norm(dim=1), source.model[1][-1].weight.norm(dim=1).mean(), rtol=1e-4)
-    unseen = [i for i, c in enumerate(dls.vocab) if c not in set(demo_loaded.train_counts(ALL))]
-    assert unseen and all((feats.mean(0) @ w[i]) < 0 for i in unseen)  # test-only classes start unpredicted
 
 
 def test_the_last_validation_pass_is_kept_for_the_evaluation(tiny_dls, tmp_path):
