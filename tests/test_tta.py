@@ -71,3 +71,18 @@ def test_outputs_of_several_heads_are_averaged_head_by_head():
     m = mean_outputs(a, b)
     assert isinstance(m, tuple) and [t.shape for t in m] == [(2, 3), (2, 5)]
     assert all(torch.equal(t, torch.full_like(t, 0.5)) for t in m)
+
+
+def test_the_run_evaluation_averages_its_kept_pass_with_the_mirrored_one(learner, tiny_data, tiny_dls):
+    "`evaluate_heads` with a kept validation pass and `--tta flip`: one new pass, the mirrored one, averaged in."
+    from fashion_fastai.data import LABEL, eval_rows, as_items
+    from fashion_fastai.run import evaluate_heads
+    rows = eval_rows(tiny_data, "top")
+    dl = tiny_dls.test_dl(as_items(rows), with_labels=True, shuffle=False)
+    plain, mirrored = softmax_of(learner, dl, False), softmax_of(learner, dl, True)
+    targs = torch.cat([y for _, y in dl])
+    counts = {LABEL: tiny_data.train_counts("top")}
+    _, summary, probs, got = evaluate_heads(learner, rows, counts, FLIP, predicted=(plain, targs))[LABEL]
+    assert torch.allclose(probs, (plain + mirrored) / 2, atol=1e-5) and torch.equal(got, targs)
+    _, _, kept, _ = evaluate_heads(learner, rows, counts, 0, predicted=(plain, targs))[LABEL]
+    assert torch.equal(kept, plain)  # no tta: the kept pass is the evaluation
