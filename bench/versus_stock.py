@@ -86,7 +86,7 @@ def main(data: Path = REAL,                # Kaggle folder
          ours: str = '--arch tf_efficientnet_lite0 --pretrained yes',  # options of our command, after --data
          arch: str = 'tf_efficientnet_lite0',  # the stock side's arch (the same weights as ours)
          size: str = '128x96',             # the stock side's Resize, (height)x(width)
-         stock_epochs: int = 3,            # fine_tune(n) of the stock side
+         stock_epochs: int = 3,            # fine_tune(n) of the stock side (0: ours alone, with the speed references)
          stock_bs: int = 64,               # the stock side's batch size
          seed: int = 42,
          name: str = 'versus-stock',       # run folder under bench/runs, and the results file's tag
@@ -103,7 +103,7 @@ def main(data: Path = REAL,                # Kaggle folder
     stock_cmd = [sys.executable, __file__, '--data', str(data), '--arch', arch, '--size', size, '--stock-epochs',
                  str(stock_epochs), '--stock-bs', str(stock_bs), '--seed', str(seed), '--name', name, '--role', 'stock']
     ends = {}
-    for side, cmd in (('ours', ours_cmd), ('stock', stock_cmd)):
+    for side, cmd in (('ours', ours_cmd), ('stock', stock_cmd))[:2 if stock_epochs else 1]:
         t0 = time.time()
         with open(Path(__file__).parent / 'results' / f'{name}.{side}.log', 'w') as log:
             p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -117,12 +117,12 @@ def main(data: Path = REAL,                # Kaggle folder
                           timings=cfg['timings_seconds'], stages={s: dict(all=m['all'], seen=m['seen'], parts=m.get('parts'))
                                                                    for s, m in metrics['stages'].items()})
     record['stock'] = dict(json.loads(out.with_suffix('.stock.json').read_text()), arch=arch, size=size,
-                           epochs=stock_epochs, bs=stock_bs, process_seconds=round(ends['stock'], 1))
+                           epochs=stock_epochs, bs=stock_bs, process_seconds=round(ends['stock'], 1)) if stock_epochs else None
     out.write_text(json.dumps(record, indent=1))
     pct = lambda v: f'{100 * v:.2f}%' if v is not None else '–'
     o, s = record['ours'], record['stock']
     print(f"speed reference (bare resnet18 80x60, 1 thread): {record['speed_before']} img/s before, "
-          f"{record['speed_after_ours']} after ours, {record['speed_after_stock']} after stock\n")
+          f"{record['speed_after_ours']} after ours" + (f", {record['speed_after_stock']} after stock" if s else '') + "\n")
     print("| side | stage one train min | stage one top-1 / top-5 | stage two top-1 | all classes top-1 / top-5 | wall min |")
     print("|---|---:|---:|---:|---:|---:|")
     st = o['stages']
@@ -130,6 +130,6 @@ def main(data: Path = REAL,                # Kaggle folder
           f"{pct(st['stage1']['all']['micro_top5'])} | {pct(st.get('stage2', {}).get('all', {}).get('micro_top1'))} | "
           f"{pct(st.get('all', {}).get('all', {}).get('micro_top1'))} / {pct(st.get('all', {}).get('all', {}).get('micro_top5'))} | "
           f"{o['wall_seconds'] / 60:.1f} |")
-    print(f"| stock fastai, fine_tune({stock_epochs}) | {s['train_seconds'] / 60:.1f} | {pct(s['stage1']['micro_top1'])} / "
+    if s: print(f"| stock fastai, fine_tune({stock_epochs}) | {s['train_seconds'] / 60:.1f} | {pct(s['stage1']['micro_top1'])} / "
           f"{pct(s['stage1']['micro_top5'])} | – | – | {s['process_seconds'] / 60:.1f} |")
     print(f"\nwrote {out}")
