@@ -142,7 +142,7 @@ class TrainConfig:
                          "small data set's 80x60 images upsampled, chosen on its holdout; the demo's own 80x60 without)"] = None
     bs: Annotated[int, "batch size (chosen on the real data's holdout: BENCHMARKS.md)"] = 32
     epochs: Annotated[int, "stage-one epochs with the whole network trained"] = 4
-    epochs2: Annotated[int, "stage-two epochs (0 skips stage two)"] = 6
+    epochs2: Annotated[int, "stage-two epochs (0 skips stage two)"] = 10
     freeze_epochs: Annotated[int, "head-only epochs before each model (default: 0 for the two stages, 1 for the "
                                   "all-classes model)"] = None
     lr: Annotated[str, "stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion"] = '2e-3'
