@@ -228,8 +228,8 @@ Command: `{run.record['command']}`
 Loading: {run.data.report.summary()}. Skipped ids are listed in `load_report.json`.
 
 "Seen" classes have at least one training image. A class with test images but no training image can be right only by
-chance (nothing taught the model it), so the ceiling is the share of test images whose class is seen: what a model
-reaches that is right on every image it could have learnt and guesses no unseen class right.
+chance (nothing taught the model it), so the ceiling, the share of test images whose class is seen, is what a model
+reaches that is right on every seen image and makes no lucky guess.
 """
 
 

@@ -141,8 +141,9 @@ def stage_two(dls, arch: str,
               **kw) -> Learner:               # `build_learner`'s options
     """Stage two: a second learner for the rare part, a head of the rare vocab size, the body from `init`.  The head is
     fastai's freshly initialised one (`new`), or stage one's with its last layer imprinted from the rare classes' mean
-    features (`imprint`, see `imprint_head`), which gives classes with a handful of images a start that their few
-    gradient steps would not.  The other attributes' heads (their vocabs span both parts) carry on from stage one."""
+    features (`imprint`, see `imprint_head`), meant to give classes with a handful of images a start that their few
+    gradient steps would not (BENCHMARKS.md has what it did on the holdout).  The other attributes' heads (their vocabs
+    span both parts) carry on from stage one."""
     if init == 'stage1':
         if stage1 is None: raise ValueError("--stage2-init stage1 needs the stage-one learner.")
         body = body_of(stage1)
