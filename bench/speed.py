@@ -24,7 +24,12 @@ built by `weights.create_model` (the network `vision_learner` builds, for either
 measures each configuration at each torch thread count (depthwise convolutions, as in EfficientNet, run their backward
 pass differently from a ResNet's dense ones on a CPU: measure rather than assume).
 
-    .venv/bin/python bench/speed.py                      # resnet18 and resnet50 at 80x60 and 224x224
+The defaults measure the documented command's model: `tf_efficientnet_lite0` at 128x96 in channels_last (what
+`--channels-last auto` picks for a timm model on a CPU), batch 32, fp32, torch's threads.  The ResNet grids of
+2026-11-30 name their archs and layout (BENCHMARKS.md has every command as it was measured).
+
+    .venv/bin/python bench/speed.py                      # the documented command's model, 128x96, channels_last
+    .venv/bin/python bench/speed.py --archs resnet18,resnet50 --sizes 80x60,224x224 --channels-last no  # ResNet grid
     .venv/bin/python bench/speed.py --archs tf_efficientnet_lite0 --sizes 80x60,160x120 --threads 1,2 --channels-last both
 Writes bench/results/speed.json and prints the markdown tables for BENCHMARKS.md.
 """
@@ -41,8 +46,8 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from fashion_fastai.artifacts import export_stage
 from fashion_fastai.data import load_data, part_dataloaders
-from fashion_fastai.processes import ProcessPredictor
-from fashion_fastai.stages import stage_one
+from fashion_fastai.inference import load_model_file
+from fashion_fastai.stages import build_learner
 from fashion_fastai.config import parse_size
 from fashion_fastai.weights import create_model, normalization
 
@@ -184,7 +189,7 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0, stats=stats)
     device = dls.device
     train_batches = [b for _, b in zip(range(batches + 1), dls.train)]
-    learn = stage_one(dls, arch, None, path=tmp, precision=precision)
+    learn = build_learner(dls, arch, path=tmp, precision=precision)  # stage one's learner, from scratch
     channels_last = channels_last or precision == 'bf16'  # bf16 comes with channels_last (set_precision)
     if channels_last: learn.to_channelslast(use_amp=False)  # no-op when set_precision added it
     bare = create_model(arch, dls.c).to(device)  # the same network, built without fastai's learner
@@ -206,7 +211,7 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     if channels_last: xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
     pool = None
     if infer_processes > 1:
-        pool = ProcessPredictor(tmp / 'bench.pkl', 'pickle', exported.dls.vocab, infer_processes)
+        pool = load_model_file(tmp / 'bench.pkl', 'pickle', 'auto', infer_processes)  # as `predict --processes N`
         pool.probs(files[:bs * 4 * infer_processes], bs)  # starts the processes and warms up each one's model
     for _ in range(repeats):
         rates['infer_ours'].append(ours_infer(tmp / 'bench.pkl', files, bs, infer_workers, device))
@@ -238,8 +243,8 @@ def summarize(rates: dict, pipes: dict, **info) -> dict:
 @call_parse
 def main(data: Path = REAL,                # Kaggle folder; the built-in demo data when it is not there
          images: int = 3000,               # rows of styles.csv used
-         archs: str = 'resnet18,resnet50',
-         sizes: str = '80x60,224x224',     # (height)x(width), comma-separated
+         archs: str = 'tf_efficientnet_lite0',  # comma-separated (the documented command's; resnet18,resnet50 before)
+         sizes: str = '128x96',            # (height)x(width), comma-separated (the documented command's size)
          bs: int = 32,                     # batch size, both sides
          batches: int = 6,                 # timed batches per measurement (after one warm-up batch)
          repeats: int = 3,                 # alternating repeats (median reported); rounds, with several variants
@@ -247,7 +252,7 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
          infer_workers: int = 0,           # DataLoader workers of the exported learner's test_dl (decoding beside the model)
          infer_processes: int = 2,         # also the exported learner in this many processes (`predict --processes`); 1: not
          precision: str = 'fp32',          # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
-         channels_last: str = 'no',        # no | yes | both: fp32 in channels_last too, both sides (models and inputs)
+         channels_last: str = 'yes',       # no | yes | both: fp32 in channels_last, both sides (ResNets train in no)
          threads: str = '',                # torch thread counts to measure each configuration at, e.g. 1,2 ('': torch's)
          out: Path = Path(__file__).parent / 'results' / 'speed.json'):
     torch.manual_seed(0)

@@ -1,9 +1,13 @@
 """Benchmark: one process with N torch threads against N processes with one thread each, the same bare forward.
 
-Why `predict --processes` exists: on a small CPU a small model's forward does not keep N threads busy, while N separate
-processes share nothing. Each process runs `--batches` forwards of a random batch (resnet at `--size`, from scratch) after
-two warm-up ones, all starting together; the rate is all images over the slowest process's time. Alternating, median of
-`--repeats`.
+Why `predict --processes` (`inference.ProcessPredictor`) exists: on a small CPU a small model's forward does not keep N
+threads busy, while N separate processes share nothing. Each process runs `--batches` forwards of a random batch (resnet
+at `--size`, from scratch) after two warm-up ones, all starting together; the rate is all images over the slowest
+process's time. Alternating, median of `--repeats`.
+
+torchvision models only (`--arch resnet18`, `resnet50`): it reproduces the measurement of 2026-11-30 behind
+`predict --processes` (BENCHMARKS.md, "Threads against processes"; bench/HISTORY.md).  For the documented command's
+`tf_efficientnet_lite0`, `bench/speed.py` times the exported learner in one process and in worker processes.
 
     .venv/bin/python bench/threads_vs_processes.py                  # resnet18, 80x60, batch 32, 2 cores
 """

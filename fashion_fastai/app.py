@@ -1,45 +1,56 @@
 """`python -m fashion_fastai.app RUN_DIR_OR_MODEL`: a Gradio page to try a trained stage on one product photo.
 
-A web page lets someone judge a model by showing it their own photos, without a terminal.  It must not become a second,
-subtly different inference path, so it only wraps `predict`: the same model loading (weights-only form preferred, the
-pickle only with --trust-pickle) and the same `predict_paths`.  The upload reaches the model as the very file the user
-chose (`type="filepath"`, no colour-mode conversion by Gradio, which would re-encode a greyscale or CMYK JPEG), so the page
-shows exactly what `python -m fashion_fastai.predict` prints for that file.  Gradio is imported only to build the page,
-with its analytics and the Hugging Face Hub switched off first, so that the demo contacts nothing and a user error (a
-missing model) is reported at once.
+A web page lets someone judge a model by showing it their own photos, without a terminal. It must not become a second,
+subtly different inference path, so it is a thin command over inference.py, as `predict` is: the same model loading
+(weights-only form preferred, the pickle only with --trust-pickle), the same device choice and the same `predict_paths`.
+The upload reaches the model as the very file the user chose (`type="filepath"`, no colour-mode conversion by Gradio,
+which would re-encode a greyscale or CMYK JPEG), so the page shows exactly what `python -m fashion_fastai.predict`
+prints for that file. Gradio is imported only to build the page, with its analytics and the Hugging Face Hub switched
+off first, so that the demo contacts nothing and a user error (a missing or damaged model, a port that cannot be served)
+is reported at once.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 from fastcore.script import call_parse
 
 from .cli import command
 from .errors import OptionError
 from .data import LABEL
-from .predict import STAGES, default_stage, load_model, predict_paths
+from .inference import ANSWER_ORDER, DEVICES, exported, default_model, load_model, models_help, predict_paths, \
+    resolve_device
+from .models import FIRST, NAMES, STAGES, spec
 
-STAGE_CHOICES = ('auto', *STAGES, 'both')
-TITLES = {'all': 'Every article type ({n} classes)', 'stage1': 'Stage one: the {n} most frequent article types',
-          'stage2': 'Stage two: {n} rarer article types'}
+STAGE_CHOICES = ('auto', *NAMES, 'both')  # auto: the model `predict` answers with; both: the protocol's two stages
 
 
-def load_predictors(model: Path,                # run folder, <stage>.json or <stage>.pkl
-                    stage: str = 'auto',        # auto (the all-classes model, as predict), all, stage1, stage2 or both
+def title(name: str, n: int) -> str:
+    "A model's heading on the page: its title in the run's table, or its file name for a file from elsewhere."
+    return spec(name).describe(n) if name in NAMES else f'{name}: {n} classes'
+
+
+def shown_models(run_dir: Path, stage: str) -> list:
+    """The models of a run folder that `stage` shows: `auto` as `predict` answers, `both` the protocol's stages the run
+    has (a run trained with --epochs2 0 has no stage two; with neither, loading says what is wrong), else that one."""
+    if stage == 'auto': return [default_model(run_dir)]  # None: loading says what the folder lacks
+    if stage == 'both': return [s for s in STAGES if s in exported(run_dir)] or [FIRST]
+    return [stage]
+
+
+def load_predictors(model: Path,                # run folder, <model>.json or <model>.pkl
+                    stage: str = 'auto',        # auto (the model `predict` answers with), a model's name, or both stages
                     trust_pickle: bool = False, # load .pkl files even when a weights-only form exists
+                    device: str = 'auto',       # auto, cpu or cuda (`inference.resolve_device`)
                     ) -> dict:
-    "{title: predictor} for the models to show, in stage order."
+    "{title: predictor} for the models to show, in the run's order."
     if stage not in STAGE_CHOICES: raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
     model = Path(model)
-    if model.is_dir():
-        names = [default_stage(model)] if stage == 'auto' else [s for s in STAGES[1:] if stage == 'both'] or [stage]
-        if stage == 'both':  # a run trained with --epochs2 0 has no stage two; with neither, load_model says what is wrong
-            names = [s for s in names if (model / f'{s}.json').exists() or (model / f'{s}.pkl').exists()] or ['stage1']
-        loaded = {s: load_model(model, s, trust_pickle) for s in names}
-    else:  # a single file: its own stage, whatever --stage says (as in predict)
-        loaded = {model.stem: load_model(model, 'stage1', trust_pickle)}
-    return {TITLES.get(s, '{s}: {n} classes').format(s=s, n=len(p.vocab)): p for s, p in loaded.items()}
+    if model.is_dir(): loaded = {s: load_model(model, s, trust_pickle, device=device) for s in shown_models(model, stage)}
+    else: loaded = {model.stem: load_model(model, None, trust_pickle, device=device)}  # a file: its own model, as in predict
+    return {title(s, len(p.vocab)): p for s, p in loaded.items()}
 
 
 def classify(predictors: dict,  # {title: predictor}, as from `load_predictors`
@@ -94,14 +105,22 @@ def build_app(predictors: dict,  # {title: predictor}, as from `load_predictors`
 
 @call_parse
 @command('app')
-def main(model: str,                 # run folder, <stage>.json (weights-only) or <stage>.pkl (exported learner)
+def main(model: str,                 # run folder, <model>.json (weights-only) or <model>.pkl (exported learner)
          port: int = 7860,           # port to serve the page on
-         stage: str = 'auto',        # auto: the all-classes model (every article type) when the run has it; all, stage1 (top-20 classes), stage2 (rare classes) or both stages
+         stage: Annotated[str, {'help': f"which models to show: auto ({ANSWER_ORDER[0]} when the run has it, else "
+                                        f"{FIRST}, as predict answers), both ({' and '.join(STAGES)} side by side) or "
+                                        f"one of {models_help()} (default: auto)"}] = 'auto',
          host: str = '127.0.0.1',    # address to listen on (0.0.0.0 to let other machines in)
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
+         device: Annotated[str, {'help': f"where the models run: {', '.join(DEVICES)} (auto: CUDA when torch sees a "
+                                         f"GPU, else the CPU) (default: auto)"}] = 'auto',
          ):
     "Serve a web page that shows the top-5 article types of an uploaded product photo."
-    predictors = load_predictors(Path(model), stage, trust_pickle)
+    if not 0 < port < 65536: raise OptionError(f"--port must be a port number from 1 to 65535, got {port}.")
+    resolve_device(device)
+    predictors = load_predictors(Path(model), stage, trust_pickle, device)
     demo = build_app(predictors, source=model)
     try: demo.launch(server_name=host, server_port=port, share=False)
-    except OSError as e: raise OptionError(f"cannot serve on {host}:{port} ({e}); pass another --port.") from e
+    except OSError as e:
+        raise OptionError(f"cannot serve on {host}:{port} ({e}): pass another --port (is another program, or this "
+                          f"page, already serving there?) or check --host.") from e

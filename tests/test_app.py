@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import SMALL, export_untrained
+from helpers import SMALL, export_untrained
 
 CHROMIUM = Path('/usr/bin/chromium')
 
@@ -32,7 +32,7 @@ def photo(tiny_dir):
 
 def expected(run_dir, stage, path, topk=5):
     "What `predict` answers for `path`: its top-k as {class: prob}, best first."
-    from fashion_fastai.predict import load_model, predict_paths
+    from fashion_fastai.inference import load_model, predict_paths
     (res,), skipped = predict_paths(load_model(run_dir, stage), [path], topk)
     assert not skipped
     return {t['class']: t['prob'] for t in res['top']}
@@ -84,23 +84,62 @@ def test_page_builds_without_launching_and_keeps_the_uploaded_file(run_dir, tmp_
     assert image.preprocess(FileData(path=str(grey), orig_name='grey.jpg')) == str(grey)
 
 
-@pytest.mark.parametrize('args, message', [(['{missing}'], 'not found'), (['{run}', '--stage', 'stage3'], '--stage must be')])
-def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys, args, message):
+def app_error(capsys, **options) -> str:
+    "`app` run as the CLI runs it, up to serving: one line `app: error: ...`, exit status 2; that line."
     from fashion_fastai.app import main
-    args = [a.format(missing=tmp_path / 'nope', run=run_dir) for a in args]
-    kw = dict(model=args[0], stage=args[2] if len(args) > 2 else 'both')
-    with pytest.raises(SystemExit) as e: main.__wrapped__(**kw)   # the function behind call_parse's argv parsing
-    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e: main.__wrapped__(**options)   # the function behind call_parse's argv parsing
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith('app: error: ') and message in err[0], err
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith('app: error: '), err
+    return err[0]
+
+
+@pytest.mark.parametrize('kind', ['missing', 'stage', 'not_ours', 'not_json', 'no_model'])
+def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys, kind):
+    "A model that is missing or not what its name says, and a bad --stage: one line naming it, before any page is built."
+    (tmp_path / 'config.json').write_text('{"arch": "resnet18"}')  # a run's config.json handed as the model
+    (tmp_path / 'stage1.json').write_text('{"arch": ')              # cut short
+    (tmp_path / 'empty').mkdir()
+    model, stage, message = {'missing': (tmp_path / 'nope', 'both', 'not found'),
+                             'stage': (run_dir, 'stage3', '--stage must be'),
+                             'not_ours': (tmp_path / 'config.json', 'auto', 'not a weights-only model'),
+                             'not_json': (tmp_path / 'stage1.json', 'auto', 'not a readable JSON'),
+                             'no_model': (tmp_path / 'empty', 'auto', 'holds no model')}[kind]
+    line = app_error(capsys, model=str(model), stage=stage)
+    assert message in line and (kind == 'stage' or str(model) in line)
+
+
+@pytest.mark.parametrize('port', [0, 70000])
+def test_a_port_that_is_no_port(run_dir, capsys, monkeypatch, port):
+    import fashion_fastai.app as app
+    monkeypatch.setattr(app, 'load_predictors', lambda *a, **k: pytest.fail('the models were loaded'))
+    assert f'--port must be a port number from 1 to 65535, got {port}' in app_error(capsys, model=str(run_dir), port=port)
+
+
+def test_a_port_already_served(run_dir, capsys):
+    "Another program on the port: one line naming it and --port, not Gradio's traceback."
+    with socket.socket() as busy:
+        busy.bind(('127.0.0.1', 0)); busy.listen()
+        port = busy.getsockname()[1]
+        line = app_error(capsys, model=str(run_dir), port=port, stage='stage1')
+    assert f'cannot serve on 127.0.0.1:{port}' in line and 'another --port' in line
+
+
+def test_device_cuda_without_a_gpu(run_dir, capsys, monkeypatch):
+    import torch
+    import fashion_fastai.app as app
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(app, 'load_predictors', lambda *a, **k: pytest.fail('the models were loaded'))
+    assert '--device cuda' in app_error(capsys, model=str(run_dir), device='cuda')
 
 
 def test_help_documents_every_option():
     from fastcore.script import anno_parser
     from fashion_fastai.app import main
-    text = anno_parser(main.__wrapped__).format_help()
-    for opt in ('--port', '--stage', '--host', '--trust-pickle'): assert opt in text
-    assert 'stage1 (top-20 classes)' in text and 'run folder' in text
+    from fashion_fastai.models import NAMES, spec
+    text = ' '.join(anno_parser(main.__wrapped__).format_help().split())  # argparse wraps lines anywhere
+    for opt in ('--port', '--stage', '--host', '--trust-pickle', '--device'): assert opt in text
+    assert all(f"{n} = {spec(n).describe('N')}" in text for n in NAMES) and 'run folder' in text
+    assert 'Stage one: the N most frequent article types' in text  # what stage one is, in words, from the table
 
 
 def free_port() -> int:

@@ -1,14 +1,16 @@
 """`predict` against what users hand it: missing or broken model files, a `.pkl` from another fastai (or a damaged one),
-and a non-image among good inputs.  The model is a small untrained resnet18 exported here (no training)."""
+files that are not what their names say, folders with nothing usable, and a non-image among good inputs.  The model is a
+small untrained resnet18 exported here (no training)."""
 import json, subprocess, sys
 
 import pytest
 import torch
 
 from fashion_fastai.errors import ModelError
-from fashion_fastai.predict import find_model, load_model, predict_paths
+from fashion_fastai.inference import ProcessPredictor, find_model, load_model, predict_paths
+from fashion_fastai.predict import main
 
-from conftest import TINY_TOP, export_untrained, save_image
+from helpers import TINY_TOP, export_untrained, save_image
 
 VOCAB = list(TINY_TOP)
 
@@ -132,7 +134,6 @@ def test_predict_cli_skips_a_non_image(run_dir, tmp_path):
 def test_processes_share_the_images_and_match_one_process(run_dir, tmp_path):
     "`--processes 2`: the same probabilities, in input order, from two worker processes; 1 process is not a pool."
     from fashion_fastai.data import default_workers
-    from fashion_fastai.processes import ProcessPredictor
     files = [save_image(tmp_path / f"img{i}.jpg", seed=i) for i in range(10)]
     one = load_model(run_dir)
     assert one.dataloader(files).fake_l.num_workers == default_workers()  # not fastai TfmdDL's one worker per core
@@ -198,3 +199,99 @@ def test_predict_cli_refuses_bad_options(run_dir, tmp_path, args, named):
     p = subprocess.run([sys.executable, "-m", "fashion_fastai.predict", str(run_dir), str(good[0]), *args],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 2 and "predict: error:" in p.stderr and named in p.stderr and "Traceback" not in p.stderr
+
+
+def cli_error(capsys, *args, **options) -> str:
+    "`predict MODEL PATH... --options` run as the CLI runs it: one line `predict: error: ...`, exit status 2; that line."
+    with pytest.raises(SystemExit) as e: main.__wrapped__(*map(str, args), **options)  # behind call_parse's argv parsing
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("predict: error: "), err
+    return err[0]
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    "The model must not be loaded: the input is refused before (loading takes seconds, predicting longer)."
+    import fashion_fastai.predict as predict
+    monkeypatch.setattr(predict, "load_model_file", lambda *a, **k: pytest.fail("the model was loaded"))
+
+
+def test_a_json_that_is_not_json_names_the_file(run_dir, tmp_path, capsys):
+    bad = tmp_path / "stage1.json"; bad.write_text("stage1: resnet18\n")  # YAML, say, or a file cut short
+    line = cli_error(capsys, bad, save_image(tmp_path / "a.jpg"))
+    assert str(bad) in line and "not a readable JSON" in line and "retrain" in line
+
+
+@pytest.mark.parametrize("which", ["config", "list", "future"])
+def test_a_json_that_is_not_a_model_of_ours(run_dir, tmp_path, capsys, which):
+    "The run's config.json handed as MODEL, JSON of another shape, and a weights-only file from a newer version."
+    bad = tmp_path / ("config.json" if which == "config" else "stage1.json")
+    meta = json.loads((run_dir / "stage1.json").read_text())
+    bad.write_text(json.dumps({"config": {"arch": "resnet18", "epochs": 4}, "list": [1, 2],
+                               "future": {**meta, "format": "fashion_fastai.weights/9"}}[which]))
+    line = cli_error(capsys, bad, save_image(tmp_path / "a.jpg"))
+    assert str(bad) in line
+    if which == "future": assert "'fashion_fastai.weights/9'" in line and "upgrade" in line
+    else: assert "not a weights-only model" in line and "stage1.json" in line and "run folder" in line
+    if which == "config":  # beside a run's models: pointed at them
+        (tmp_path / "stage1.json").write_text(json.dumps(meta))
+        assert f"run folder {tmp_path} itself, or one of its models: stage1.json" in cli_error(capsys, bad, tmp_path)
+
+
+def test_a_json_that_lacks_what_rebuilds_the_model(run_dir, tmp_path, capsys):
+    meta = json.loads((run_dir / "stage1.json").read_text())
+    bad = tmp_path / "stage1.json"; bad.write_text(json.dumps({k: v for k, v in meta.items() if k != "vocab"}))
+    line = cli_error(capsys, bad, save_image(tmp_path / "a.jpg"))
+    assert str(bad) in line and "lacks vocab" in line and "damaged" in line
+
+
+def test_a_pkl_that_is_text(tmp_path, capsys):
+    pkl = tmp_path / "stage1.pkl"; pkl.write_text("a note, not a pickle")
+    line = cli_error(capsys, pkl, save_image(tmp_path / "a.jpg"), trust_pickle=True)
+    assert str(pkl) in line and "stage1.json + stage1.pth" in line
+
+
+@pytest.mark.parametrize("as_given", ["pth", "json"])
+def test_a_truncated_pth_names_it(run_dir, tmp_path, capsys, as_given):
+    "A state_dict cut short (an interrupted copy), whether the .pth or the .json beside it is given."
+    for ext in ("json", "pth"): (tmp_path / f"stage1.{ext}").write_bytes((run_dir / f"stage1.{ext}").read_bytes())
+    pth = tmp_path / "stage1.pth"; pth.write_bytes(pth.read_bytes()[:pth.stat().st_size // 2])
+    line = cli_error(capsys, tmp_path / f"stage1.{as_given}", save_image(tmp_path / "a.jpg"))
+    assert str(pth) in line and "cut short" in line and "retrain" in line
+
+
+def test_a_run_folder_with_no_model(tmp_path, capsys, no_model_load):
+    run = tmp_path / "run"; run.mkdir(); (run / "config.json").write_text("{}")  # a run killed before it exported
+    line = cli_error(capsys, run, save_image(tmp_path / "a.jpg"))
+    assert str(run) in line and "holds no model" in line and "still training" in line and "no config.json" not in line
+
+
+def test_images_given_as_the_model(tmp_path, capsys, no_model_load):
+    "The arguments swapped: a folder of photos, or a photo, where MODEL goes."
+    photos = tmp_path / "photos"; photos.mkdir(); photo = save_image(photos / "a.jpg")
+    line = cli_error(capsys, photos, photo)
+    assert str(photos) in line and "no config.json" in line and "the first argument" in line
+    line = cli_error(capsys, photo, photos)
+    assert str(photo) in line and "is an image, not a model" in line
+
+
+def test_an_image_folder_without_images(run_dir, tmp_path, capsys, no_model_load):
+    empty = tmp_path / "photos"; (empty / "sub").mkdir(parents=True); (empty / "sub" / "list.txt").write_text("x")
+    line = cli_error(capsys, run_dir / "stage1.json", save_image(tmp_path / "a.jpg"), empty)
+    assert str(empty) in line and "holds no image files (1 other file;" in line and ".jpg" in line
+
+
+def test_device_cuda_without_a_gpu(run_dir, tmp_path, capsys, monkeypatch, no_model_load):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = cli_error(capsys, run_dir / "stage1.json", save_image(tmp_path / "a.jpg"), device="cuda")
+    assert "--device cuda" in line and "--device cpu" in line
+    assert "--device must be one of auto, cpu, cuda" in cli_error(capsys, run_dir, tmp_path, device="gpu")
+
+
+def test_a_truncated_image_is_a_counted_skip(run_dir, tmp_path, capsys):
+    good = save_image(tmp_path / "good.jpg")
+    cut = tmp_path / "cut.jpg"; cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    main.__wrapped__(str(run_dir / "stage1.json"), str(good), str(cut), json=True)
+    out = capsys.readouterr()
+    assert [r["path"] for r in json.loads(out.out)["predictions"]] == [str(good)]
+    assert f"skipped {cut}: " in out.err and "truncated" in out.err and "1 of 2 inputs skipped" in out.err
