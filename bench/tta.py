@@ -7,7 +7,11 @@ image; and fastai's `tta` (`n` passes with the training augmentation, averaged, 
 beta 0.25; `--n 0` leaves it out).  A run without a holdout is refused: its validation split is the test split, which
 settings must never be chosen on.
 
-    .venv/bin/python bench/tta.py bench/runs/bench-ours-holdout-default
+It measures whatever recipe the run was trained with, the documented one included (with `--attributes` it scores the
+article type's head), e.g. on `python -m fashion_fastai.train --data DATA --arch tf_efficientnet_lite0 --holdout 0.1`:
+
+    .venv/bin/python bench/tta.py runs/NAME --n 4
+    .venv/bin/python bench/tta.py bench/runs/bench-ours-holdout-default   # resnet18, 2026-11-30 (bench/accuracy.py)
 Writes bench/results/tta-<run name>.json and prints a markdown table.
 """
 from __future__ import annotations
@@ -22,7 +26,7 @@ from fastcore.script import call_parse
 from fashion_fastai.config import TrainConfig, FLIP
 from fashion_fastai.tta import predict_with_tta
 from fashion_fastai.data import load_data, as_items
-from fashion_fastai.evaluate import class_table, summarize
+from fashion_fastai.scores import class_table, summarize
 from accuracy import eval_split_rows  # the holdout rows exactly as the accuracy benchmark scores them
 
 PARTS = {'stage1': 'top', 'stage2': 'rare'}
