@@ -1,17 +1,23 @@
-"""Benchmark: our default recipe against the published recipe, side by side, on the same split, arch, size and epochs.
+"""Benchmark: our recipe against the published recipe, side by side, on the same split, arch, size and epochs.
+
+It reproduces the measurements of 2026-11-30 (BENCHMARKS.md, "Accuracy against the published recipe" and the resnet18
+rows of "Holdout decisions"): ResNets from scratch, resnet18 at 80x60 in bf16 by default, the recipe of that day.  It is
+not a measurement of the documented command (`tf_efficientnet_lite0` from ImageNet weights at 128x96, with auxiliary
+heads): `baseline` builds torchvision ResNets from scratch only and `ours` trains with `--pretrained no`.  That command
+is measured by `bench/versus_stock.py`; settings for it are chosen with `train --holdout` runs (bench/HISTORY.md).
 
 - `baseline`: the recipe the published ResNet50 results used, re-implemented here in plain PyTorch/torchvision from its
   description: SGD lr 1e-3 momentum 0.9, StepLR (step 5 epochs, gamma 0.1), cross-entropy weighted by inverse train class
   frequency, RandomResizedCrop (scale 0.5-1) + horizontal flip for training, resize + centre crop for testing, ImageNet
   normalisation; stage two a new head on its own stage-one body, same recipe, whole network trained.
 - `ours`: the project's default recipe, through the same `train` function as `python -m fashion_fastai.train`.
-- `ours-stage2-scratch`: ours with `--stage2-init scratch`, the transfer ablation: stage two alone, through the same
-  `stage_two`/`train_stage`/evaluation as the CLI (its stage one would be trained only to be thrown away).
+- `ours-stage2-scratch`: ours with `--stage2-body scratch`, the transfer ablation: stage two alone, through the same
+  `build_model`/`train_stage`/evaluation as the CLI (its stage one would be trained only to be thrown away).
 Both start from scratch (no ImageNet weights on this machine). Both read the data through the project's loader (the same
 rows, splits, union vocabs and greyscale handling) and are scored by the project's evaluation (`class_table`/`summarize`),
 on the test split, or on the holdout carved from the even years with `--holdout F` (the set to tune on).
 
-    .venv/bin/python bench/accuracy.py --arch resnet18 --size 80x60 --epochs 1 --epochs2 1
+    .venv/bin/python bench/accuracy.py --arch resnet18 --size 80x60 --epochs 1 --epochs2 1 --tag bs32  # accuracy-bs32.json
     ... --reuse-ours runs/RUN   # take `ours` from a finished CLI run with exactly these settings instead of training it again
 Writes bench/results/accuracy[-<tag>].json and prints the markdown table for BENCHMARKS.md. Its "minutes" (`train_seconds`)
 are training plus one pass over the evaluated split: the baseline's evaluation, our per-epoch validation.
@@ -28,11 +34,12 @@ from torchvision import transforms as T
 from fastcore.script import call_parse
 
 from fashion_fastai.data import load_data, part_dataloaders, eval_rows, default_workers, LABEL
-from fashion_fastai.evaluate import class_table, summarize
+from fashion_fastai.scores import class_table, summarize
 from fashion_fastai.images import open_rgb
-from fashion_fastai.stages import stage_two, train_stage
+from fashion_fastai.models import spec
+from fashion_fastai.stages import build_model, train_stage
 from fashion_fastai.config import TrainConfig, parse_size, parse_lr
-from fashion_fastai.run import evaluate_learner
+from fashion_fastai.evaluate import evaluate_learner
 from fashion_fastai.train import train
 from fastai.vision.all import set_seed
 
@@ -158,7 +165,7 @@ def stage2_alone(data, arch, size, epochs2, bs, workers, holdout, precision, see
     `ours`' stage-two settings; scored like `ours` (holdout: last epoch's validation; else the test split)."""
     set_seed(seed, reproducible=True)
     dls = part_dataloaders(data, 'rare', size=size, bs=bs, num_workers=workers, seed=seed)
-    learn = stage_two(dls, arch, init, path=out, precision=precision, label_smoothing=label_smoothing)
+    learn = build_model(spec('stage2'), dls, arch, init, path=out, precision=precision, label_smoothing=label_smoothing)
     t0 = time.time()
     train_stage(learn, epochs2, parse_lr(lr2), freeze_epochs or 0)
     seconds = round(time.time() - t0, 1)

@@ -1,4 +1,4 @@
-"""Benchmark: how the all-classes model's head should start (`--all-init imprint|new`), a setting to choose on the holdout.
+"""Benchmark: how the all-classes model's head should start (`--all-head imprint|new`), a setting to choose on the holdout.
 
 Takes a finished `train` run, rebuilds its data and its stage-two learner (config.json, stage2.pth), and trains the
 all-classes model from that body once per head, with `train`'s own building blocks and schedule (one head-only epoch,
@@ -6,6 +6,12 @@ then `--epochs` of the whole network at the run's `lr_all`).  Each is scored on 
 when it was trained with `--holdout` (where settings are chosen), else the odd-year test split (to report the chosen
 setting on a run trained before the all-classes model existed).  Stage training is shared, so a comparison costs only
 the all-classes fits.
+
+It measures whatever recipe the run was trained with (arch, size, weights, epochs), the documented one included, except
+`--attributes`: the stage-two learner is rebuilt without the other attributes' heads, so a run trained with them (the
+documented command's `masterCategory,subCategory`) does not load.  Train the run to compare on without them, e.g.
+`python -m fashion_fastai.train --data DATA --arch tf_efficientnet_lite0 --epochs-all 0 --holdout 0.1` (the `--all-head`
+decision in BENCHMARKS.md was measured so, at 80x60: bench/results/all-classes-lite0-holdout.json).
 
     .venv/bin/python bench/all_classes.py runs/NAME --inits imprint,new --epochs 2
 Writes bench/results/all-classes-<run name>.json and prints a markdown table.
@@ -22,9 +28,10 @@ from fastcore.script import call_parse
 
 from fashion_fastai.config import TrainConfig
 from fashion_fastai.data import ALL, load_data, part_dataloaders
-from fashion_fastai.evaluate import by_part
-from fashion_fastai.run import evaluate_learner
-from fashion_fastai.stages import all_classes, build_learner, train_stage
+from fashion_fastai.scores import by_part
+from fashion_fastai.evaluate import evaluate_learner
+from fashion_fastai.models import spec
+from fashion_fastai.stages import build_model, build_learner, train_stage
 from accuracy import eval_split_rows  # the validation rows exactly as the accuracy benchmark scores them
 
 
@@ -36,7 +43,8 @@ def main(run: Path,                # a finished `train` run folder (with stage2.
          inits: str = 'imprint,new', # the heads to compare
          epochs: int = None,       # whole-network epochs after the head epoch (default: the run's --epochs-all)
          out: Path = Path(__file__).parent / 'results'):
-    cfg, recorded = TrainConfig.of_run(run), json.loads((run / 'config.json').read_text())
+    recorded = json.loads((run / 'config.json').read_text())
+    cfg = TrainConfig.of_run(run).resolve(recorded.get('resolved'))[0]  # arch, size, precision as this machine runs them
     epochs = cfg.epochs_all if epochs is None else epochs
     meta = json.loads((run / 'stage2.json').read_text())
     data = load_data(cfg.data or recorded['data_dir'], k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed)
@@ -52,7 +60,7 @@ def main(run: Path,                # a finished `train` run folder (with stage2.
     for init in inits.split(','):
         set_seed(cfg.seed, reproducible=True)
         t0 = time.time()
-        learn = all_classes(dls, cfg.arch, stage2, init, path=work, precision=cfg.precision,
+        learn = build_model(spec(ALL), dls, cfg.arch, 'stage2', init, source=stage2, path=work, precision=cfg.precision,
                             label_smoothing=cfg.label_smoothing)
         start = evaluate_learner(learn, rows, counts)[1]  # before any fine-tuning: what the head knows from the start
         train_stage(learn, epochs, cfg.lr_all, freeze_epochs=1)

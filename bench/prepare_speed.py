@@ -8,6 +8,11 @@ Measured, each the median of `--repeats` runs:
   3. the data pipeline alone (decode + resize + batch transforms) on both, images/second.
 Writes bench/results/prepare_speed.json and prints a markdown table for BENCHMARKS.md.
 
+The epoch trains resnet18 from scratch at a square `--size`: the measurement of 2026-11-30 (BENCHMARKS.md, "Pre-resized
+cache"; bench/HISTORY.md), not the documented command, which reads the small data set (no cache) with
+`tf_efficientnet_lite0` at 128x96.  The pipeline's gain does not depend on the model; the epoch's does (on the cache
+the model bounds the epoch).
+
     .venv/bin/python bench/prepare_speed.py --n 96 --size 224 --repeats 3
 """
 from __future__ import annotations
@@ -20,12 +25,13 @@ import torch
 from fastcore.script import call_parse
 from PIL import Image, ImageDraw
 
-from fashion_fastai.data import load_data, part_dataloaders
+from fashion_fastai.data import COLUMNS, load_data, part_dataloaders
+from fashion_fastai.models import MODELS
 from fashion_fastai.prepare import prepare
-from fashion_fastai.stages import stage_one
+from fashion_fastai.stages import build_model
 
 CLASSES = ['Tshirts', 'Shirts', 'Watches', 'Casual Shoes']
-HEADER = 'id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName\n'
+HEADER = ','.join(COLUMNS) + '\n'
 
 
 def generate_full_size(root: Path, n: int, seed: int = 0) -> Path:
@@ -54,7 +60,7 @@ def epoch_rate(data_dir: Path, size, bs: int, train: bool) -> float:
     n = len(dls.train) * dls.train.bs
     t0 = time.perf_counter()
     if train:
-        learn = stage_one(dls, 'resnet18', None)
+        learn = build_model(MODELS[0], dls, 'resnet18', 'scratch')
         learn.fit(1, 1e-3)  # includes validation on the odd half: the same images for both folders
         n += len(dls.valid_ds)
     else:

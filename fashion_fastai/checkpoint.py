@@ -9,7 +9,7 @@ finished epoch with `fit_one_cycle(start_epoch=...)`.
 """
 from __future__ import annotations
 
-import json, time
+import json, time, zipfile
 from pathlib import Path
 
 from fastai.vision.all import Callback, Learner
@@ -26,9 +26,25 @@ def state_path(run_dir: Path, stage: str) -> Path: return Path(run_dir) / 'check
 
 
 def read_state(run_dir: Path, stage: str) -> dict | None:
-    "The stage's last checkpoint state (None if it never finished an epoch)."
+    """The model's last checkpoint state (None if it never finished an epoch), checked before a resumed run reads any data:
+    a state cut short, or one whose weights file is missing or cut short, is named with what to do."""
     p = state_path(run_dir, stage)
-    return json.loads(p.read_text()) if p.is_file() else None
+    if not p.is_file(): return None
+    try: state = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OptionError(f"--resume {run_dir}: the checkpoint state {p} is damaged ({e}); delete it to retrain {stage} "
+                          f"from its start, or start a new run.") from e
+    weights = p.parent / state['file'] if not state.get('done') else Path(run_dir) / f'{stage}.pth'
+    if not zipfile.is_zipfile(weights):
+        raise OptionError(f"--resume {run_dir}: {stage}'s weights {weights} are {'missing' if not weights.exists() else 'cut short or damaged'}; "
+                          f"delete {p} to retrain {stage} from its start, or start a new run.")
+    return state
+
+
+def started_models(run_dir: Path) -> set:
+    "The names of the models of a run folder that have finished at least one epoch (their options can no longer change)."
+    folder = Path(run_dir) / 'checkpoints'
+    return {p.stem for p in folder.glob('*.json')} if folder.is_dir() else set()
 
 
 def write_state(run_dir: Path, stage: str, state: dict) -> None:

@@ -1,22 +1,27 @@
 """Every training option, once: its name, default, one-line help and validation, and its life as `config.json`.
 
 `TrainConfig` is what the CLI parses (its `--help` comes from the field annotations, through fastcore's `anno_parser`),
-what `bench/`, the notebooks and the tests build, and what a run folder records and `--resume` reads back.  It checks
-itself when built, so a bad value fails before any data is read, naming the option and what would be valid; nothing
-downstream checks an option again.
+what `bench/`, the notebooks and the tests build, and what a run folder records and `--resume` reads back.  It parses and
+checks itself when built (strings from the command line or the environment become each field's one type), so a bad value
+fails before any data is read, naming the option and what would be valid; nothing downstream checks an option again.
+
+What depends on the machine (the precision, the channels_last layout, the default arch) stays a choice here (`auto`, or
+no arch) and is resolved in one step, `TrainConfig.resolve`, whose result config.json records apart: a run resumed on
+another machine resolves it again.
 """
 from __future__ import annotations
 
-import json
+import json, os
 from dataclasses import dataclass, fields, asdict, replace
 from pathlib import Path
 from typing import Annotated
 
 from .errors import OptionError, DataError
+from .models import MODELS
 
 PRETRAINED = ('auto', 'yes', 'no')
-STAGE2_INITS = ('stage1', 'imagenet', 'scratch')
-HEAD_INITS = ('imprint', 'new')  # how the stage-two and all-classes heads start
+BODIES = (MODELS[0].name, 'imagenet', 'scratch')  # where stage two's body starts
+HEADS = ('imprint', 'new')  # how the stage-two and all-classes heads start
 RANK_ON = ('all', 'train')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
@@ -101,12 +106,18 @@ def parse_attribute_weights(weights, attributes: tuple) -> tuple:
     return tuple(values)
 
 
-def resolve_channels_last(channels_last, precision: str, arch: str) -> bool:
-    """auto: yes with mixed precision (its fast kernels want that layout) and for timm models on a CPU (EfficientNet-Lite's
-    depthwise convolutions train faster in it there); no for torchvision ResNets in fp32, where it was not measured."""
-    if isinstance(channels_last, bool): return channels_last
-    _choice('--channels-last', channels_last, ('auto', 'yes', 'no'))
-    if channels_last != 'auto': return channels_last == 'yes'
+def parse_channels_last(value) -> bool | None:
+    "'yes'/'no'/'auto' (or a bool, or None from config.json) -> True/False/None; None is resolved on the machine."
+    if value is None or isinstance(value, bool): return value
+    _choice('--channels-last', value, ('auto', 'yes', 'no'))
+    return None if value == 'auto' else value == 'yes'
+
+
+def resolve_channels_last(channels_last: bool | None, precision: str, arch: str) -> bool:
+    """None (auto): yes with mixed precision (its fast kernels want that layout) and for timm models on a CPU
+    (EfficientNet-Lite's depthwise convolutions train faster in it there); no for torchvision ResNets in fp32, where it
+    was not measured."""
+    if channels_last is not None: return channels_last
     import torch
     from .weights import is_timm
     return precision != 'fp32' or (is_timm(arch) and not torch.cuda.is_available())
@@ -116,76 +127,80 @@ def _choice(option: str, value, valid) -> None:
     if value not in valid: raise OptionError(f"{option} must be one of {', '.join(valid)}; got {value!r}.")
 
 
-def _data_problem(data: Path) -> str | None:
-    "Why `data` is not a Kaggle folder, with a hint where the right one is, or None."
-    if (data / 'styles.csv').is_file(): return None
-    hint = ('it is a file: give the folder holding it' if data.is_file() else 'that folder does not exist' if not data.is_dir()
-            else next((f'it has one in {c.parent}: try --data {c.parent}' for c in sorted(data.glob('*/styles.csv'))), ''))
-    return (f"--data {data} has no styles.csv{' (' + hint + ')' if hint else ''}: it must be the Kaggle folder holding "
-            f"styles.csv and images/ (e.g. fashion-product-images-small/); omit --data for the built-in demo data.")
+S, I, F = {'type': str}, {'type': int}, {'type': float}  # what argparse hands over; `TrainConfig` parses the rest
 
 
 @dataclass
 class TrainConfig:
     "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."
-    data: Annotated[Path, "Kaggle folder holding styles.csv and images/ (default: the built-in demo data)"] = None
-    out: Annotated[Path, "parent folder of the run folders"] = Path('runs')
-    name: Annotated[str, "run folder name (default: date and time)"] = None
-    arch: Annotated[str, "torchvision ResNet (resnet18 ... resnet152) or a timm model name, e.g. tf_efficientnet_lite0 "
-                         "(default: resnet50 with --data; on the demo data tf_efficientnet_lite0 when its ImageNet weights are installed, else "
-                         "resnet18)"] = None
+    data: Annotated[Path | None, "Kaggle folder holding styles.csv and images/ (default: the built-in demo data)", S] = None
+    out: Annotated[Path, "parent folder of the run folders", S] = Path('runs')
+    name: Annotated[str | None, "run folder name (default: date and time)", S] = None
+    arch: Annotated[str | None, "torchvision ResNet (resnet18 ... resnet152) or a timm model name, e.g. "
+                                "tf_efficientnet_lite0 (default, resolved on this machine: with --data the protocol's "
+                                "resnet50 where torchvision's ImageNet weights are cached or downloadable, else the "
+                                "installed tf_efficientnet_lite0; on the demo data tf_efficientnet_lite0 when its "
+                                "ImageNet weights are installed, else resnet18)", S] = None
     pretrained: Annotated[str, "ImageNet weights: auto = use if installed, cached or downloadable, else warn and train "
-                               "from scratch; yes = required; no = scratch"] = 'auto'
-    weights: Annotated[Path, "a torchvision or timm ImageNet state_dict file for --arch to start from (instead of the "
-                             "packages and caches)"] = None
-    size: Annotated[str, "model input HEIGHTxWIDTH, or one number for a square (default: 128x96 with --data, the "
-                         "small data set's 80x60 images upsampled, chosen on its holdout; the demo's own 80x60 without)"] = None
-    bs: Annotated[int, "batch size (chosen on the real data's holdout: BENCHMARKS.md)"] = 32
-    epochs: Annotated[int, "stage-one epochs with the whole network trained"] = 4
-    epochs2: Annotated[int, "stage-two epochs (0 skips stage two)"] = 10
-    freeze_epochs: Annotated[int, "head-only epochs before each model (default: 0 for the two stages, 1 for the "
-                                  "all-classes model)"] = None
-    lr: Annotated[str, "stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion"] = '2e-3'
-    lr2: Annotated[str, "stage-two learning rate, or 'auto'"] = '2e-3'
+                               "from scratch; yes = required; no = scratch", S] = 'auto'
+    weights: Annotated[Path | None, "a torchvision or timm ImageNet state_dict file for --arch to start from (instead "
+                                    "of the packages and caches)", S] = None
+    size: Annotated[tuple[int, int] | None, "model input HEIGHTxWIDTH, or one number for a square (default: 128x96 "
+                                            "with --data, the small data set's 80x60 images upsampled, chosen on its "
+                                            "holdout; the demo's own 80x60 without)", S] = None
+    bs: Annotated[int, "batch size (chosen on the real data's holdout: BENCHMARKS.md)", I] = 32
+    epochs: Annotated[int, "stage-one epochs with the whole network trained", I] = 4
+    epochs2: Annotated[int, "stage-two epochs (0 skips stage two)", I] = 10
+    freeze_epochs: Annotated[int | None, "head-only epochs before each model (default: 0 for the two stages, 1 for the "
+                                         "all-classes model)", I] = None
+    lr: Annotated[float | str, "stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion", S] = 2e-3
+    lr2: Annotated[float | str, "stage-two learning rate, or 'auto'", S] = 2e-3
     epochs_all: Annotated[int, "epochs of the all-classes model (one answer among every article type, body from the "
-                                "last stage), after the two stages; 0 skips it"] = 1
-    lr_all: Annotated[str, "the all-classes model's learning rate, or 'auto'"] = '2e-3'
-    all_init: Annotated[str, "the all-classes model's head: imprint (the last stage's head, its last layer set from "
-                             "each class's mean features) or new (fastai's fresh head)"] = 'imprint'
-    topk: Annotated[int, "number of most frequent classes in stage one"] = 20
-    rank_on: Annotated[str, "rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows"] = 'all'
+                               "last stage), after the two stages; 0 skips it", I] = 1
+    lr_all: Annotated[float | str, "the all-classes model's learning rate, or 'auto'", S] = 2e-3
+    all_head: Annotated[str, "the all-classes model's head: imprint (the last stage's head, its last layer set from "
+                             "each class's mean features) or new (fastai's fresh head)", S] = 'imprint'
+    topk: Annotated[int, "number of most frequent classes in stage one", I] = 20
+    rank_on: Annotated[str, "rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows", S] = 'all'
     holdout: Annotated[float, "fraction of even-year images held out for validation; 0 validates on the test "
-                              "split"] = 0.
-    stage2_init: Annotated[str, "stage-two body: stage1 (the protocol), imagenet or scratch"] = 'stage1'
-    stage2_head: Annotated[str, "stage-two head: new (fastai's fresh head, the protocol) or imprint (stage one's head, "
-                                "its last layer set from each rare class's mean features; needs --stage2-init stage1)"] = 'new'
+                              "split", F] = 0.
+    stage2_body: Annotated[str, f"where stage two's body starts: {BODIES[0]} (the protocol), imagenet or scratch",
+                           S] = BODIES[0]
+    stage2_head: Annotated[str, "stage two's head: new (fastai's fresh head, the protocol) or imprint (stage one's "
+                                "head, its last layer set from each rare class's mean features; needs --stage2-body "
+                                f"{BODIES[0]})", S] = 'new'
     precision: Annotated[str, "fp32, bf16 (CUDA AMP, or CPU autocast), fp16 (CUDA only); auto: bf16 on recent GPUs, "
-                              "else fp32"] = 'auto'
-    channels_last: Annotated[str, "train in the channels_last memory layout: yes, no, or auto (with bf16/fp16, and for "
-                                  "timm models on a CPU, where it trains EfficientNet-Lite faster: BENCHMARKS.md)"] = 'auto'
-    seed: Annotated[int, "random seed (weights init, shuffling, holdout)"] = 42
-    workers: Annotated[int, "DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else fastai's)"] = None
+                              "else fp32 (resolved on the machine that trains)", S] = 'auto'
+    channels_last: Annotated[bool | None, "train in the channels_last memory layout: yes, no, or auto (with bf16/fp16, "
+                                          "and for timm models on a CPU, where it trains EfficientNet-Lite faster: "
+                                          "BENCHMARKS.md; resolved on the machine that trains)", S] = None
+    seed: Annotated[int, "random seed (weights init, shuffling, holdout)", I] = 42
+    workers: Annotated[int | None, "DataLoader worker processes (default: 0 on a CPU with <= 4 cores, else "
+                                   "fastai's)", I] = None
     demo_scale: Annotated[float, "size of the generated demo data set, 1.0 = about 2,600 images (only without "
-                                 "--data)"] = 0.5
+                                 "--data)", F] = 0.5
     label_smoothing: Annotated[float, "> 0: label-smoothing cross-entropy with this epsilon (e.g. 0.1), both "
-                                      "stages"] = 0.
-    tta: Annotated[str, "test-time augmentation in the final evaluation: flip (each image averaged with its mirror "
-                        "image: one more pass), N (fastai's tta: N passes with the training augmentation, article type "
-                        "alone), or 0 (none)"] = '0'
-    attributes: Annotated[str, "other styles.csv columns to predict, one head each beside articleType, comma-separated: "
-                               "gender, masterCategory, subCategory, baseColour, season, usage (default: none)"] = ''
-    attribute_weights: Annotated[str, "loss weight of each head, comma-separated: articleType first, then each of "
-                                      "--attributes (default: 2 for articleType, 0.5 for each other)"] = None
+                                      "stages", F] = 0.
+    tta: Annotated[int | str, "test-time augmentation in the final evaluation: flip (each image averaged with its "
+                              "mirror image: one more pass), N (fastai's tta: N passes with the training "
+                              "augmentation, article type alone), or 0 (none)", S] = 0
+    attributes: Annotated[tuple[str, ...], "other styles.csv columns to predict, one head each beside articleType, "
+                                           "comma-separated: gender, masterCategory, subCategory, baseColour, season, "
+                                           "usage (default: none)", S] = ()
+    attribute_weights: Annotated[tuple[float, ...], "loss weight of each head, comma-separated: articleType first, "
+                                                    "then each of --attributes (default: 2 for articleType, 0.5 for "
+                                                    "each other)", S] = ()
 
     def __post_init__(self):
-        "Normalise every value to its one type and check it, so that a bad option fails before anything is read."
-        from .weights import check_arch, default_arch  # the architectures this installation can build
-        if self.data is not None: self.data = Path(self.data).expanduser()
-        self.out = Path(self.out)
-        if self.weights is not None: self.weights = Path(self.weights)
+        "Parse every value into its one type and check it, so that a bad option fails before anything is read."
+        from .weights import check_arch  # the architectures this installation can build
+        self.data, self.weights = _path(self.data), _path(self.weights)
+        self.out, self.name, self.arch = _path(self.out), _text(self.name), _text(self.arch)
+        for k in ('bs', 'epochs', 'epochs2', 'epochs_all', 'topk', 'seed', 'freeze_epochs', 'workers'):
+            setattr(self, k, _number(k, getattr(self, k), int))
+        for k in ('holdout', 'demo_scale', 'label_smoothing'): setattr(self, k, _number(k, getattr(self, k), float))
         _choice('--pretrained', self.pretrained, PRETRAINED)
-        self.arch = self.arch or default_arch(self.data is not None, self.pretrained)
-        check_arch(self.arch)
+        if self.arch is not None: check_arch(self.arch)
         for k in ('epochs', 'bs', 'topk'):
             if getattr(self, k) is None or getattr(self, k) < 1:
                 raise OptionError(f"--{k} must be a positive integer, got {getattr(self, k)}.")
@@ -213,30 +228,57 @@ class TrainConfig:
         if self.attributes and self.tta and self.tta != FLIP:
             raise OptionError(f"--tta {self.tta} (fastai's tta) averages one output, the article type's: with --attributes "
                               f"use --tta flip or leave --tta out.")
-        _choice('--stage2-init', self.stage2_init, STAGE2_INITS)
+        _choice('--stage2-body', self.stage2_body, BODIES)
         _choice('--rank-on', self.rank_on, RANK_ON)
-        _choice('--all-init', self.all_init, HEAD_INITS)
-        _choice('--stage2-head', self.stage2_head, HEAD_INITS)
-        if self.stage2_head == 'imprint' and self.stage2_init != 'stage1':
-            raise OptionError(f"--stage2-head imprint starts from stage one's head, so it needs --stage2-init stage1 "
-                              f"(got {self.stage2_init}): use --stage2-head new.")
-        self.precision = resolve_precision(self.precision)
-        self.channels_last = resolve_channels_last(self.channels_last, self.precision, self.arch)
-        self.size, self.lr, self.lr2 = parse_size(default_size(self.data) if self.size is None else self.size), \
-            parse_lr(self.lr), parse_lr(self.lr2, '--lr2')
-        self.lr_all = parse_lr(self.lr_all, '--lr-all')
+        _choice('--all-head', self.all_head, HEADS)
+        _choice('--stage2-head', self.stage2_head, HEADS)
+        if self.stage2_head == 'imprint' and self.stage2_body != BODIES[0]:
+            raise OptionError(f"--stage2-head imprint starts from stage one's head, so it needs --stage2-body {BODIES[0]} "
+                              f"(got {self.stage2_body}): use --stage2-head new.")
+        _choice('--precision', self.precision, PRECISIONS)
+        self.channels_last = parse_channels_last(self.channels_last)
+        self.size = None if self.size is None else parse_size(self.size)
+        self.lr, self.lr2, self.lr_all = parse_lr(self.lr), parse_lr(self.lr2, '--lr2'), parse_lr(self.lr_all, '--lr-all')
         if self.weights is not None and not self.weights.is_file():
             raise OptionError(f"--weights {self.weights} is not a file: give an ImageNet state_dict (.pth) for "
-                              f"--arch {self.arch}, or leave --weights out to use the cache.")
-        if self.data is not None and (problem := _data_problem(self.data)): raise DataError(problem)
+                              f"--arch {self.arch or 'ARCH'}, or leave --weights out to use the installed or cached "
+                              f"weights.")
+        if self.data is not None:
+            from .data import data_folder_problem  # data.py imports fastai: only when there is a folder to check
+            if problem := data_folder_problem(self.data): raise DataError(problem)
         if self.data is not None: self.data = self.data.resolve()  # so that --resume works from any folder
 
-    def head_epochs(self, stage: str) -> int:
-        """Head-only epochs before a model: none for the two stages (training the whole network from the first epoch beat
-        fine_tune's head epoch on the real data's holdout by 11 points in both: BENCHMARKS.md); one for the all-classes
-        model, whose imprinted head starts from the last stage's.  `--freeze-epochs` sets all three."""
-        if self.freeze_epochs is not None: return self.freeze_epochs
-        return int(stage == 'all')
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """--size, or the default for the data: with --data, the small set's 80x60 images upsampled to 128x96 (ImageNet
+        weights see more at a scale nearer their own; chosen on the real data's holdout: BENCHMARKS.md); the demo
+        trains at its images' own size."""
+        return self.size or default_size(self.data)
+
+    def head_epochs(self, model: str) -> int:
+        """Head-only epochs before a model (the table's: none for the two stages, where training the whole network from
+        the first epoch beat fine_tune's head epoch on the real data's holdout, BENCHMARKS.md; one for the all-classes
+        model, whose imprinted head starts from the last stage's).  `--freeze-epochs` sets them all."""
+        from .models import spec
+        return self.freeze_epochs if self.freeze_epochs is not None else spec(model).head_epochs
+
+    def resolve(self, previous: dict = None) -> tuple['TrainConfig', dict]:
+        """This machine's answer to every `auto`: a copy with the arch, precision and channels_last settled, and the
+        record of what was chosen and why (config.json's `resolved`).  `previous`: that record from the run being
+        resumed, whose arch its checkpoints hold."""
+        from .weights import default_arch
+        if self.arch: arch, why_arch = self.arch, 'given with --arch'
+        elif previous and previous.get('arch'): arch, why_arch = previous['arch'], "as the run started (its checkpoints)"
+        else: arch, why_arch = default_arch(self.data is not None, self.pretrained)
+        precision = resolve_precision(self.precision)
+        channels_last = resolve_channels_last(self.channels_last, precision, arch)
+        record = dict(arch=arch, precision=precision, channels_last=channels_last, size=list(self.input_size),
+                      why=dict(arch=why_arch,
+                               precision='given with --precision' if self.precision != 'auto' else
+                               'auto: bf16 on a GPU that supports it, else fp32',
+                               channels_last='given with --channels-last' if self.channels_last is not None else
+                               'auto: with mixed precision, and for timm models on a CPU'))
+        return replace(self, arch=arch, precision=precision, channels_last=channels_last, size=self.input_size), record
 
     def learner_options(self) -> dict:
         "The options every learner of the run is built with (`stages.build_learner`'s), but the data's attribute vocabs."
@@ -244,25 +286,80 @@ class TrainConfig:
                     attribute_weights=self.attribute_weights, channels_last=self.channels_last)
 
     def to_dict(self) -> dict:
-        "JSON-ready: paths as strings, the size as [height, width]."
+        "JSON-ready: paths as strings, tuples as lists."
         return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> 'TrainConfig':
-        "The options among `d`'s keys (a run's config.json holds more: versions, weights, timings)."
+        "The options among `d`'s keys (a run's config.json holds more: versions, weights, timings); older names read too."
         names = {f.name for f in fields(cls)}
+        d = {RENAMED.get(k, k): v for k, v in d.items()}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_env(cls, prefix: str = 'FASHION_NB_') -> 'TrainConfig':
+        "The options set in the environment as PREFIX<OPTION> (e.g. FASHION_NB_EPOCHS=1), parsed as the CLI's are."
+        return cls(**{f.name: os.environ[prefix + f.name.upper()] for f in fields(cls) if prefix + f.name.upper() in os.environ})
 
     @classmethod
     def of_run(cls, run_dir: Path) -> 'TrainConfig':
         "The options a run folder was started with, so that `--resume` continues the same run."
-        p = Path(run_dir) / 'config.json'
-        if not p.is_file():
-            raise OptionError(f"--resume {run_dir}: no config.json there; pass the folder of a run started by this program.")
-        try: return cls.from_dict(json.loads(p.read_text()))
-        except (ValueError, TypeError) as e:
-            raise OptionError(f"--resume {run_dir}: {p} is not a run configuration written by this program ({e}).") from e
+        return cls.from_dict(read_run_record(run_dir))
 
     def replace(self, **changes) -> 'TrainConfig':
         "A copy with some options changed, checked again."
         return replace(self, **changes)
+
+    def resumed_with(self, given: dict, started: set) -> 'TrainConfig':
+        """These (saved) options with the ones `given` again on the command line of `--resume`: those that leave what is
+        already trained as it was (RESUMABLE; the schedule options of a model not yet started) are applied, any other
+        that differs is refused by name."""
+        changed = {k: v for k, v in given.items() if getattr(self.replace(**{k: v}), k) != getattr(self, k)}
+        allowed = set(RESUMABLE) | {o for m in MODELS if m.name not in started
+                                    for o in (m.epochs_option, m.lr_option, m.body_option, m.head_option) if o}
+        refused = [k for k in changed if k not in allowed]
+        if refused:
+            flags = ', '.join(_flag(k) for k in refused)
+            can = ', '.join(_flag(k) for k in sorted(allowed))
+            raise OptionError(f"--resume: {flags} cannot change in a run that has started (what is trained so far used "
+                              f"the saved value{'s' if len(refused) > 1 else ''}): leave {'them' if len(refused) > 1 else 'it'} "
+                              f"out, or start a new run. What can change on resuming: {can}.")
+        return self.replace(**changed)
+
+
+RENAMED = {'stage2_init': 'stage2_body', 'all_init': 'all_head'}  # config.json keys of older versions
+RESUMABLE = ('workers', 'precision', 'channels_last', 'tta')  # how the run computes, not what it learns
+
+
+def _flag(name: str) -> str: return '--' + name.replace('_', '-')
+
+
+def _path(v) -> Path | None: return None if v is None or v == '' else Path(v).expanduser()
+
+
+def _text(v) -> str | None: return None if v is None or str(v).strip() == '' else str(v).strip()
+
+
+def _number(name: str, v, kind):
+    "An int or float option from a string (the environment, config.json) or a number; None stays None."
+    if v is None or (isinstance(v, kind) and not isinstance(v, bool)): return v
+    try:
+        n = float(v) if kind is float else int(str(v).strip())
+        return n
+    except (TypeError, ValueError):
+        raise OptionError(f"{_flag(name)} must be {'a number' if kind is float else 'an integer'}, got {v!r}.") from None
+
+
+def read_run_record(run_dir: Path) -> dict:
+    "A run folder's config.json, as written: a clear error when it is missing or not one this program wrote."
+    p = Path(run_dir) / 'config.json'
+    if not Path(run_dir).is_dir():
+        raise OptionError(f"--resume {run_dir}: no such folder; pass the folder of a run started by this program.")
+    if not p.is_file():
+        raise OptionError(f"--resume {run_dir}: no config.json there; pass the folder of a run started by this program.")
+    try:
+        record = json.loads(p.read_text())
+        if not isinstance(record, dict) or 'seed' not in record: raise ValueError('no training options in it')
+        return record
+    except (ValueError, UnicodeDecodeError) as e:
+        raise OptionError(f"--resume {run_dir}: {p} is not a run configuration written by this program ({e}).") from e

@@ -1,9 +1,10 @@
-"""The two learners of the protocol and how the body travels from the first to the second.
+"""The run's learners and how a body travels from one model to the next.
 
-Stage one: `vision_learner` on the top part.  Stage two: a *second* `vision_learner` on the rare part, whose fresh head has
-`n_out` = the rare vocab size and whose body starts from stage one's weights (or ImageNet's, or scratch, to measure the
-transfer gain).  Learners are always built with `pretrained=False` and the body loaded afterwards, so that weights from the
-torchvision cache, a `--weights` file or stage one all take the same, recorded path.
+Every model of the run (models.py's table) is a fresh `vision_learner` on its part: stage one on the top part, stage two a
+*second* learner on the rare part whose fresh head has `n_out` = the rare vocab size and whose body starts from stage
+one's weights (or ImageNet's, or scratch, to measure the transfer gain), the all-classes model on every part.  Learners
+are always built with `pretrained=False` and the body loaded afterwards, so that weights from the torchvision cache, a
+`--weights` file, the Lite packages or a model trained before all take the same, recorded path.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .errors import OptionError
 from .checkpoint import fit_schedule, skipped_epoch
 from .distributed import from_main, training_ctx
 from .optimizer import FusedAdam
+from .models import ModelSpec, MODELS, NAMES
 from .weights import get_arch, body_state_from_imagenet
 
 def top5(inp, targ, axis=-1):
@@ -32,6 +34,7 @@ class EpochLog(Callback):
     a terminal nor a notebook (CI, nohup, pipes), prints one flushed line per epoch instead of progress bars that would
     fill the log.  A notebook's stdout is not a TTY either, but it draws fastprogress's HTML bars, so it keeps them."""
     order = 61  # after Recorder (50) has computed the epoch's values, after ProgressCallback (60)
+    training_only = True  # left out of the exported learner (artifacts.export_stage)
     def __init__(self, stage: str, plain: bool | None = None):
         self.stage, self.rows = stage, []
         self.plain = not (sys.stdout.isatty() or in_notebook()) if plain is None else plain
@@ -58,6 +61,7 @@ class CPUAutocast(Callback):
     convolutions faster in bf16 (BENCHMARKS.md).  bf16 has fp32's range, so no loss scaling is needed."""
     order = 10
     ctx = None
+    training_only = True  # left out of the exported learner (artifacts.export_stage)
     def before_batch(self): self.ctx = torch.autocast('cpu', dtype=torch.bfloat16); self.ctx.__enter__()
     def after_pred(self): self.learn.pred = to_float(self.pred)  # one tensor, or one per attribute head
     def after_loss(self): self._exit()
@@ -71,6 +75,7 @@ class KeepValidPreds(Callback):
     validates on the test split, the last epoch's pass is the evaluation itself, so the run need not predict those images
     a second time."""
     order = 70  # after CPUAutocast's fp32 outputs
+    training_only = True  # left out of the exported learner (artifacts.export_stage)
     result, preds = None, ()  # `preds` stays empty when a pass is cancelled before it starts (lr_find)
     def before_validate(self): self.preds, self.targs = [], []
     def after_batch(self):
@@ -81,9 +86,6 @@ class KeepValidPreds(Callback):
         self.result = (getattr(self.loss_func, 'activation', noop)(to_concat(self.preds)),
                        targs[0] if len(targs) == 1 else targs)
         self.preds, self.targs = [], []
-
-
-TRAINING_ONLY_CBS = (EpochLog, CPUAutocast, KeepValidPreds)  # removed before export: a .pkl then predicts in fp32 and needs fastai only
 
 
 def set_precision(learn: Learner, precision: str, channels_last: bool = None) -> Learner:
@@ -100,10 +102,10 @@ def set_precision(learn: Learner, precision: str, channels_last: bool = None) ->
 
 
 def build_learner(dls,                 # the part's DataLoaders
-                  arch: str,           # torchvision ResNet name
+                  arch: str,           # torchvision ResNet or timm model name
                   body_state: dict = None, # fastai body state_dict to start from (None: random init)
                   path=None,           # learner path (the run folder)
-                  stage: str = 'stage1',
+                  stage: str = MODELS[0].name, # the model's name (models.py): its epoch lines and checkpoints
                   precision: str = 'fp32', # fp32 | bf16 | fp16 (resolved, not 'auto')
                   label_smoothing: float = 0., # > 0: fastai's label-smoothing cross-entropy with this epsilon
                   attributes: dict = None,     # {other attribute: vocab}: a head each beside the article type's
@@ -126,39 +128,35 @@ def build_learner(dls,                 # the part's DataLoaders
     return learn
 
 
-def stage_one(dls, arch: str, imagenet_state: dict | None,
-              **kw) -> Learner:  # `build_learner`'s options: path, precision, label_smoothing, attributes...
-    "Stage one: the whole network on the top part, body from ImageNet when available."
-    body = body_state_from_imagenet(arch, imagenet_state) if imagenet_state is not None else None
-    return build_learner(dls, arch, body, stage='stage1', **kw)
-
-
-def stage_two(dls, arch: str,
-              init: str = 'stage1',           # where the body starts: stage1 | imagenet | scratch
-              stage1: Learner = None,         # the trained stage-one learner (init=stage1)
-              imagenet_state: dict = None,    # torchvision state_dict (init=imagenet)
-              head: str = 'new',              # new | imprint (from stage one's head; init=stage1)
-              **kw) -> Learner:               # `build_learner`'s options
-    """Stage two: a second learner for the rare part, a head of the rare vocab size, the body from `init`.  The head is
-    fastai's freshly initialised one (`new`), or stage one's with its last layer imprinted from the rare classes' mean
-    features (`imprint`, see `imprint_head`), meant to give classes with a handful of images a start that their few
-    gradient steps would not (BENCHMARKS.md has what it did on the holdout).  The other attributes' heads (their vocabs
-    span both parts) carry on from stage one."""
-    if init == 'stage1':
-        if stage1 is None: raise ValueError("--stage2-init stage1 needs the stage-one learner.")
-        body = body_of(stage1)
-    elif init == 'imagenet':
-        if imagenet_state is None:
-            raise OptionError("--stage2-init imagenet needs ImageNet weights: pass --weights FILE or --pretrained yes.")
-        body = body_state_from_imagenet(arch, imagenet_state)
-    elif init == 'scratch': body = None
-    else: raise ValueError(f"stage-two body from {init!r}: expected stage1, imagenet or scratch")
-    learn = build_learner(dls, arch, body, stage='stage2', **kw)
-    if init == 'stage1': copy_attribute_heads(learn, stage1)
+def build_model(m: ModelSpec,               # the model's row of the run's table (models.py)
+                dls,                          # its part's DataLoaders
+                arch: str,                    # torchvision ResNet or timm model name
+                body: str,                    # where its body starts: 'imagenet', 'scratch' or a trained model's name
+                head: str = 'new',            # its article-type head: new (fastai's fresh one) or imprint
+                source: Learner = None,       # the trained learner `body` names (its body, other heads, head to imprint)
+                imagenet_state: dict = None,  # the starting ImageNet state_dict (`weights.resolve_weights`); None: none
+                **kw) -> Learner:             # `build_learner`'s options: path, precision, label_smoothing, attributes...
+    """Any model of the run: a fresh learner on its part, its body from ImageNet, from scratch or from a model trained
+    before it (whose other attributes' heads carry on too, their vocabs spanning every part).  Its article-type head is
+    fastai's freshly initialised one (`new`, the protocol's second learner), or `source`'s with its last layer imprinted
+    from the new classes' mean features (`imprint`, see `imprint_head`), which answers before any fine-tuning.  A body
+    from ImageNet falls back to scratch when the run has no weights (`--pretrained auto` warned), unless the model's own
+    option asked for ImageNet (`--stage2-body imagenet`, to measure the transfer gain), which then fails."""
+    if body not in ('imagenet', 'scratch', *NAMES):
+        raise ValueError(f"{m.name}'s body from {body!r}: expected imagenet, scratch or one of {', '.join(NAMES)}")
+    from_model = body not in ('imagenet', 'scratch')
+    if from_model and source is None: raise ValueError(f"{m.name}'s body comes from {body}: pass that learner as `source`")
+    if body == 'imagenet' and imagenet_state is None and m.body_option:
+        raise OptionError(f"--{m.body_option.replace('_', '-')} imagenet needs ImageNet weights: pass --weights FILE or "
+                          f"--pretrained yes.")
+    state = (body_of(source) if from_model else
+             body_state_from_imagenet(arch, imagenet_state) if body == 'imagenet' and imagenet_state is not None else None)
+    learn = build_learner(dls, arch, state, stage=m.name, **kw)
+    if from_model: copy_attribute_heads(learn, source)
     if head == 'imprint':
-        if init != 'stage1': raise ValueError("an imprinted stage-two head starts from stage one's: init must be stage1")
-        imprint_head(learn, stage1)
-    elif head != 'new': raise ValueError(f"stage-two head {head!r}: expected new or imprint")
+        if not from_model: raise ValueError(f"an imprinted head starts from a trained model's: {m.name}'s body is {body}")
+        imprint_head(learn, source)
+    elif head != 'new': raise ValueError(f"{m.name} head {head!r}: expected new or imprint")
     return learn
 
 
@@ -171,21 +169,6 @@ def copy_attribute_heads(learn: Learner, source: Learner) -> None:
 def body_of(learn: Learner) -> dict:
     "A copy of the learner's body weights, so that training the next learner leaves this one as it was."
     return {k: v.detach().clone() for k, v in learn.model[0].state_dict().items()}
-
-
-def all_classes(dls, arch: str,
-                source: Learner,              # the last trained stage (stage two, whose body came from stage one)
-                init: str = 'imprint',        # the head: imprint | new
-                **kw) -> Learner:             # `build_learner`'s options
-    """The all-classes model: one learner over every article type, so that any photo gets one answer.  Its body (and
-    its other attributes' heads) are `source`'s.  `new`: fastai's freshly initialised head.  `imprint`: `source`'s head but for its last layer, whose row
-    for each class is the mean of that class's features on its training images (weight imprinting), so the head answers
-    before any fine-tuning."""
-    learn = build_learner(dls, arch, body_of(source), stage='all', **kw)
-    copy_attribute_heads(learn, source)
-    if init == 'imprint': imprint_head(learn, source)
-    elif init != 'new': raise ValueError(f"all-classes head {init!r}: expected imprint or new")
-    return learn
 
 
 @torch.no_grad()

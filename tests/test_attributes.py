@@ -8,13 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import HEADER, SMALL, write_dataset
+from helpers import HEADER, SMALL, write_dataset
 from fashion_fastai.attributes import (AttributeHeads, AttributeLoss, HeadAccuracy, article_vocab, attribute_heads,
                                        head_vocabs)
 from fashion_fastai.config import TrainConfig
 from fashion_fastai.data import MISSING_CODE, load_data, part_dataloaders
 from fashion_fastai.errors import DataError, OptionError
-from fashion_fastai.stages import body_of, build_learner, stage_one, stage_two, all_classes, CPUAutocast
+from fashion_fastai.stages import body_of, build_learner, build_model, CPUAutocast
+from fashion_fastai.models import MODELS
+
+STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
 MASTER = {"Belts": "Accessories", "Caps": "Accessories", "Socks": "Apparel", "Ties": "Accessories"}
 
@@ -184,27 +187,28 @@ def test_bf16_on_cpu_with_several_heads(attr_data, attr_dls, tmp_path, monkeypat
 def test_stage_two_and_all_classes_keep_the_other_heads(attr_data, attr_dls, tmp_path):
     from fashion_fastai.data import ALL
     kw = dict(path=tmp_path, attributes=attr_data.attributes, attribute_weights=(2., .5, .5))
-    learn1 = stage_one(attr_dls["top"], "resnet18", None, **kw)
+    learn1 = build_model(STAGE1, attr_dls["top"], "resnet18", "imagenet", **kw)
     with torch.no_grad():  # trained-looking heads, unlike fresh ones
         for v in attribute_heads(learn1.model).others.state_dict().values():
             if v.is_floating_point(): v.add_(1.)
-    learn2 = stage_two(attr_dls["rare"], "resnet18", "stage1", stage1=learn1, **kw)
+    learn2 = build_model(STAGE2, attr_dls["rare"], "resnet18", "stage1", source=learn1, **kw)
     same = lambda a, b: a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     others = lambda l: attribute_heads(l.model).others.state_dict()
     assert same(others(learn2), others(learn1)) and same(body_of(learn2), body_of(learn1))
     assert attribute_heads(learn2.model).article[-1].out_features == len(attr_data.vocabs["rare"])  # a new article head
     dls_all = part_dataloaders(attr_data, ALL, size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
-    learn_all = all_classes(dls_all, "resnet18", learn2, "imprint", **kw)
+    learn_all = build_model(ALL_CLASSES, dls_all, "resnet18", "stage2", "imprint", source=learn2, **kw)
     assert same(others(learn_all), others(learn2))
     assert attribute_heads(learn_all.model).article[-1].out_features == len(attr_data.vocabs[ALL])
-    scratch = stage_two(attr_dls["rare"], "resnet18", "scratch", **kw)
+    scratch = build_model(STAGE2, attr_dls["rare"], "resnet18", "scratch", **kw)
     assert not same(others(scratch), others(learn1))  # without stage one's body, its heads do not carry over either
 
 
 def test_learn_predict_and_both_exported_forms_answer_every_attribute(attr_data, attr_dls, tmp_path):
     import json
     from fastai.vision.all import load_learner
-    from fashion_fastai.artifacts import export_stage, PickledLearner, WeightsOnlyModel
+    from fashion_fastai.artifacts import export_stage
+    from fashion_fastai.inference import PickledLearner, WeightsOnlyModel
     learn = build_learner(attr_dls["top"], "resnet18", path=tmp_path, attributes=attr_data.attributes,
                           attribute_weights=(2., .5, .5))
     learn.fit(1, 1e-3)  # trained BatchNorm statistics: the two forms must agree on them too
@@ -235,7 +239,7 @@ ATTRS = ("masterCategory", "subCategory", "gender")
 @pytest.fixture(scope="module")
 def attr_run(tmp_path_factory):
     "One tiny multi-attribute run on the demo data, shared by the tests below."
-    from conftest import cli_env, run_module, tiny_train_args
+    from helpers import cli_env, run_module, tiny_train_args
     env = cli_env(tmp_path_factory.mktemp("env"))
     out = tmp_path_factory.mktemp("runs")
     p = run_module("fashion_fastai.train", *tiny_train_args(epochs_all=1, lr_all=1e-3), "--attributes", ",".join(ATTRS),
@@ -273,7 +277,7 @@ def test_a_multi_attribute_run_reports_every_head(attr_run):
 @pytest.mark.slow
 def test_predict_shows_every_attribute_of_a_bare_image(attr_run, tmp_path):
     import json
-    from conftest import run_module
+    from helpers import run_module
     from fashion_fastai.app import classify, labels, load_predictors
     run_dir, env, _ = attr_run
     cfg = json.loads((run_dir / "config.json").read_text())

@@ -6,7 +6,7 @@ import pytest
 import torch
 from fastai.vision.all import Callback
 
-from fashion_fastai.checkpoint import read_state, skipped_epoch
+from fashion_fastai.checkpoint import read_state, skipped_epoch, started_models
 from fashion_fastai.compat import fine_tune_phases
 from fashion_fastai.errors import OptionError
 from fashion_fastai.stages import build_learner, train_stage
@@ -90,3 +90,21 @@ def test_resume_refuses_changed_classes(tiny_dls, tmp_path):
     state["vocab"] = state["vocab"][:-1]
     with pytest.raises(OptionError, match="classes changed"):
         train_stage(_learner(tiny_dls, tmp_path), 1, 1e-3, run_dir=tmp_path, resume=state)
+
+
+def test_a_damaged_checkpoint_is_named_before_resuming(tiny_dls, tmp_path):
+    "A state JSON cut short, or the weights it points at missing or cut short: one error naming the file and the fix."
+    learn = _learner(tiny_dls, tmp_path)
+    learn.add_cb(_Kill(1))
+    with pytest.raises(KeyboardInterrupt): train_stage(learn, 2, 1e-3, run_dir=tmp_path)
+    assert started_models(tmp_path) == {"stage1"} and started_models(tmp_path / "nowhere") == set()
+    state = read_state(tmp_path, "stage1")
+    weights = tmp_path / "checkpoints" / state["file"]
+    weights.write_bytes(weights.read_bytes()[:1000])  # cut short, as by a full disk
+    with pytest.raises(OptionError, match=f"stage1's weights {weights} are cut short or damaged; delete"):
+        read_state(tmp_path, "stage1")
+    weights.unlink()
+    with pytest.raises(OptionError, match="are missing"): read_state(tmp_path, "stage1")
+    path = tmp_path / "checkpoints" / "stage1.json"
+    path.write_text(path.read_text()[:20])
+    with pytest.raises(OptionError, match=f"the checkpoint state {path} is damaged"): read_state(tmp_path, "stage1")

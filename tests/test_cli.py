@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import cli_env, run_module, tiny_train_args
+from helpers import cli_env, run_module, tiny_train_args
 
 TINY = tiny_train_args()
 TINY_ALL = tiny_train_args(epochs_all=1, lr_all=1e-3)  # with the all-classes model
@@ -78,7 +78,7 @@ def some_test_images(run_dir, n=3):
 @pytest.mark.slow
 def test_exported_learner_predicts_bare_paths_and_matches_weights_only(run):
     from fastai.vision.all import load_learner
-    from fashion_fastai.artifacts import WeightsOnlyModel, PickledLearner
+    from fashion_fastai.inference import WeightsOnlyModel, PickledLearner
     run_dir, _ = run
     imgs = some_test_images(run_dir)
     learn = load_learner(run_dir / 'stage1.pkl', cpu=True)
@@ -144,7 +144,7 @@ def test_predict_answers_among_every_article_type_by_default(run, env):
 @pytest.mark.slow
 def test_predict_prefers_weights_only_and_warns_on_lone_pickle(run, tmp_path):
     import shutil
-    from fashion_fastai.predict import find_model
+    from fashion_fastai.inference import find_model
     run_dir, _ = run
     assert find_model(run_dir / 'stage1.pkl') == (run_dir / 'stage1.json', 'weights')
     assert find_model(run_dir / 'stage1.pkl', trust_pickle=True) == (run_dir / 'stage1.pkl', 'pickle')
@@ -159,6 +159,12 @@ def test_cli_errors_are_one_line_before_any_work(env, tmp_path):
     p = run_module('fashion_fastai.train', *TINY, '--out', blocker / 'runs', env=env, check=False)
     assert p.returncode == 2 and 'train: error: Cannot write the run folder' in p.stderr
     assert 'Traceback' not in p.stderr and 'Loaded' not in p.stdout
+    p = run_module('fashion_fastai.train', *TINY, '--weights', blocker, '--out', tmp_path / 'runs', env=env, check=False)
+    assert p.returncode == 2 and f'train: error: --weights {blocker} is not a readable PyTorch state_dict' in p.stderr
+    assert 'Traceback' not in p.stderr and 'Loaded' not in p.stdout  # checked before the data is read
+    for resume, why in [(tmp_path / 'gone', 'no such folder'), (tmp_path, 'no config.json')]:
+        p = run_module('fashion_fastai.train', '--resume', resume, env=env, check=False)
+        assert p.returncode == 2 and f'train: error: --resume {resume}: {why}' in p.stderr and 'Traceback' not in p.stderr
     p = run_module('fashion_fastai.predict', tmp_path / 'missing.json', blocker, env=env, check=False)
     assert p.returncode == 2 and 'predict: error:' in p.stderr and 'Traceback' not in p.stderr
 

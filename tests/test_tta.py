@@ -76,7 +76,7 @@ def test_outputs_of_several_heads_are_averaged_head_by_head():
 def test_the_run_evaluation_averages_its_kept_pass_with_the_mirrored_one(learner, tiny_data, tiny_dls):
     "`evaluate_heads` with a kept validation pass and `--tta flip`: one new pass, the mirrored one, averaged in."
     from fashion_fastai.data import LABEL, eval_rows, as_items
-    from fashion_fastai.run import evaluate_heads
+    from fashion_fastai.evaluate import evaluate_heads
     rows = eval_rows(tiny_data, "top")
     dl = tiny_dls.test_dl(as_items(rows), with_labels=True, shuffle=False)
     plain, mirrored = softmax_of(learner, dl, False), softmax_of(learner, dl, True)

@@ -8,10 +8,13 @@ import pytest
 import torch
 import torchvision
 
-from fashion_fastai.stages import stage_one
-from conftest import distinctive_resnet_state
-from fashion_fastai.weights import (ARCHS, WeightsError, body_state_from_imagenet, get_arch, imagenet_checkpoint,
-                                    resolve_weights)
+from fashion_fastai.stages import build_model
+from helpers import distinctive_resnet_state
+from fashion_fastai.weights import (ARCHS, WeightsError, body_state_from_imagenet, check_weights_file, get_arch,
+                                    imagenet_checkpoint, resolve_weights)
+from fashion_fastai.models import MODELS
+
+STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
 
 def _no_network(*a, **k):
@@ -66,7 +69,7 @@ def test_cached_weights_are_loaded_into_the_body(torch_home, tmp_path, tiny_dls)
     assert info.pretrained is True and info.source == str(cache) and info.note == "torchvision cache"
     assert state.keys() == saved.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
     assert resolve_weights("resnet18", "auto")[1].source == str(cache)
-    learn = stage_one(tiny_dls, "resnet18", state, path=tmp_path)
+    learn = build_model(STAGE1, tiny_dls, "resnet18", "imagenet", imagenet_state=state, path=tmp_path)
     assert_body_is(learn, saved)
     assert learn.model[1][-1].out_features == 3  # head: fresh, sized to the part's vocab
 
@@ -78,7 +81,7 @@ def test_weights_file_is_loaded_into_the_body(torch_home, tmp_path, tiny_dls, mo
     state, info = resolve_weights("resnet18", "auto", weights_file="my resnet18.pth")  # relative, as typed
     assert info.pretrained is True and "--weights" in info.note
     assert info.source == str((tmp_path / "my resnet18.pth").resolve())  # recorded absolute
-    assert_body_is(stage_one(tiny_dls, "resnet18", state, path=tmp_path), saved)
+    assert_body_is(build_model(STAGE1, tiny_dls, "resnet18", "imagenet", imagenet_state=state, path=tmp_path), saved)
     assert not imagenet_checkpoint("resnet18")[1].exists()  # the cache was not consulted (nor filled)
 
 
@@ -122,7 +125,24 @@ def test_wrong_arch_state_dict(torch_home, tmp_path, tiny_dls):
     with pytest.raises(WeightsError, match="resnet18"):
         body_state_from_imagenet("resnet18", state)
     with pytest.raises(WeightsError, match="same --arch"):
-        stage_one(tiny_dls, "resnet18", state, path=tmp_path)
+        build_model(STAGE1, tiny_dls, "resnet18", "imagenet", imagenet_state=state, path=tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["text", "cut short", "not a state_dict", "another network"])
+def test_a_weights_file_that_is_not_what_its_name_says_is_named_before_anything_is_read(tmp_path, kind):
+    "`check_weights_file` runs before the data is read: each kind of bad --weights file is one error naming the file."
+    f = tmp_path / "resnet18 weights.pth"
+    good = tmp_path / "good.pth"; torch.save(torchvision.models.resnet18(weights=None).state_dict(), good)
+    if kind == "text": f.write_text("<html>404 Not Found</html>")
+    elif kind == "cut short": f.write_bytes(good.read_bytes()[:100_000])
+    elif kind == "not a state_dict": torch.save([1, 2, 3], f)
+    else: torch.save(torchvision.models.resnet34(weights=None).state_dict(), f)
+    state = torch.get_rng_state()
+    with pytest.raises(WeightsError) as e: check_weights_file("resnet18", f)
+    assert str(f) in str(e.value) or "resnet18" in str(e.value)
+    assert (str(f) in str(e.value)) == (kind != "another network")  # unreadable: the file; misfit: the first key
+    check_weights_file("resnet18", good)  # a good one passes ...
+    assert torch.equal(torch.get_rng_state(), state)  # ... and checking draws no random number the run would use
 
 
 def test_unknown_arch_and_option():
