@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .models import ALL, PARTS, TOP, RARE
 from .compat import PadResize, TrainOnlyAffine
 from .images import ProductImageBlock, check_images
 from fastai.vision.all import (DataBlock, CategoryBlock, ColReader, AffineCoordTfm, aug_transforms, Normalize,
@@ -106,6 +107,34 @@ def _header_problem(csv_path: Path, header: list) -> str | None:
     if seps: hints.append(f"the header is a single column: the file must be comma-separated, not {seps[0]!r}-separated")
     return (f"{csv_path} lacks required column(s) {missing}; its header is {header}" + (f" ({'; '.join(hints)})" if hints else '')
             + f". Expected the Kaggle columns {','.join(COLUMNS)}.")
+
+
+def data_folder_problem(data_dir: Path,           # the folder given as --data
+                        option: str = '--data',   # the option that named it, for the message
+                        demo_hint: bool = True,   # say that leaving the option out uses the built-in demo data
+                        ) -> str | None:
+    """Why `data_dir` is not a Kaggle folder (styles.csv beside images/<id>.jpg), with where the right one is, or None: the
+    one check of a data folder, made before anything is read (`TrainConfig`, `load_data`, `prepare`)."""
+    data_dir = Path(data_dir)
+    images = data_dir / 'images'
+    if (data_dir / 'styles.csv').is_file():
+        if not images.is_dir():
+            return (f"{option} {data_dir} has styles.csv but no images/ folder beside it: the Kaggle layout keeps every "
+                    f"product photo as images/<id>.jpg next to styles.csv; unzip the images there.")
+        if not any(e.is_file() and e.name.lower().endswith('.jpg') for e in os.scandir(images)):
+            return (f"{option} {data_dir}: its images/ folder holds no .jpg file, so no product has a photo to train on; "
+                    f"unzip the Kaggle images into {images}.")
+        return None
+    if data_dir.is_file():
+        fix = (f"give the folder holding it: {option} {data_dir.parent}" if data_dir.name == 'styles.csv' else
+               "unzip it and give the folder holding styles.csv and images/" if data_dir.suffix.lower() == '.zip' else
+               "give the Kaggle folder holding styles.csv and images/")
+        return f"{option} {data_dir} is a file, not a folder: {fix}."
+    hint = ('that folder does not exist' if not data_dir.is_dir() else
+            next((f'it has one in {c.parent}: try {option} {c.parent}' for c in sorted(data_dir.glob('*/styles.csv'))), ''))
+    return (f"{option} {data_dir} has no styles.csv{' (' + hint + ')' if hint else ''}: it must be the Kaggle folder "
+            f"holding styles.csv and images/ (e.g. fashion-product-images-small/)"
+            + (f"; omit {option} for the built-in demo data." if demo_hint else "."))
 
 
 def load_styles(csv_path: Path,   # the Kaggle `styles.csv`
@@ -222,14 +251,11 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
     "Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so no part is left out."
     df = df.copy()
     df['split'] = year_split(df['year'])
-    df['part'] = np.where(df[LABEL].isin(top), 'top', 'rare')
+    df['part'] = np.where(df[LABEL].isin(top), TOP, RARE)
     if holdout:
         train = df[df['split'] == 'train']
         df.loc[train.groupby(LABEL).sample(frac=holdout, random_state=seed).index, 'split'] = 'valid'
     return df
-
-
-ALL = 'all'  # the "part" of every class, for the all-classes model
 
 
 def part_vocab(df: pd.DataFrame, part: str) -> list:
@@ -327,13 +353,13 @@ def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
               seed: int = 42,           # holdout seed
               attributes=(),            # other styles.csv columns to predict (ATTRIBUTES)
               ) -> FashionData:
+    "The protocol's rows, parts and vocabs from a Kaggle folder, the folder checked before anything is read."
     data_dir = Path(data_dir)
-    if not (data_dir / 'styles.csv').is_file():
-        raise DataError(f"{data_dir} has no styles.csv: --data must be the Kaggle folder holding styles.csv and images/.")
+    if problem := data_folder_problem(data_dir): raise DataError(problem)
     styles, report = load_styles(data_dir / 'styles.csv')
     top = top_classes(styles, k, rank_on)
     df = assign_protocol(attach_images(styles, data_dir / 'images', report), top, holdout, seed)
-    vocabs = {p: part_vocab(df, p) for p in ('top', 'rare', ALL)}
+    vocabs = {p: part_vocab(df, p) for p in (*PARTS, ALL)}
     return FashionData(df, vocabs, report, top, check_attributes(df, attributes, report, data_dir / 'styles.csv'))
 
 
@@ -356,7 +382,7 @@ def check_attributes(df: pd.DataFrame, attributes, report: LoadReport, csv_path:
 
 
 def part_dataloaders(data: FashionData,
-                     part: str,               # `top` or `rare`
+                     part: str,               # `top`, `rare` or `all` (models.py: a model's part)
                      size=IMAGE_SIZE,         # (height, width)
                      bs: int = 32,            # batch size (the CLI's default)
                      num_workers: int = None, # DataLoader workers (None: fastai's default)
@@ -366,7 +392,7 @@ def part_dataloaders(data: FashionData,
                      ):
     "Train on the part's even years; validate on the test split, or on the holdout when one was carved."
     rows = data.part(part)
-    if part == 'rare' and not len(rows):
+    if part == RARE and not len(rows):
         raise DataError(f"The top-{len(data.top)} part holds every class with images, so nothing is left for stage two: "
                         f"use a --topk below {len(data.top)}, or --epochs2 0 to train stage one only.")
     n_train = int((rows['split'] == 'train').sum())

@@ -20,7 +20,8 @@ Each article type is drawn as a simple product silhouette whose class is identif
 its *shape*; colour is random (and recorded as `baseColour`), with jitter of position, scale,
 rotation and mild pixel noise so the task is learnable but not trivial.
 
-Only numpy and Pillow are used here (no torch/fastai) so importing this module stays cheap.
+Importing this module needs only numpy and Pillow (no torch/fastai), so it stays cheap; the column names come from
+`data.COLUMNS` when the files are written.
 """
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .cache import cache_root
+
 __all__ = ["DEMO_CLASSES", "generate_demo", "demo_dir"]
 
 _VERSION = "v1"  # bump whenever the generated content changes, so stale caches are not reused
-_HEADER = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
 _W, _H = 60, 80  # image size of the Kaggle "small" variant (PIL size: width, height)
 _SS = 3  # supersampling factor: draw at 3x and box-downscale for anti-aliasing
 _MIN_FREQUENT, _MIN_RARE = 12, 2  # per-class minimum counts; 12 > any rare count below scale 0.38
@@ -500,7 +502,8 @@ def generate_demo(
 
     order = rng.permutation(n)
     ids = rng.choice(np.arange(10000, 10000 + max(50000, 20 * n)), n, replace=False)
-    lines = [_HEADER]
+    from .data import COLUMNS  # here, not at the top: it imports fastai, and importing this module stays cheap
+    lines = [",".join(COLUMNS)]
     for ident, i in zip(ids.tolist(), order.tolist()):
         r = rows[i]
         cname, rgb, _ = _COLOURS[r["colour"]]
@@ -508,8 +511,10 @@ def generate_demo(
             display = f"{r['brand']} {r['gender']}, {cname}, {r['article']}"
         else:
             display = f"{r['brand']} {r['gender']} {cname} {r['article']}"
-        lines.append(",".join([str(ident), r["gender"], r["master"], r["sub"], r["article"], cname,
-                               r["season"], r["year"], r["usage"], display]))
+        fields = dict(id=str(ident), gender=r["gender"], masterCategory=r["master"], subCategory=r["sub"],
+                      articleType=r["article"], baseColour=cname, season=r["season"], year=r["year"], usage=r["usage"],
+                      productDisplayName=display)
+        lines.append(",".join(fields[c] for c in COLUMNS))
         path = out / "images" / f"{ident}.jpg"
         if r["missing"]:
             path.unlink(missing_ok=True)  # also when `out` holds an older generation
@@ -517,12 +522,6 @@ def generate_demo(
         _render(r["draw"], rgb, seed, ident, r["grey"]).save(path, "JPEG", quality=90)
     (out / "styles.csv").write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
     return out
-
-
-def cache_root() -> Path:
-    "Where generated data and converted weights are kept: $FASHION_FASTAI_CACHE, or ~/.cache/fashion_fastai."
-    env = os.environ.get("FASHION_FASTAI_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "fashion_fastai"
 
 
 def demo_dir(

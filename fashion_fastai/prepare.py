@@ -9,11 +9,12 @@ and `train --data CACHE_DIR` just works.
 Running it again only redoes what changed: an output keeps its source's modification time, and an image whose output
 exists with that time (and was made with the same settings, recorded in `prepare.json`) is skipped.  An image that does not
 decode is counted, listed with its reason in `prepare_report.json`, and left out of the cache, where training then
-reports it as an image that is missing.
+reports it as an image that is missing.  Everything else a user can get wrong (a --data that is not a Kaggle folder or whose
+styles.csv training could not read, an --out that overlaps it or cannot be written) is refused before any image is read.
 """
 from __future__ import annotations
 
-import json, os, shutil, time, warnings
+import json, os, shutil, tempfile, time, warnings
 from dataclasses import dataclass, asdict
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from PIL import Image
 
 from .atomic import atomic_write_text
 from .cli import command
+from .data import data_folder_problem, load_styles
 from .errors import OptionError, DataError
 from .images import to_rgb
 
@@ -98,14 +100,39 @@ def _up_to_date(src: os.DirEntry, dst_stats: dict) -> bool:
     return d is not None and d.st_size > 0 and d.st_mtime_ns == src.stat().st_mtime_ns
 
 
+_KINDS = {'images': 'folder', 'styles.csv': 'file', 'prepare.json': 'file', 'prepare_report.json': 'file'}  # what --out holds
+
+
+def _out_problem(out: Path) -> str | None:
+    "Why the cache cannot be written at `out`, or None; proven by making its images/ folder and writing a file there."
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == out: return f"--out {out} is a file: give a folder to create or update (a new one is made)."
+    if blocker is not None:
+        return f"--out {out} cannot be made: {blocker} is a file, not a folder; choose a folder elsewhere."
+    for name, kind in _KINDS.items():
+        p = out / name
+        if p.exists() and p.is_dir() != (kind == 'folder'):
+            return (f"--out {out} holds a {'file' if kind == 'folder' else 'folder'} {p} where the cache keeps its {name} "
+                    f"{kind}: remove it, or choose another --out.")
+    try:
+        (out / 'images').mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out / 'images'): pass
+    except OSError as e:
+        return (f"--out {out} cannot be written ({e.strerror or type(e).__name__}): choose a folder you can write to, or "
+                f"give yourself write permission on it.")
+    return None
+
+
 def check_folders(data: Path, out: Path) -> None:
-    "Refuse folders that would make the cache overwrite or contain its source."
-    if not (data / 'styles.csv').is_file() or not (data / 'images').is_dir():
-        raise DataError(f"--data {data} must be a Kaggle folder holding styles.csv and images/ (e.g. fashion-dataset/).")
+    """Refuse, before any image is read, a --data that is not a readable Kaggle folder and an --out that would overwrite or
+    contain it or cannot be written (its images/ folder is made to prove it), so a long run never fails at its end."""
+    if problem := data_folder_problem(data, demo_hint=False): raise DataError(problem)
+    load_styles(data / 'styles.csv')  # training must be able to read the copy: an unreadable one is refused now
     d, o = data.resolve(), out.resolve()
     if o == d or d in o.parents or o in d.parents:
         raise OptionError(f"--out {out} is {'the --data folder' if o == d else 'inside --data' if d in o.parents else 'a parent of --data'}: "
                           f"choose a folder outside {data}, so the original images are never overwritten.")
+    if problem := _out_problem(out): raise OptionError(problem)
 
 
 def prepare(data: Path,               # Kaggle folder (styles.csv + images/)
@@ -122,7 +149,6 @@ def prepare(data: Path,               # Kaggle folder (styles.csv + images/)
     if workers is not None and workers < 0: raise OptionError(f"--workers must be >= 0 (0: this process), got {workers}.")
     check_folders(data, out)
     t0 = time.time()
-    (out / 'images').mkdir(parents=True, exist_ok=True)
     settings = dict(format=FORMAT, size=size, quality=quality)
     same_settings = _settings_match(out, settings)
     (out / 'prepare.json').unlink(missing_ok=True)  # rewritten last: a half-built cache never claims to be complete
@@ -160,4 +186,7 @@ def main(data: Path = None,      # Kaggle folder holding styles.csv and images/ 
     print(f"{out}: {r.summary()}")
     for s in r.skipped[:10]: print(f"  skipped {s['file']}: {s['reason']}")
     if len(r.skipped) > 10: print(f"  ... and {len(r.skipped) - 10} more, listed in {out / 'prepare_report.json'}")
+    if not r.written + r.up_to_date:
+        raise DataError(f"none of the {r.images} files in {Path(data) / 'images'} decodes as an image, so {out} has no "
+                        f"image to train on: check that they are the Kaggle photos (reasons in {out / 'prepare_report.json'}).")
     print(f"Next: python -m fashion_fastai.train --data {out}")

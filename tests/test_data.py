@@ -1,6 +1,7 @@
 """The loader against each trap of the Kaggle files, and the protocol (year-parity split, top-k parts, union vocabs).
 
-Custom data sets are written by `make_dataset` (conftest) from unquoted CSV lines, like the Kaggle `styles.csv`.
+Custom data sets are written by `make_dataset` (conftest.py; `helpers.write_dataset`) from unquoted CSV lines, like the
+Kaggle `styles.csv`.
 """
 import random
 from pathlib import Path
@@ -14,7 +15,10 @@ from PIL import Image
 from fashion_fastai.data import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles, part_dataloaders,
                                  part_vocab, top_classes, year_split)
 
-from conftest import COLUMNS, REAL_DATA, SMALL, style_line
+from helpers import COLUMNS, REAL_DATA, SMALL, style_line
+from fashion_fastai.models import MODELS
+
+STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
 
 def ids_of(rows):
@@ -96,6 +100,19 @@ def test_missing_styles_csv_names_the_file(tmp_path):
     with pytest.raises(DataError) as e:
         load_styles(tmp_path / "nope.csv")
     assert str(tmp_path / "nope.csv") in str(e.value)
+
+
+def test_load_data_checks_the_folder_before_reading(make_dataset, tmp_path):
+    "The one check of a data folder (`data_folder_problem`): what is wrong and where the right folder is, before any row."
+    root = make_dataset([style_line(1)])
+    (root / "images" / "1.jpg").rename(root / "images" / "1.png")
+    (tmp_path / "archive.zip").write_bytes(b"PK")
+    for given, says in [(root, "its images/ folder holds no .jpg file"),
+                        (root / "styles.csv", f"is a file, not a folder: give the folder holding it: --data {root}."),
+                        (tmp_path / "archive.zip", "is a file, not a folder: unzip it"),
+                        (root.parent, f"has no styles.csv (it has one in {root}: try --data {root})")]:
+        with pytest.raises(DataError) as e: load_data(given)
+        assert says in str(e.value) and str(given) in str(e.value)
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"\xef\xbb\xbf"])
@@ -334,6 +351,7 @@ def test_real_data_smoke():
     data = load_data(REAL_DATA)
     r = data.report
     assert r.lines_read == 44446
+    assert list(data.frame.columns[:len(COLUMNS)]) == COLUMNS  # the one spelling of the header (data.COLUMNS) is Kaggle's
     assert "Perfume and Body Mist" in data.top and data.train_counts("top").get("Perfume and Body Mist", 0) == 0
     assert len(data.top) == 20 and len(data.vocabs["top"]) == 20
     assert data.vocabs["all"] == sorted(data.vocabs["top"] + data.vocabs["rare"])  # the all-classes model's classes
@@ -432,8 +450,8 @@ def test_part_empty_after_filtering_is_a_clear_error(make_dataset):
 def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
     """'Solo' has a single image (train), 'Lone' a single image (test only): both keep a vocab index, one epoch trains,
     and the evaluation counts them (Lone unseen, in the ceiling; Solo with no test image)."""
-    from fashion_fastai.stages import stage_one, train_stage
-    from fashion_fastai.run import evaluate_learner
+    from fashion_fastai.stages import build_model, train_stage
+    from fashion_fastai.evaluate import evaluate_learner
     from fashion_fastai.data import eval_rows
     lines = [style_line(i, c, y) for i, (c, y) in enumerate(
         [(c, y) for c in ("Belts", "Caps") for y in (2012, 2012, 2014, 2014, 2013, 2015)]
@@ -441,7 +459,7 @@ def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
     data = load_data(make_dataset(lines), k=4)
     assert data.vocabs["top"] == ["Belts", "Caps", "Lone", "Solo"]
     dls = part_dataloaders(data, "top", size=SMALL, bs=4, num_workers=0, augment=False, seed=0)
-    learn = stage_one(dls, "resnet18", None, path=tmp_path)
+    learn = build_model(STAGE1, dls, "resnet18", "imagenet", path=tmp_path)
     train_stage(learn, 1, 1e-3, 0)
     table, summary, probs, targs = evaluate_learner(learn, eval_rows(data, "top"), data.train_counts("top"))
     assert tuple(probs.shape) == (5, 4)

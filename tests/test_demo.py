@@ -12,7 +12,7 @@ from PIL import Image
 
 from fashion_fastai.demo import DEMO_CLASSES, demo_dir, generate_demo
 
-HEADER = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
+from helpers import HEADER
 SCALE = 0.1
 
 
@@ -170,6 +170,16 @@ def test_generate_into_old_output_keeps_missing_image(tmp_path, demo):
         (target / "images" / f"{r['id']}.jpg").write_bytes(b"stale")
     generate_demo(target, scale=SCALE, seed=0)
     assert [r for r in parse(target) if not img_path(target, r).exists()]
+
+
+def test_cache_root(tmp_path, monkeypatch):
+    "One cache folder for the demo data and converted weights: $FASHION_FASTAI_CACHE, else under the home folder."
+    from fashion_fastai.cache import cache_root
+    monkeypatch.setenv("FASHION_FASTAI_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"
+    monkeypatch.delenv("FASHION_FASTAI_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "fashion_fastai"
 
 
 def test_demo_dir_caches(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.slow  # two training runs end to end
 pytest.importorskip('accelerate', reason='fastai needs Accelerate for distributed training: pip install accelerate')
 
-from conftest import cli_env, tiny_train_args
+from helpers import cli_env, tiny_train_args
 
 ARGS = tiny_train_args(epochs=2, lr=2e-3, lr2=2e-3, workers=0, epochs_all=1, attributes='masterCategory')  # two heads
 

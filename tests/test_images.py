@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import save_image, style_line
+from helpers import save_image, style_line
 from fashion_fastai.data import load_data, part_dataloaders
 from fashion_fastai.images import ProductImage, check_images, image_problem, open_rgb, to_rgb
 

@@ -1,5 +1,5 @@
 """The pre-resized cache (`fashion_fastai.prepare`) on generated full-size images (1800x2400, like the Kaggle full set)."""
-import json
+import errno, json, os, shutil
 from pathlib import Path
 
 import pytest
@@ -149,3 +149,116 @@ def test_command_line(full, tmp_path):
     p = run('--data', full, '--out', full / 'small')
     assert p.returncode == 2 and p.stderr.startswith('prepare: error: --out') and len(p.stderr.splitlines()) == 1
     assert not (full / 'small').exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Every path the command takes, as a newcomer gets it wrong: one line `prepare: error: ...` naming the path and the fix,
+# exit 2, before any image is read (nothing is written under --out)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def run_main(capsys, data, out) -> str:
+    "The command's entry point in this process: its stderr line, after checking it exited 2 with nothing else."
+    from fashion_fastai.prepare import main
+    with pytest.raises(SystemExit) as e:
+        main(data=data, out=out, workers=0)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith('prepare: error: ') and len(err.splitlines()) == 1, err
+    return err
+
+
+def _no_styles(root: Path, full: Path) -> Path:
+    d = root / 'photos'; shutil.copytree(full / 'images', d / 'images'); return d
+
+
+def _no_images_folder(root: Path, full: Path) -> Path:
+    d = root / 'csv-only'; d.mkdir(); shutil.copy(full / 'styles.csv', d); return d
+
+
+def _no_jpg(root: Path, full: Path) -> Path:
+    d = root / 'empty-images'; (d / 'images').mkdir(parents=True); shutil.copy(full / 'styles.csv', d)
+    (d / 'images' / 'README.txt').write_text('images go here'); return d
+
+
+def _bad_header(root: Path, full: Path) -> Path:
+    d = root / 'semicolons'; shutil.copytree(full, d)
+    (d / 'styles.csv').write_text(STYLES.replace(',', ';')); return d
+
+
+def _empty_csv(root: Path, full: Path) -> Path:
+    d = root / 'empty-csv'; shutil.copytree(full, d); (d / 'styles.csv').write_bytes(b''); return d
+
+
+@pytest.mark.parametrize('make, says', [
+    (lambda root, full: root / 'nowhere', 'that folder does not exist'),
+    (lambda root, full: full / 'styles.csv', 'is a file, not a folder: give the folder holding it: --data {full}.'),
+    (lambda root, full: full.parent, 'it has one in {full}: try --data {full}'),  # one level too high
+    (_no_styles, 'has no styles.csv'),
+    (_no_images_folder, 'no images/ folder beside it'),
+    (_no_jpg, 'holds no .jpg file'),
+    (_bad_header, "must be comma-separated, not ';'-separated"),
+    (_empty_csv, 'is empty: expected a header line'),
+], ids=['missing', 'a-file', 'one-level-up', 'no-styles-csv', 'no-images-folder', 'no-jpg', 'bad-header', 'empty-csv'])
+def test_data_that_is_not_a_kaggle_folder(full, tmp_path, capsys, make, says):
+    data, out = make(tmp_path, full), tmp_path / 'cache'
+    err = run_main(capsys, data, out)
+    assert says.format(full=full) in err and str(data) in err
+    assert not out.exists()  # refused before anything was made
+    assert 'demo' not in err  # `train`'s hint: prepare has no demo data to fall back on
+
+
+def _out_is_a_file(root: Path) -> Path:
+    (root / 'cache').write_text('a file'); return root / 'cache'
+
+
+def _out_under_a_file(root: Path) -> Path:
+    (root / 'notes.txt').write_text('a file'); return root / 'notes.txt' / 'cache'
+
+
+def _images_is_a_file(root: Path) -> Path:
+    (root / 'cache').mkdir(); (root / 'cache' / 'images').write_text('a file'); return root / 'cache'
+
+
+def _styles_is_a_folder(root: Path) -> Path:
+    (root / 'cache' / 'styles.csv').mkdir(parents=True); return root / 'cache'
+
+
+@pytest.mark.parametrize('make, says', [
+    (_out_is_a_file, 'is a file: give a folder'),
+    (_out_under_a_file, 'notes.txt is a file, not a folder'),
+    (_images_is_a_file, "holds a file {out}/images where the cache keeps its images folder"),
+    (_styles_is_a_folder, "holds a folder {out}/styles.csv where the cache keeps its styles.csv file"),
+], ids=['a-file', 'under-a-file', 'images-is-a-file', 'styles-csv-is-a-folder'])
+def test_out_that_cannot_hold_the_cache(full, tmp_path, capsys, make, says):
+    out = make(tmp_path)
+    err = run_main(capsys, full, out)
+    assert says.format(out=out) in err and err.startswith(f'prepare: error: --out {out}')
+    assert not (tmp_path / 'cache' / 'prepare_report.json').exists()
+
+
+def test_out_that_cannot_be_written(full, tmp_path, capsys, monkeypatch):
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):  # root: permissions do not bind, so the OS's refusal is simulated
+        mkdir = Path.mkdir
+        def refuse(self, *a, **kw):
+            if locked in self.parents: raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+            return mkdir(self, *a, **kw)
+        monkeypatch.setattr(Path, 'mkdir', refuse)
+    try:
+        err = run_main(capsys, full, locked / 'cache')
+    finally: locked.chmod(0o755)
+    assert f'--out {locked / "cache"} cannot be written (Permission denied): choose a folder you can write to' in err
+    assert not (locked / 'cache').exists()
+
+
+def test_every_image_broken_is_an_error_after_the_counted_skips(full, tmp_path, capsys):
+    "Bad images are counted skips; when none is left there is nothing to train on, which is said as an error."
+    for p in (full / 'images').iterdir(): p.write_bytes(b'<html>404</html>')
+    from fashion_fastai.prepare import main
+    with pytest.raises(SystemExit) as e:
+        main(data=full, out=tmp_path / 'cache', workers=0)
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and '5 images: 0 written, 0 already up to date, 5 skipped' in out
+    assert err.startswith('prepare: error: none of the 5 files') and len(err.splitlines()) == 1
+    assert 'Next:' not in out
