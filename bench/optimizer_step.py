@@ -6,6 +6,11 @@ decay 0.01) in its for-loop, foreach and fused implementations, fused AdamW insi
 and with norm and bias parameters exempt from weight decay, as a `Learner` sets them. Gradients are random and fixed;
 each step is timed alone, the optimisers alternating, median of `--repeats`.
 
+torchvision ResNets only (`--arch resnet18`, `resnet50`: it builds with fastai's `create_vision_model` and its ResNet
+parameter groups): it reproduces the measurement of 2026-11-30 that led to `FusedAdam` (BENCHMARKS.md, "Optimiser step";
+bench/HISTORY.md).  The documented command's `tf_efficientnet_lite0` steps with the same `FusedAdam`; `bench/speed.py`
+times its whole training loop against a bare loop with the fused kernel.
+
     .venv/bin/python bench/optimizer_step.py --arch resnet18
 """
 from __future__ import annotations

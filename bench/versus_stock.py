@@ -12,8 +12,12 @@ They run one after the other, each with the machine to itself and torch's defaul
 and after them, a speed reference (a bare resnet18 training loop at 80x60, one thread) shows whether the machine's
 speed changed under them.
 
-    .venv/bin/python bench/versus_stock.py --ours "--arch tf_efficientnet_lite0 --pretrained yes ..." --stock-epochs 3
-Writes bench/results/versus-stock.json and prints the markdown table for BENCHMARKS.md.
+The defaults are the documented command (`--ours`) against stock fastai's `fine_tune(3)` at its size, 128x96.
+
+    .venv/bin/python bench/versus_stock.py                       # both sides: bench/results/versus-stock.json
+    .venv/bin/python bench/versus_stock.py --stock-epochs 0 --name documented-command   # ours alone, speed references
+Writes bench/results/<name>.json, each side's log beside it (<name>.ours.log, <name>.stock.log) and the stock side's own
+result (<name>.stock.json, copied into <name>.json), and prints the markdown table for BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ def stock(data: Path, arch: str, size: str, epochs: int, bs: int, seed: int, out
                                    accuracy, set_seed)
     from fashion_fastai.config import parse_size
     from fashion_fastai.data import load_data, LABEL
-    from fashion_fastai.evaluate import class_table, summarize
+    from fashion_fastai.scores import class_table, summarize
     from fashion_fastai.lite_weights import timm_weights_file
     set_seed(seed, reproducible=True)
     fd = load_data(data)
@@ -83,7 +87,7 @@ def _drop_progress_bars(path: str) -> None:
 
 @call_parse
 def main(data: Path = REAL,                # Kaggle folder
-         ours: str = '--arch tf_efficientnet_lite0 --pretrained yes',  # options of our command, after --data
+         ours: str = '--arch tf_efficientnet_lite0 --attributes masterCategory,subCategory',  # after --data: documented
          arch: str = 'tf_efficientnet_lite0',  # the stock side's arch (the same weights as ours)
          size: str = '128x96',             # the stock side's Resize, (height)x(width)
          stock_epochs: int = 3,            # fine_tune(n) of the stock side (0: ours alone, with the speed references)
