@@ -67,8 +67,10 @@ def _shape(t) -> tuple: return tuple(t.shape)
 
 
 def _timm_template(arch: str) -> dict:
+    """timm's untrained `arch`, built without touching the torch RNG: converting the weights (the first run on a machine)
+    must not change the numbers of the run that does it."""
     import timm
-    return timm.create_model(arch, pretrained=False).state_dict()
+    with torch.random.fork_rng(): return timm.create_model(arch, pretrained=False).state_dict()
 
 
 def to_timm_state(package_state: dict,  # state_dict as loaded from the package's .pth (lukemelas key names)

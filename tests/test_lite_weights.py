@@ -129,3 +129,12 @@ def test_cache(monkeypatch, tmp_path, package_state, converted):
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("FASHION_FASTAI_CACHE", str(tmp_path))
     assert lw.timm_weights_file(ARCH).parent == tmp_path / "weights"
+
+
+def test_converting_leaves_the_torch_rng_alone(tmp_path):
+    "The first run on a machine converts the weights; it must train with the same random draws as every later run."
+    state = torch.get_rng_state()
+    lw.timm_weights_file("tf_efficientnet_lite0", tmp_path)  # a fresh cache folder: converts
+    assert torch.equal(torch.get_rng_state(), state)
+    lw.timm_weights_file("tf_efficientnet_lite0", tmp_path)  # cached: only checks
+    assert torch.equal(torch.get_rng_state(), state)
