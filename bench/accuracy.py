@@ -35,7 +35,7 @@ from fastcore.script import call_parse
 
 from fashion_fastai.data import load_data, part_dataloaders, eval_rows, default_workers, LABEL
 from fashion_fastai.scores import class_table, summarize
-from fashion_fastai.images import open_rgb
+from fashion_fastai.pixels import open_rgb
 from fashion_fastai.models import spec
 from fashion_fastai.stages import build_model, train_stage
 from fashion_fastai.config import TrainConfig, parse_size, parse_lr

@@ -1,8 +1,5 @@
-"""One way to turn a product image file into 8-bit RGB, used by training, the up-front check and inference alike.
-
-fastai's `PILImage.create` is `Image.convert('RGB')`, which is right for JPEG but wrong for two kinds of files found in
-scraped catalogues: 16-bit greyscale PNGs (PIL clips them, so they come out almost white) and images with transparency
-(the transparent background turns black, while product shots are photographed on white).  `to_rgb` handles both.
+"""One way to turn a product image file into 8-bit RGB (pixels.py's `to_rgb`), in fastai's image types for training
+and the PyTorch inference path, and the up-front check of every file.
 
 `image_problem` decodes a file completely (JPEGs at 1/8 scale, which still reads every byte) before a run starts, so a
 truncated file, a text file named `.jpg` or a decompression bomb becomes a counted skip in the load report instead of a
@@ -10,34 +7,14 @@ crash in the middle of an epoch.
 """
 from __future__ import annotations
 
-import io, os, warnings
+import os, warnings
 from pathlib import Path
 
-import numpy as np
 from fastai.vision.all import PILImage, Transform, TransformBlock, IntToFloatTensor
 from fastcore.parallel import parallel
 from PIL import Image
 
-_WIDE_GREY = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I', 'F')
-
-
-def to_rgb(im: Image.Image) -> Image.Image:
-    "8-bit RGB: wide greyscale scaled down, not clipped; transparency composited onto white."
-    if im.mode in _WIDE_GREY:
-        a = np.asarray(im, dtype=np.float64)
-        top = 1. if im.mode == 'F' and a.max() <= 1 else 65535. if im.mode.startswith('I;16') or a.max() > 255 else 255.
-        im = Image.fromarray(np.clip(a * (255. / top), 0, 255).round().astype(np.uint8), 'L')
-    if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La') or 'transparency' in im.info:
-        rgba = im.convert('RGBA')
-        return Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba).convert('RGB')
-    return im.convert('RGB')
-
-
-def open_rgb(fn) -> Image.Image:
-    "Decode a path or bytes fully (the file is closed afterwards) and return `to_rgb` of it."
-    with Image.open(io.BytesIO(fn) if isinstance(fn, bytes) else fn) as im:
-        im.load()
-        return to_rgb(im)
+from .pixels import open_rgb, to_rgb
 
 
 class ProductImage(PILImage):

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from .atomic import atomic_open
-from .images import open_rgb
+from .pixels import open_rgb
 from .scores import _check_preds
 
 _NOT_METRICS = {"epoch", "train_loss", "valid_loss", "time"}

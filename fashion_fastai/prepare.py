@@ -2,7 +2,7 @@
 (1800x2400 JPEGs) is bound by the model, not by decoding.
 
 Each image is decoded once, at reduced scale where JPEG allows it (Pillow's `draft`: the decoder skips the detail the
-output will not have), converted to RGB exactly as training converts it (`images.to_rgb`), shrunk so that its longer side is
+output will not have), converted to RGB exactly as training converts it (`pixels.to_rgb`), shrunk so that its longer side is
 `--size` (never enlarged), and written under the same name.  `styles.csv` is copied, so the cache has the Kaggle layout
 and `train --data CACHE_DIR` just works.
 
@@ -26,7 +26,7 @@ from .atomic import atomic_write_text
 from .cli import command
 from .data import data_folder_problem, load_styles
 from .errors import OptionError, DataError
-from .images import to_rgb
+from .pixels import to_rgb
 
 FORMAT = 'fashion_fastai.cache/1'
 QUALITY = 90  # JPEG quality of the cache: visually lossless at these sizes, a third of the size of quality 100
