@@ -20,7 +20,7 @@ from fastcore.script import call_parse
 from .cli import command
 from .errors import OptionError
 from .data import LABEL
-from .inference import ANSWER_ORDER, DEVICES, exported, default_model, load_model, models_help, predict_paths, \
+from .inference import ANSWER_ORDER, DEVICES, ENGINES, exported, default_model, load_model, models_help, predict_paths, \
     resolve_device
 from .models import FIRST, NAMES, STAGES, spec
 
@@ -44,12 +44,14 @@ def load_predictors(model: Path,                # run folder, <model>.json or <m
                     stage: str = 'auto',        # auto (the model `predict` answers with), a model's name, or both stages
                     trust_pickle: bool = False, # load .pkl files even when a weights-only form exists
                     device: str = 'auto',       # auto, cpu or cuda (`inference.resolve_device`)
+                    engine: str = 'torch',      # torch, or onnx (ONNX Runtime on the run's exported graphs)
                     ) -> dict:
     "{title: predictor} for the models to show, in the run's order."
     if stage not in STAGE_CHOICES: raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
     model = Path(model)
-    if model.is_dir(): loaded = {s: load_model(model, s, trust_pickle, device=device) for s in shown_models(model, stage)}
-    else: loaded = {model.stem: load_model(model, None, trust_pickle, device=device)}  # a file: its own model, as in predict
+    kw = dict(device=device, engine=engine)
+    if model.is_dir(): loaded = {s: load_model(model, s, trust_pickle, **kw) for s in shown_models(model, stage)}
+    else: loaded = {model.stem: load_model(model, None, trust_pickle, **kw)}  # a file: its own model, as in predict
     return {title(s, len(p.vocab)): p for s, p in loaded.items()}
 
 
@@ -114,11 +116,13 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
          device: Annotated[str, {'help': f"where the models run: {', '.join(DEVICES)} (auto: CUDA when torch sees a "
                                          f"GPU, else the CPU) (default: auto)"}] = 'auto',
+         engine: Annotated[str, {'help': f"what runs the models: {' or '.join(ENGINES)} (ONNX Runtime on the graphs "
+                                         f"`python -m fashion_fastai.export RUN` wrote) (default: torch)"}] = 'torch',
          ):
     "Serve a web page that shows the top-5 article types of an uploaded product photo."
     if not 0 < port < 65536: raise OptionError(f"--port must be a port number from 1 to 65535, got {port}.")
     resolve_device(device)
-    predictors = load_predictors(Path(model), stage, trust_pickle, device)
+    predictors = load_predictors(Path(model), stage, trust_pickle, device, engine)
     demo = build_app(predictors, source=model)
     try: demo.launch(server_name=host, server_port=port, share=False)
     except OSError as e:

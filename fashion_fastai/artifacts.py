@@ -45,6 +45,7 @@ def export_stage(learn: Learner,
     library = dict(timm=__import__('timm').__version__) if is_timm(arch) else dict(torchvision=torchvision.__version__)
     meta = dict(format=WEIGHTS_FORMAT, arch=arch, **library, n_out=len(vocab), vocab=vocab, size=list(size),
                 mean=norm.mean.flatten().tolist(), std=norm.std.flatten().tolist(), weights=f'{name}.pth',
+                channels_last=hasattr(learn, 'channels_last'),  # the memory layout it trained in: inference feeds it so
                 **(dict(attributes=heads.vocabs) if heads is not None else {}))
     with atomic_path(run_dir / f'{name}.json') as tmp: tmp.write_text(json.dumps(meta, indent=1))
     return {k: str(run_dir / f'{name}.{k}') for k in ('pkl', 'pth', 'json')}

@@ -25,18 +25,20 @@ import concurrent.futures as cf, json, multiprocessing as mp, warnings
 from pathlib import Path
 
 import torch
-from fastai.vision.all import load_learner, Datasets, TfmdDL, ToTensor, IntToFloatTensor, Normalize
+from fastai.vision.all import load_learner
 
 from . import __version__
 from .attributes import add_attribute_heads, article_head, article_vocab, attribute_heads, head_vocabs
-from .data import item_tfms, default_workers, LABEL
+from .data import LABEL
 from .errors import DataError, ModelError, OptionError
-from .images import ReadProductImage, image_problem
+from .images import image_problem
+from .pixels import decoded_ahead, image_batch
 from .models import ANSWER_ORDER, FIRST, NAMES, spec
 from .weights import create_model
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 DEVICES = ('auto', 'cpu', 'cuda')
+ENGINES = ('torch', 'onnx')  # PyTorch (either form), or ONNX Runtime on the run's exported graph (export.py)
 WEIGHTS_FORMAT = 'fashion_fastai.weights/1'  # what `export_stage` writes in the weights-only JSON, and all this reads
 META_KEYS = ('arch', 'vocab', 'size', 'mean', 'std', 'weights')  # what rebuilds the model and its preprocessing
 MODEL_HELP = "a run folder, a <model>.json (weights-only) or a <model>.pkl (exported learner)"
@@ -202,15 +204,23 @@ class WeightsOnlyModel(Predictor):
         self._check_heads(json_path, weights, state)
         self.model.load_state_dict(state)
         self.device = resolve_device(device)
-        self.model.eval().to(self.device)
-        self.norm = Normalize.from_stats(self.meta['mean'], self.meta['std'], cuda=False)
+        self.channels_last = bool(self.meta.get('channels_last'))  # the layout it trained in (export_stage records it)
+        self.model.eval().to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        stat = lambda v: torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
+        self.mean, self.std = stat(self.meta['mean']), stat(self.meta['std'])
 
-    def dataloader(self, paths, bs=64, num_workers: int = None):
-        "`num_workers` None: as training decides (`default_workers`); fastai's `TfmdDL` would start one per core."
-        ds = Datasets(list(paths), [[ReadProductImage()]])
-        return TfmdDL(ds, bs=bs, after_item=[*item_tfms(self.size), ToTensor()],
-                      after_batch=[IntToFloatTensor(), self.norm], shuffle=False, drop_last=False,
-                      num_workers=default_workers() if num_workers is None else num_workers)
+    def batches(self, paths, bs=64, num_workers: int = None):
+        """The model's input batches: uint8 pixels decoded and resized exactly as in training (pixels.py, the same bytes
+        as fastai's pipeline), then fastai's own `IntToFloatTensor` and `Normalize` arithmetic, on the model's device and
+        in its memory layout.  Decoding needs no fastai `DataLoader` (whose per-item Python costs more than the decoding
+        of a small photo); with `num_workers` other than 0 the next batch is decoded in a thread while the model runs."""
+        paths = list(paths)
+        chunks = [paths[i:i + bs] for i in range(0, len(paths), bs)]
+        decode = lambda chunk: torch.from_numpy(image_batch(chunk, self.size))
+        for pixels in (decoded_ahead(decode, chunks) if num_workers != 0 and len(chunks) > 1 else map(decode, chunks)):
+            x = pixels.to(self.device).float().div_(255)
+            x = (x - self.mean) / self.std
+            yield x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _check_heads(self, json_path: Path, weights: Path, state: dict) -> None:
         "Each head's outputs in the state_dict against the vocab the JSON gives it: files from two runs do not mix."
@@ -234,10 +244,8 @@ class WeightsOnlyModel(Predictor):
     def head_probs(self, paths, bs=64, num_workers: int = None) -> dict:
         outs = []
         with torch.inference_mode():
-            for (xb,) in self.dataloader(paths, bs, num_workers):
-                # a plain tensor, as fastai's Learner feeds its model (its CastToTensor callback): fastai's TensorImage
-                # runs Python around every layer, 8-9% of a resnet forward at batch 32 here
-                out = self.model(xb.as_subclass(torch.Tensor).to(self.device))
+            for x in self.batches(paths, bs, num_workers):
+                out = self.model(x)
                 outs.append(tuple(o.cpu() for o in (out if isinstance(out, tuple) else (out,))))
         return {head: torch.cat([o[i] for o in outs]).softmax(1) if outs else torch.empty(0, len(vocab))
                 for i, (head, vocab) in enumerate(self.vocabs.items())}
@@ -262,6 +270,42 @@ class PickledLearner(Predictor):
         return {h: p.cpu() for h, p in zip(self.vocabs, probs if isinstance(probs, tuple) else (probs,))}
 
 
+def onnx_form(path: Path, form: str) -> tuple[Path, str]:
+    """`find_model`'s choice as its shipped graph: the `<model>.onnx` that `python -m fashion_fastai.export` wrote beside
+    the weights-only JSON (which holds its vocabs and size), or an error saying how to make it."""
+    json_path = Path(path).with_suffix('.json')
+    if not json_path.is_file():
+        raise ModelError(f"--engine onnx reads the weights-only {json_path.name} and the .onnx beside it; {path} has no "
+                         f"{json_path.name} beside it: pass a run folder or a <model>.json.")
+    meta = read_meta(json_path)
+    shipped = meta.get('onnx')
+    if not shipped or not (json_path.parent / shipped['file']).is_file():
+        raise ModelError(f"{json_path} has no ONNX graph beside it yet: run `python -m fashion_fastai.export "
+                         f"{json_path.parent}` (it needs pip install 'fashion_fastai[onnx]'), or use --engine torch.")
+    return json_path, 'onnx'
+
+
+class OnnxPredictor(Predictor):
+    """A shipped model (`shipped.OnnxModel`, ONNX Runtime, the input pipeline in Pillow and numpy) behind the same
+    interface, its answers as torch tensors.  On CUDA only when asked for by name or when this onnxruntime has the CUDA
+    provider: the PyPI `onnxruntime` runs on the CPU."""
+    def __init__(self, json_path: Path, device='auto', threads: int = None):
+        from .shipped import OnnxModel, import_onnxruntime
+        try: ort = import_onnxruntime()
+        except ImportError as e: raise OptionError(str(e)) from None
+        wants_cuda = resolve_device(device).type == 'cuda'
+        cuda = wants_cuda and (device == 'cuda' or 'CUDAExecutionProvider' in ort.get_available_providers())
+        try: self.model = OnnxModel(json_path, threads, cuda)
+        except Exception as e:
+            raise weights_error(json_path, f"ONNX Runtime could not load the graph {json_path.with_suffix('.onnx')} "
+                                           f"({type(e).__name__}: {str(e)[:300]}): export it again") from e
+        self.vocabs, self.device = self.model.vocabs, torch.device('cuda' if cuda else 'cpu')
+
+    def head_probs(self, paths, bs=64, num_workers: int = None) -> dict:
+        "`num_workers` is ignored: the graph's session has its own threads."
+        return {h: torch.from_numpy(p) for h, p in self.model.head_probs(paths, bs).items()}
+
+
 _worker = None  # the model of this worker process, loaded once by `_load_worker`
 
 
@@ -270,7 +314,7 @@ def _load_worker(path: str, form: str, device: str):
     torch.set_num_threads(1)
     with warnings.catch_warnings():  # the parent loaded this same file first, and warned there if it had to
         warnings.simplefilter('ignore')
-        _worker = load_model_file(Path(path), form, device)
+        _worker = load_model_file(Path(path), form, device, threads=1)
 
 
 def _worker_head_probs(paths: list, bs: int) -> dict:
@@ -305,13 +349,15 @@ class ProcessPredictor(Predictor):
     def close(self): self.pool.shutdown()
 
 
-def load_model_file(path: Path, form: str, device='auto', processes: int = 1) -> Predictor:
+def load_model_file(path: Path, form: str, device='auto', processes: int = 1, threads: int = None) -> Predictor:
     """`find_model`'s choice loaded on `device` (`resolve_device`): 'weights' as a `WeightsOnlyModel`, 'pickle' as a
-    `PickledLearner`.  With `processes` > 1, a `ProcessPredictor` whose workers each load it (on `worker_device`) after
-    this process has checked, on the CPU, that it loads."""
+    `PickledLearner`, 'onnx' (`onnx_form`) as an `OnnxPredictor` with `threads` threads.  With `processes` > 1, a
+    `ProcessPredictor` whose workers each load it (on `worker_device`) after this process has checked, on the CPU, that it
+    loads."""
     if processes > 1:
         workers = worker_device(device)
         return ProcessPredictor(path, form, load_model_file(path, form, 'cpu').vocabs, processes, workers)
+    if form == 'onnx': return OnnxPredictor(path, device, threads)
     if form == 'weights':
         try: return WeightsOnlyModel(path, device)
         except (ModelError, OptionError): raise
@@ -332,10 +378,17 @@ def load_model_file(path: Path, form: str, device='auto', processes: int = 1) ->
                             f"any version.")) from e
 
 
-def load_model(model: Path, stage: str = None, trust_pickle: bool = False, processes: int = 1, device='auto') -> Predictor:
-    """The model `find_model` chooses, loaded by `load_model_file`; a file that cannot be loaded gives a `ModelError`
-    naming it and what to use."""
-    return load_model_file(*find_model(model, stage, trust_pickle), device, processes)
+def load_model(model: Path, stage: str = None, trust_pickle: bool = False, processes: int = 1, device='auto',
+               engine: str = 'torch') -> Predictor:
+    """The model `find_model` chooses, loaded by `load_model_file` on `engine` (ENGINES); a file that cannot be loaded
+    gives a `ModelError` naming it and what to use."""
+    return load_model_file(*choose_engine(find_model(model, stage, trust_pickle), engine), device, processes)
+
+
+def choose_engine(found: tuple[Path, str], engine: str = 'torch') -> tuple[Path, str]:
+    "`find_model`'s (file, form) for `engine`: as found for PyTorch, its ONNX graph for ONNX Runtime (`onnx_form`)."
+    if engine not in ENGINES: raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
+    return onnx_form(*found) if engine == 'onnx' else found
 
 
 def models_help() -> str:

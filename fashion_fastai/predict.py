@@ -16,8 +16,8 @@ from fastcore.script import call_parse
 
 from .cli import command
 from .errors import OptionError
-from .inference import ANSWER_ORDER, DEVICES, FIRST, MODEL_HELP, expand_paths, find_model, load_model_file, \
-    models_help, predict_paths, resolve_device
+from .inference import ANSWER_ORDER, DEVICES, ENGINES, FIRST, MODEL_HELP, choose_engine, expand_paths, find_model, \
+    load_model_file, models_help, predict_paths, resolve_device
 
 
 def check_options(paths, topk: int, processes: int, min_prob, device: str) -> None:
@@ -51,10 +51,13 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
          min_prob: float = None,     # mark a prediction whose best class has a lower probability as uncertain
          device: Annotated[str, {'help': f"where the model runs: {', '.join(DEVICES)} (auto: CUDA when torch sees a "
                                          f"GPU, else the CPU) (default: auto)"}] = 'auto',
+         engine: Annotated[str, {'help': f"what runs the model: {' or '.join(ENGINES)} (ONNX Runtime on the graph "
+                                         f"`python -m fashion_fastai.export RUN` wrote; no PyTorch needed to run it) "
+                                         f"(default: torch)"}] = 'torch',
          ):
     "Predict the top-k article types of product images with a trained model."
     check_options(paths, topk, processes, min_prob, device)
-    found = find_model(Path(model), stage, trust_pickle)
+    found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
     files = expand_paths(paths)  # a folder without images stops here, before the model is loaded
     with load_model_file(*found, device, processes) as predictor:
         results, skipped = predict_paths(predictor, files, topk, min_prob)

@@ -123,13 +123,16 @@ def run_module(mod, *args, env=None, cwd=None, check=True, timeout=900):
     return p
 
 
-def export_untrained(folder: Path, dls, stage="stage1", arch="resnet18", seed=0) -> Path:
-    "An untrained learner on `dls` exported by `export_stage` into `folder` (all three files); returns its `.json`."
+def export_untrained(folder: Path, dls, stage="stage1", arch="resnet18", seed=0, attributes=None) -> Path:
+    """An untrained learner on `dls` exported by `export_stage` into `folder` (all three files); returns its `.json`.
+    `attributes` ({attribute: vocab}): a head each beside the article type's."""
     from fashion_fastai.artifacts import export_stage
     from fashion_fastai.stages import build_learner
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    export_stage(build_learner(dls, arch, path=folder, stage=stage), folder, stage, arch, SMALL)
+    weights = (2., *(.5 for _ in attributes)) if attributes else ()
+    learn = build_learner(dls, arch, path=folder, stage=stage, attributes=attributes, attribute_weights=weights)
+    export_stage(learn, folder, stage, arch, SMALL)
     return folder / f"{stage}.json"
 
 

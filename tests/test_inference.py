@@ -167,3 +167,19 @@ def test_export_leaves_out_the_callbacks_marked_training_only(tiny_dls, tmp_path
     assert {type(cb).__name__ for cb in learn.cbs if getattr(cb, 'training_only', False)} == marked  # given back
     exported = {type(cb).__name__ for cb in load_learner(tmp_path / 'stage1.pkl').cbs}
     assert not exported & marked and 'Recorder' in exported
+
+
+def test_the_pytorch_path_feeds_the_bytes_fastais_pipeline_does(run_dir, images, tmp_path):
+    "No fastai DataLoader at inference, yet the same tensors as the exported learner's `test_dl` gives its model."
+    from fastai.vision.all import load_learner
+    import numpy as np
+    from PIL import Image
+    wide = tmp_path / 'wide.png'  # another aspect ratio than the model's (padded), with transparency (onto white)
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (50, 100, 4), dtype=np.uint8), 'RGBA').save(wide)
+    files = [*images, wide]
+    w = WeightsOnlyModel(run_dir / 'stage1.json', device='cpu')
+    ours = torch.cat(list(w.batches(files, bs=3)))
+    learn = load_learner(run_dir / 'stage1.pkl', cpu=True)
+    theirs = torch.cat([b[0].as_subclass(torch.Tensor) for b in learn.dls.test_dl(files, bs=3, num_workers=0)])
+    assert torch.equal(ours, theirs)  # bit for bit: same decode, resize and float arithmetic
+    assert torch.equal(torch.cat(list(w.batches(files, bs=2, num_workers=0))), ours)  # decoded ahead or not: the same

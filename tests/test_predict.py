@@ -133,10 +133,8 @@ def test_predict_cli_skips_a_non_image(run_dir, tmp_path):
 
 def test_processes_share_the_images_and_match_one_process(run_dir, tmp_path):
     "`--processes 2`: the same probabilities, in input order, from two worker processes; 1 process is not a pool."
-    from fashion_fastai.data import default_workers
     files = [save_image(tmp_path / f"img{i}.jpg", seed=i) for i in range(10)]
     one = load_model(run_dir)
-    assert one.dataloader(files).fake_l.num_workers == default_workers()  # not fastai TfmdDL's one worker per core
     expected = one.probs(files, bs=4)
     with load_model(run_dir, processes=2) as two:
         assert isinstance(two, ProcessPredictor) and two.vocab == VOCAB
