@@ -35,7 +35,7 @@ Writes bench/results/speed.json and prints the markdown tables for BENCHMARKS.md
 """
 from __future__ import annotations
 
-import itertools, json, os, platform, statistics, sys, tempfile, time, warnings
+import copy, itertools, json, os, platform, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
 import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
@@ -46,6 +46,7 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 
 from fashion_fastai.artifacts import export_stage
 from fashion_fastai.data import load_data, part_dataloaders
+from fashion_fastai.models import ALL
 from fashion_fastai.inference import load_model_file
 from fashion_fastai.stages import build_learner
 from fashion_fastai.config import parse_size
@@ -73,6 +74,22 @@ def subset(data: Path, images: int, tmp: Path) -> Path:
     (tmp / 'subset' / 'styles.csv').write_bytes(b''.join(lines[:images + 1]))
     (tmp / 'subset' / 'images').symlink_to((data / 'images').resolve())
     return tmp / 'subset'
+
+
+def machine(**more) -> dict:
+    "What a result was measured on."
+    return dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
+                cpu=platform.processor() or platform.machine(),
+                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, **more)
+
+
+def bench_data(data: Path, images: int, tmp: Path, record: dict):
+    "The first `images` rows of the real data when it is there, else the built-in demo data, loaded; noted in `record`."
+    if (data / 'styles.csv').is_file(): record['data'], folder = str(data), subset(data, images, tmp)
+    else:
+        from fashion_fastai.demo import demo_dir
+        record['data'], folder = 'built-in demo data', demo_dir()
+    return load_data(folder)
 
 
 def replay(batches: list) -> DataLoader:
@@ -223,6 +240,119 @@ def measure(data, arch: str, size, bs: int, batches: int, repeats: int, workers:
     return summarize(rates, pipes, threads=torch.get_num_threads(), channels_last=channels_last)
 
 
+def timed(fn, n: int) -> float:
+    "Images/second of one call of `fn` that handles `n` images."
+    t0 = time.perf_counter(); fn()
+    return n / (time.perf_counter() - t0)
+
+
+def latencies(fn, files: list) -> dict:
+    "p50/p95 milliseconds of `fn([file])`, one warm photo at a time (as a web page answers)."
+    fn(files[:1])
+    ms = []
+    for f in files:
+        t0 = time.perf_counter(); fn([f]); ms.append(1000 * (time.perf_counter() - t0))
+    q = statistics.quantiles(ms, n=20)
+    return dict(p50=statistics.median(ms), p95=q[18], n=len(ms))
+
+
+def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int, processes: int, photos: int,
+                     tmp: Path, device: str = 'cpu') -> dict:
+    """The paths a user predicts with, side by side, each on the same files: decoding alone (pixels.py); a bare eager
+    forward over the decoded, normalised batches already in memory (NCHW, and in channels_last); the PyTorch path
+    (`WeightsOnlyModel`, decoding included) and the ONNX Runtime path (`OnnxPredictor`, decoding included), in one process
+    and in `processes` worker processes; then one photo at a time, p50/p95 latency of each path.  `device`: where the
+    PyTorch sides run (`auto`: CUDA when there is one); ONNX Runtime runs on the CPU (the PyPI build's provider)."""
+    from fashion_fastai.export import export_onnx
+    from fashion_fastai.inference import OnnxPredictor, PickledLearner, WeightsOnlyModel
+    from fashion_fastai.pixels import image_batch
+    stats = normalization(arch)
+    dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0, stats=stats)
+    learn = build_learner(dls, arch, path=tmp, channels_last=None)
+    from fashion_fastai.config import resolve_channels_last
+    if resolve_channels_last(None, 'fp32', arch): learn.to_channelslast(use_amp=False)  # as the CLI trains it here
+    export_stage(learn, tmp, 'ship', arch, size)
+    files = [str(f) for f in data.part(ALL).query("split == 'test'")['file'][:bs * batches]]
+    export_onnx(tmp / 'ship.json', files[:64])
+    torch_path = WeightsOnlyModel(tmp / 'ship.json', device=device)
+    dev = torch_path.device
+    onnx_path = OnnxPredictor(tmp / 'ship.json', device='cpu')
+    learner = PickledLearner(tmp / 'ship.pkl', device=device)  # the exported learner's own fastai pipeline, for reference
+    xs = list(torch_path.batches(files, bs, num_workers=0))
+    bare = create_model(arch, dls.c).eval()
+    bare.load_state_dict(torch_path.model.state_dict())
+    bare.to(dev)
+    nchw = [x.contiguous() for x in xs]
+    bare_cl = copy.deepcopy(bare).to(memory_format=torch.channels_last)
+    cl = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+
+    def forward(model, batches):
+        with torch.inference_mode():
+            for x in batches: model(x)
+        if dev.type == 'cuda': torch.cuda.synchronize()
+    chunks = [files[i:i + bs] for i in range(0, len(files), bs)]
+    n = len(files)
+    sides = {'decode': lambda: [image_batch(c, size) for c in chunks],
+             'bare_nchw': lambda: forward(bare, nchw), 'bare_channels_last': lambda: forward(bare_cl, cl),
+             'torch_path': lambda: torch_path.head_probs(files, bs), 'onnx_path': lambda: onnx_path.head_probs(files, bs),
+             'fastai_get_preds': lambda: learner.head_probs(files, bs, num_workers=0)}
+    pools = {}
+    if processes > 1:
+        for name, form in (('torch_processes', 'weights'), ('onnx_processes', 'onnx')):
+            pools[name] = load_model_file(tmp / 'ship.json', form, device if form == 'weights' else 'cpu', processes)
+            pools[name].head_probs(files, bs)  # starts the processes and warms each one's model
+            sides[name] = (lambda pool: lambda: pool.head_probs(files, bs))(pools[name])
+    for f in sides.values(): f()  # warm-up, untimed
+    rates = {k: [] for k in sides}
+    for r in range(repeats):  # alternate, so that a slow spell hits every side
+        for k in list(sides)[r % len(sides):] + list(sides)[:r % len(sides)]: rates[k].append(timed(sides[k], n))
+    for pool in pools.values(): pool.close()
+    one = files[:photos]
+    latency = {'bare_nchw': latencies(lambda f: forward(bare, [torch_path_input(torch_path, f)]), one),
+               'torch_path': latencies(lambda f: torch_path.head_probs(f, 1), one),
+               'onnx_path': latencies(lambda f: onnx_path.head_probs(f, 1), one)}
+    res = {k: median(v) for k, v in rates.items()}
+    base = res['bare_nchw']
+    return dict(res, all=rates, latency_ms=latency, ratios={k: v / base for k, v in res.items()},
+                threads=torch.get_num_threads(), channels_last=torch_path.channels_last, images=n, device=str(dev))
+
+
+def torch_path_input(model, files):
+    "One photo decoded and normalised as the PyTorch path does, for the bare forward's latency (which excludes it)."
+    return next(iter(model.batches(files, 1, num_workers=0))).contiguous()
+
+
+def shipping_grid(data: Path, images: int, archs: str, sizes: str, bs: int, batches: int, repeats: int, processes: int,
+                  photos: int, out: Path, device: str = 'cpu') -> None:
+    "The shipping grid (see `shipping_measure`), written to `out` and printed as BENCHMARKS.md's table."
+    record = dict(command=' '.join(['python', *sys.argv]), bs=bs, batches=batches, repeats=repeats, processes=processes,
+                  results={}, machine=machine(onnxruntime=__import__('onnxruntime').__version__))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        loaded = bench_data(data, images, tmp, record)
+        for arch, size in itertools.product(archs.split(','), sizes.split(',')):
+            key = f'{arch} {size}'
+            (tmp / key.replace(' ', '-')).mkdir()
+            r = record['results'][key] = shipping_measure(loaded, arch, parse_size(size), bs, batches, repeats,
+                                                          processes, photos, tmp / key.replace(' ', '-'), device)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(record, indent=1, default=str))
+            print(f"{key}: {json.dumps({k: round(v, 1) for k, v in r.items() if isinstance(v, float)})}", flush=True)
+    print(f"\n| model, input | decode img/s | bare NCHW img/s | bare channels_last | fastai get_preds | PyTorch path (x bare NCHW, >= 0.9) "
+          f"| ONNX Runtime path (x, >= 2) | {processes} processes: PyTorch / ONNX Runtime | one photo p50 / p95 ms: bare, "
+          f"PyTorch, ONNX Runtime (p50 <= 5) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for k, r in record['results'].items():
+        x, lat = r['ratios'], r['latency_ms']
+        procs = (f"{r['torch_processes']:.0f} (x{x['torch_processes']:.2f}) / {r['onnx_processes']:.0f} "
+                 f"(x{x['onnx_processes']:.2f})" if 'torch_processes' in r else '-')
+        print(f"| {k} | {r['decode']:.0f} | {r['bare_nchw']:.0f} | {r['bare_channels_last']:.0f} | "
+              f"{r['fastai_get_preds']:.0f} (x{x['fastai_get_preds']:.2f}) | "
+              f"{r['torch_path']:.0f} (x{x['torch_path']:.2f}) | {r['onnx_path']:.0f} (x{x['onnx_path']:.2f}) | {procs} | "
+              + ', '.join(f"{lat[s]['p50']:.1f} / {lat[s]['p95']:.1f}" for s in ('bare_nchw', 'torch_path', 'onnx_path'))
+              + ' |')
+    print(f"\n{record['machine']}")
+
+
 def summarize(rates: dict, pipes: dict, **info) -> dict:
     "Medians and ratios of the repeats' rates (`rates`: side -> rates in the order they ran; `pipes`: workers -> rates)."
     rates = {k: v for k, v in rates.items() if v}  # no infer_procs with one process
@@ -254,25 +384,28 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
          precision: str = 'fp32',          # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
          channels_last: str = 'yes',       # no | yes | both: fp32 in channels_last, both sides (ResNets train in no)
          threads: str = '',                # torch thread counts to measure each configuration at, e.g. 1,2 ('': torch's)
-         out: Path = Path(__file__).parent / 'results' / 'speed.json'):
+         out: Path = None,                 # default: bench/results/speed.json (shipping-speed.json with --shipping)
+         shipping: bool = False,           # instead: the inference paths a user ships (PyTorch, ONNX Runtime, latency)
+         photos: int = 100,                # with --shipping: photos timed one at a time for the latency
+         device: str = 'cpu',              # with --shipping: where the PyTorch sides run (cpu, cuda, auto)
+         ):
     torch.manual_seed(0)
+    results_dir = Path(__file__).parent / 'results'
+    if shipping:
+        return shipping_grid(data, images, archs, sizes, bs, batches, repeats, infer_processes, photos,
+                             out or results_dir / 'shipping-speed.json', device)
+    out = out or results_dir / 'speed.json'
     t_start = time.perf_counter()
     layouts = [True] if precision == 'bf16' else dict(no=[False], yes=[True], both=[False, True])[channels_last]
     counts = [int(t) for t in threads.split(',')] if threads else [torch.get_num_threads()]
     record = dict(command=' '.join(['python', *sys.argv]), images=images, bs=bs, batches=batches, repeats=repeats,
                   precision=precision, channels_last=channels_last, threads=counts, infer_workers=infer_workers,
                   infer_processes=infer_processes, results={},
-                  machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
-                               cpu=platform.processor() or platform.machine(),
-                               gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
+                  machine=machine())
     results = record['results']
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if (data / 'styles.csv').is_file(): record['data'], folder = str(data), subset(data, images, tmp)
-        else:
-            from fashion_fastai.demo import demo_dir
-            record['data'], folder = 'built-in demo data', demo_dir()
-        loaded = load_data(folder)
+        loaded = bench_data(data, images, tmp, record)
         for arch, size in itertools.product(archs.split(','), sizes.split(',')):
             # one variant: its repeats in one measurement. Several (layouts x threads): `repeats` rounds, each measuring
             # every variant once, who trains first rotating by round, so that the machine's swings hit them alike and

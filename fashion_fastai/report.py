@@ -176,8 +176,14 @@ def _body_words(run: Run, m: ModelSpec) -> str:
     return body if body != 'imagenet' else 'ImageNet' if run.imagenet is not None else 'scratch (no ImageNet weights)'
 
 
-def header_markdown(run: Run, timings: dict) -> str:
-    c, w = run.cfg, run.weights
+def train_speed(results: dict) -> dict:
+    "Training images per second of each model (every epoch, head-only ones included), where it trained for a while."
+    return {s: round(r['train_images'] * (r['epochs'] + r['freeze_epochs']) / r['train_seconds'], 1)
+            for s, r in results.items() if r.get('train_seconds')}
+
+
+def header_markdown(run: Run, timings: dict, speed: dict = None) -> str:
+    c, w, speed = run.cfg, run.weights, speed or {}
     scratch = '' if w.pretrained else (
         "\n> **Trained from scratch: no ImageNet weights were used** "
         f"({w.note}). Published numbers for this protocol use ImageNet-pretrained ResNet50 on a GPU.\n")
@@ -209,7 +215,7 @@ Command: `{run.record['command']}`
 {models}{attributes}
 | validation during training | {validated} |{processes}
 | evaluation | odd-year test split, every image with a known class, fixed order{'; test-time augmentation: ' + ('each image averaged with its mirror image' if c.tta == FLIP else f'fastai tta, {c.tta} passes') if c.tta else ''} |
-| time | {', '.join(f"{m.name} {timings.get(m.name, 0) / 60:.1f} min" for m in run.models)}, total {timings['total'] / 60:.1f} min{' (since the last --resume; model times include the epochs before it)' if timings.get('resumed') else ''} |
+| time | {', '.join(f"{m.name} {timings.get(m.name, 0) / 60:.1f} min" + (f" ({speed[m.name]:.0f} training images/s)" if m.name in speed else '') for m in run.models)}, total {timings['total'] / 60:.1f} min{' (since the last --resume; model times include the epochs before it)' if timings.get('resumed') else ''} |
 | versions | {', '.join(f'{k} {v}' for k, v in run.record['versions'].items())} |
 
 Loading: {run.data.report.summary()}. Skipped ids are listed in `load_report.json`.
@@ -235,10 +241,12 @@ def write_results(run: Run, results: dict) -> None:
                    run.dir / 'per_class_accuracy.png')
     plot_top_losses({s: {k: r[k] for k in ('files', 'probs', 'targs', 'vocab')} for s, r in results.items()},
                     run.dir / 'top_losses.png')
-    run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings)
+    speed = train_speed(results)
+    run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings,
+                      train_images_per_second=speed)
     atomic_write_text(run.dir / 'config.json', json.dumps(run.record, indent=1))
     load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
-    write_report(run.dir, {s: (r['table'], r['summary']) for s, r in results.items()}, header_markdown(run, timings),
+    write_report(run.dir, {s: (r['table'], r['summary']) for s, r in results.items()}, header_markdown(run, timings, speed),
                  extra=dict(config=run.record, load_report=load_counts),
                  attributes={s: {a: (h['table'], h['summary']) for a, h in r['attributes'].items()}
                              for s, r in results.items() if r['attributes']})

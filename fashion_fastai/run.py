@@ -127,7 +127,8 @@ def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
         say(f"{m.name}: already trained, reloading {m.name}.pth")
         learn.model.load_state_dict(torch.load(run.dir / f'{m.name}.pth', map_location='cpu', weights_only=True))
         learn.epoch_log.rows = state['rows']
-        return dict(lr=state['lr'], train_seconds=state['train_seconds'], epochs=epochs, freeze_epochs=fe, exported=True)
+        return dict(lr=state['lr'], train_seconds=state['train_seconds'], epochs=epochs, freeze_epochs=fe, exported=True,
+                    train_images=len(learn.dls.train_ds))
     if state: say(f"{m.name}: resuming after {state['phase']} epoch {state['epoch']}")
     if not run.cfg.holdout and run.cfg.tta in (0, FLIP) and num_distrib() <= 1:
         learn.add_cb(KeepValidPreds())  # validating on the test split: its last pass is the evaluation (or flip's plain half)
@@ -135,7 +136,8 @@ def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
     used_lr = train_stage(learn, epochs, m.lr(run.cfg), fe, run_dir=run.dir, resume=state)
     train_s = round(time.time() - t0 + (state['train_seconds'] if state else 0.), 1)
     say(f"{m.name}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})")
-    return dict(lr=used_lr, train_seconds=train_s, epochs=epochs, freeze_epochs=fe, exported=False)
+    return dict(lr=used_lr, train_seconds=train_s, epochs=epochs, freeze_epochs=fe, exported=False,
+                train_images=len(learn.dls.train_ds))
 
 
 def attribute_counts(run: Run, m: ModelSpec) -> dict:
