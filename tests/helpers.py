@@ -10,7 +10,7 @@ the tiny data set and `train` arguments, running a module as a user does, and ex
 """
 from __future__ import annotations
 
-import os, subprocess, sys
+import os, signal, subprocess, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +121,23 @@ def run_module(mod, *args, env=None, cwd=None, check=True, timeout=900):
                        timeout=timeout)
     if check and p.returncode != 0: raise AssertionError(f"{mod} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def sigkill_when(cmd: list, ready, waiting_for: str, env=None, poll: float = 0.05, timeout: float = 600) -> str:
+    "Start `cmd`, SIGKILL it as soon as `ready()` holds (a real kill, mid-work), and return what it printed."
+    proc = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert proc.poll() is None, f"it ended before {waiting_for}:\n{proc.stdout.read()}"
+            assert time.time() < deadline, f"no {waiting_for} after {timeout:.0f} s"
+            time.sleep(poll)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None: proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    return proc.stdout.read()
 
 
 def export_untrained(folder: Path, dls, stage="stage1", arch="resnet18", seed=0, attributes=None) -> Path:

@@ -1,12 +1,12 @@
 """A real training process killed with SIGKILL after its first checkpoint, then `--resume`d to the end."""
 from __future__ import annotations
 
-import json, os, signal, subprocess, sys, time
+import json, subprocess, sys
 
 import pandas as pd
 import pytest
 
-from helpers import cli_env, tiny_train_args
+from helpers import cli_env, sigkill_when, tiny_train_args
 
 ARGS = tiny_train_args(epochs=2, freeze_epochs=1, epochs_all=1)
 
@@ -18,19 +18,7 @@ def test_sigkill_then_resume(tmp_path, extra):
     run_dir = tmp_path / 'runs' / 'killed'
     state_file = run_dir / 'checkpoints' / 'stage1.json'
     cmd = [sys.executable, '-m', 'fashion_fastai.train', *ARGS, *extra, '--out', tmp_path / 'runs', '--name', 'killed']
-    proc = subprocess.Popen(list(map(str, cmd)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 600
-        while not state_file.exists():
-            assert proc.poll() is None, f"training ended before its first checkpoint:\n{proc.stdout.read()}"
-            assert time.time() < deadline, "no checkpoint after 10 minutes"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(60)
-    finally:
-        if proc.poll() is None: proc.kill()
-    first = proc.stdout.read()
-    assert proc.returncode == -signal.SIGKILL
+    first = sigkill_when(cmd, state_file.exists, 'its first checkpoint', env)
     killed_at = json.loads(state_file.read_text())
     assert (killed_at['phase'], killed_at['epoch']) == ('head', 0) and not (run_dir / 'results.md').exists(), first
 

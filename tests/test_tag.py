@@ -2,14 +2,14 @@
 (no finished row lost, none repeated), bad files counted and listed, bad inputs refused before any image is read."""
 from __future__ import annotations
 
-import csv, os, signal, subprocess, sys, time
+import csv, os, subprocess, sys
 
 import pytest
 
 from fashion_fastai.errors import DataError, OptionError
 from fashion_fastai.inference import load_model
 from fashion_fastai.tag import image_id, tag
-from helpers import export_untrained, run_module, save_image
+from helpers import export_untrained, run_module, save_image, sigkill_when
 
 ATTRIBUTES = {'gender': ['Boys', 'Girls', 'Men', 'Women'], 'usage': ['Casual', 'Sports']}
 
@@ -86,19 +86,10 @@ def test_sigkill_then_the_same_command_finishes_without_repeating_a_row(run_dir,
            '--engine', 'torch', '--device', 'cpu']
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     out = tmp_path / 'tags.csv'
-    proc = subprocess.Popen([*cmd, '--out', str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.time() + 600
-        while not (out.is_file() and out.read_bytes().count(b'\n') >= 3):  # the header and a first chunk
-            assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.time() < deadline, 'no row written after 10 minutes'
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(60)
-    finally:
-        if proc.poll() is None: proc.kill()
+    first_chunk = lambda: out.is_file() and out.read_bytes().count(b'\n') >= 3  # the header and a first chunk
+    sigkill_when([*cmd, '--out', out], first_chunk, 'a first chunk of rows', env, poll=0.005)
     killed = read(out) if out.read_bytes().endswith(b'\n') else read(out)[:-1]
-    assert proc.returncode == -signal.SIGKILL and 2 <= len(killed) - 1 < len(files), len(killed)
+    assert 2 <= len(killed) - 1 < len(files), len(killed)
     subprocess.run([*cmd, '--out', str(out)], env=env, check=True, capture_output=True, timeout=900)
     rows = read(out)[1:]
     assert sorted(r[-1] for r in rows) == sorted(str(f) for f in files)  # every image once: none lost, none repeated
