@@ -25,6 +25,7 @@ import concurrent.futures as cf, json, multiprocessing as mp, warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from fastai.vision.all import load_learner
 
 from . import __version__
@@ -249,6 +250,16 @@ class WeightsOnlyModel(Predictor):
                 outs.append(tuple(o.cpu() for o in (out if isinstance(out, tuple) else (out,))))
         return {head: torch.cat([o[i] for o in outs]).softmax(1) if outs else torch.empty(0, len(vocab))
                 for i, (head, vocab) in enumerate(self.vocabs.items())}
+
+
+    def embed(self, paths, bs=64) -> tuple[torch.Tensor, dict]:
+        """Each photo's product embedding, the input of the article type's last layer (the head's last hidden features:
+        what the model separates article types with), L2-normalised, with every head's probabilities, in one pass."""
+        feats, layer = [], article_head(self.model)[-1]
+        hook = layer.register_forward_hook(lambda m, inp, out: feats.append(F.normalize(inp[0].float(), dim=1).cpu()))
+        try: probs = self.head_probs(paths, bs)
+        finally: hook.remove()
+        return (torch.cat(feats) if feats else torch.empty(0, layer.in_features)), probs
 
 
 class PickledLearner(Predictor):

@@ -35,7 +35,22 @@ def print_table(results: list) -> None:
     for r in results:
         print(f"{r['path']}: " + ', '.join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r['top'])
               + ('  (uncertain)' if r.get('uncertain') else '')
-              + ''.join(f"; {h} {a['class']} {100 * a['prob']:.1f}%" for h, a in r.get('attributes', {}).items()))
+              + ''.join(f"; {h} {a['class']} {100 * a['prob']:.1f}%" for h, a in r.get('attributes', {}).items())
+              + (' | similar: ' + ', '.join(f"{n['id']} {n['label']} {n['score']:.2f}" for n in r['similar'])
+                 if 'similar' in r else ''))
+
+
+def similar_index(index: str, similar: int, found: tuple, engine: str, processes: int):
+    "The index `--similar` searches, checked against the model before any image is read (None without --similar)."
+    if not similar and index is None: return None
+    if similar < 1 or index is None:
+        raise OptionError(f"--similar K needs K >= 1 and --index FILE (from `python -m fashion_fastai.index`); got "
+                          f"--similar {similar}, --index {index}.")
+    if engine != 'torch' or processes > 1 or found[1] != 'weights':
+        raise OptionError("--similar embeds the photos with the weights-only PyTorch model: use it with --engine torch, "
+                          "one process, and a run folder or <model>.json.")
+    from .index import Index, model_identity
+    return Index.load(Path(index), model_identity(found[0]))
 
 
 @call_parse
@@ -54,13 +69,19 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
          engine: Annotated[str, {'help': f"what runs the model: {' or '.join(ENGINES)} (ONNX Runtime on the graph "
                                          f"`python -m fashion_fastai.export RUN` wrote; no PyTorch needed to run it) "
                                          f"(default: torch)"}] = 'torch',
+         similar: int = 0,           # with --index: also the K most alike catalogue products of each photo
+         index: str = None,          # a catalogue index from `python -m fashion_fastai.index`, built with this model
          ):
     "Predict the top-k article types of product images with a trained model."
     check_options(paths, topk, processes, min_prob, device)
     found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
+    catalogue = similar_index(index, similar, found, engine, processes)
     files = expand_paths(paths)  # a folder without images stops here, before the model is loaded
     with load_model_file(*found, device, processes) as predictor:
         results, skipped = predict_paths(predictor, files, topk, min_prob)
+        if catalogue is not None and results:
+            embeddings, _ = predictor.embed([r['path'] for r in results])
+            for r, near in zip(results, catalogue.neighbours(embeddings.numpy(), similar)): r['similar'] = near
     if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped}, indent=1))
     else: print_table(results)
     for s in skipped: print(f"skipped {s['path']}: {s['error']}", file=sys.stderr)

@@ -170,7 +170,7 @@ def test_cli_errors_are_one_line_before_any_work(env, tmp_path):
 
 
 HELP_MODULES = ['fashion_fastai.train', 'fashion_fastai.predict', 'fashion_fastai.app', 'fashion_fastai.prepare',
-                'fashion_fastai.export', 'fashion_fastai.tag']
+                'fashion_fastai.export', 'fashion_fastai.tag', 'fashion_fastai.index']
 # Each module's `--help` run as `python -m` runs it (`runpy`, as __main__), all in one fresh process: importing torch and
 # fastai costs half a minute, and whatever any import prints still reaches this process's stderr.
 HELP_RUNNER = """
