@@ -3,7 +3,7 @@
 
 A photo's embedding is what a trained model of the run separates article types with: the input of its article-type
 layer (`WeightsOnlyModel.embed`), L2-normalised, so that the dot product is the cosine.  The index keeps the vectors
-(float16), each photo's id, file and label (the article type `styles.csv` gives it when the folder is a Kaggle
+(float16 on disk, float32 once loaded), each photo's id, file and label (the article type `styles.csv` gives it when the folder is a Kaggle
 `images/` folder, else the model's answer, with which one it is), and the model they came from (its file and the
 SHA-256 of its weights): an index searched with another model's embeddings would answer nonsense, so it is refused by
 name.  Search is exact cosine, a matrix product in blocks (BENCHMARKS.md says up to what size it stays fast here; beyond,
@@ -83,13 +83,18 @@ class Index:
                               f"(`python -m fashion_fastai.index {model['model']} FOLDER`).")
         return cls(vectors, meta['ids'], meta['files'], meta['labels'], meta['label_source'], meta['model'])
 
+    def float32(self) -> np.ndarray:
+        "The vectors in float32, made once: numpy multiplies float16 slowly, and converting per query costs more."
+        if getattr(self, '_float32', None) is None: self._float32 = self.vectors.astype(np.float32)
+        return self._float32
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         "The `k` most alike rows of each query (exact cosine, best first): (scores [Q, k], rows [Q, k])."
         k = min(k, len(self.ids))
-        q = np.asarray(queries, np.float32)
+        q, v = np.asarray(queries, np.float32), self.float32()
         best_s, best_i = np.full((len(q), 0), -np.inf, np.float32), np.zeros((len(q), 0), np.int64)
         for start in range(0, len(self.ids), BLOCK):
-            s = q @ self.vectors[start:start + BLOCK].astype(np.float32).T
+            s = q @ v[start:start + BLOCK].T
             top = np.argpartition(-s, min(k, s.shape[1]) - 1, axis=1)[:, :k]
             best_s = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
             best_i = np.concatenate([best_i, top + start], 1)
