@@ -223,6 +223,12 @@ def attach_images(df: pd.DataFrame,  # rows from `load_styles`
     return out.reset_index(drop=True)
 
 
+def image_id(path: Path) -> str:
+    "A file's id as `styles.csv` writes it: its name without the extension, an integer without leading zeros."
+    stem = Path(path).stem
+    return str(int(stem)) if stem.isdigit() else stem
+
+
 def year_split(year: pd.Series) -> pd.Series:
     "The protocol's split: even year -> train, odd -> test, no usable year -> none."
     out = pd.Series('none', index=year.index, dtype=object)

@@ -21,11 +21,10 @@ from fastcore.script import call_parse
 
 from .atomic import atomic_path
 from .cli import command
-from .data import LABEL, load_styles
+from .data import LABEL, image_id, load_styles
 from .errors import DataError, ModelError, OptionError
 from .images import image_problem
 from .inference import DEVICES, WeightsOnlyModel, expand_paths, find_model, models_help
-from .tag import image_id
 
 FORMAT = 'fashion_fastai.index/1'
 BLOCK = 65536  # catalogue rows per block of the search's matrix product: memory stays flat in the catalogue's size

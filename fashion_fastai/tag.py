@@ -21,16 +21,10 @@ from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 
 from .cli import command
-from .data import COLUMNS
+from .data import COLUMNS, image_id
 from .errors import DataError, OptionError
 from .inference import DEVICES, ENGINES, choose_engine, expand_paths, find_model, load_model_file, models_help
 from .images import image_problem
-
-
-def image_id(path: Path) -> str:
-    "A file's id as `styles.csv` writes it: its name without the extension, an integer without leading zeros."
-    stem = Path(path).stem
-    return str(int(stem)) if stem.isdigit() else stem
 
 
 def header(vocabs: dict) -> list:

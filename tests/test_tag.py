@@ -8,7 +8,8 @@ import pytest
 
 from fashion_fastai.errors import DataError, OptionError
 from fashion_fastai.inference import load_model
-from fashion_fastai.tag import image_id, tag
+from fashion_fastai.data import image_id
+from fashion_fastai.tag import tag
 from helpers import export_untrained, run_module, save_image, sigkill_when
 
 ATTRIBUTES = {'gender': ['Boys', 'Girls', 'Men', 'Women'], 'usage': ['Casual', 'Sports']}
