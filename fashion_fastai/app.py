@@ -8,10 +8,19 @@ which would re-encode a greyscale or CMYK JPEG), so the page shows exactly what 
 prints for that file. Gradio is imported only to build the page, with its analytics and the Hugging Face Hub switched
 off first, so that the demo contacts nothing and a user error (a missing or damaged model, a port that cannot be served)
 is reported at once.
+
+With `--similar K --index FILE` a gallery under the labels shows the K catalogue products most alike the photo, as
+`predict --similar` lists them, with the same checks (`index.similar_index`).  The photo is embedded by the first shown
+model whose weights made the index (with `--stage both` and an index of stage two, stage two), so that any index of
+a shown model works and the choice needs no option of its own.  The index's photos are checked to be there at start:
+the page shows them, and an index built elsewhere, or with relative paths from another folder, would show none.  They
+reach Gradio as pixels, not as files: Gradio serves a file from elsewhere only from a folder allowed whole, which would
+open everything in the catalogue's folders (a home folder, for photos indexed there) to whoever reaches the page.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +29,9 @@ from fastcore.script import call_parse
 from .cli import command
 from .errors import OptionError
 from .data import LABEL
-from .inference import ANSWER_ORDER, DEVICES, ENGINES, exported, default_model, load_model, models_help, predict_paths, \
-    resolve_device
+from .index import Index, similar_index
+from .inference import ANSWER_ORDER, DEVICES, ENGINES, WeightsOnlyModel, choose_engine, exported, default_model, \
+    find_model, load_model_file, models_help, predict_paths, resolve_device
 from .models import FIRST, NAMES, STAGES, spec
 
 STAGE_CHOICES = ('auto', *NAMES, 'both')  # auto: the model `predict` answers with; both: the protocol's two stages
@@ -40,6 +50,53 @@ def shown_models(run_dir: Path, stage: str) -> list:
     return [stage]
 
 
+def shown_files(model: Path, stage: str = 'auto', trust_pickle: bool = False, engine: str = 'torch') -> dict:
+    """{name: (file, form)} of the models to show, as `predict` would choose them: known before any is loaded, so that
+    --similar's checks come first."""
+    if stage not in STAGE_CHOICES: raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
+    model = Path(model)
+    if not model.is_dir(): return {model.stem: choose_engine(find_model(model, None, trust_pickle), engine)}  # its own
+    return {s: choose_engine(find_model(model, s, trust_pickle), engine) for s in shown_models(model, stage)}
+
+
+@dataclass
+class Catalogue:
+    "What the gallery searches: an index, the shown model whose embeddings it holds, and how many products to show."
+    index: Index
+    model: WeightsOnlyModel  # the only form that embeds (`similar_index` refuses the others)
+    k: int
+
+    def neighbours(self, path) -> list:
+        "The photo's `k` nearest catalogue products, {id, label, score, file} each: what `predict --similar` adds."
+        embeddings, _ = self.model.embed([path])
+        return self.index.neighbours(embeddings.numpy(), self.k)[0]
+
+
+def open_index(index: str, similar: int, found: dict, engine: str) -> tuple[Index, int] | None:
+    """`similar_index`'s index and the position among `found` of the model that embeds for it (None without --similar),
+    its photos checked to be there to show."""
+    chosen = similar_index(index, similar, list(found.values()), engine)
+    if chosen is None: return None
+    files = chosen[0].files
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise OptionError(f"--index {index}: {len(missing)} of its {len(files)} photos are not there to show (e.g. "
+                          f"{missing[0]}): run the page where the catalogue's photos are (from the folder the index was "
+                          f"built in, for relative paths), or build the index again.")
+    return chosen
+
+
+def load_page(model: Path, stage: str = 'auto', trust_pickle: bool = False, device: str = 'auto', engine: str = 'torch',
+              similar: int = 0, index: str = None) -> tuple[dict, Catalogue | None]:
+    """`load_predictors`'s {title: predictor} and, with --similar, the gallery's `Catalogue` (else None); every option is
+    checked before the first model is loaded (see `main` for each one)."""
+    found = shown_files(model, stage, trust_pickle, engine)
+    chosen = open_index(index, similar, found, engine)
+    loaded = {s: load_model_file(*f, device) for s, f in found.items()}
+    predictors = {title(s, len(p.vocab)): p for s, p in loaded.items()}
+    return predictors, None if chosen is None else Catalogue(chosen[0], loaded[list(found)[chosen[1]]], similar)
+
+
 def load_predictors(model: Path,                # run folder, <model>.json or <model>.pkl
                     stage: str = 'auto',        # auto (the model `predict` answers with), a model's name, or both stages
                     trust_pickle: bool = False, # load .pkl files even when a weights-only form exists
@@ -47,28 +104,44 @@ def load_predictors(model: Path,                # run folder, <model>.json or <m
                     engine: str = 'torch',      # torch, or onnx (ONNX Runtime on the run's exported graphs)
                     ) -> dict:
     "{title: predictor} for the models to show, in the run's order."
-    if stage not in STAGE_CHOICES: raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
-    model = Path(model)
-    kw = dict(device=device, engine=engine)
-    if model.is_dir(): loaded = {s: load_model(model, s, trust_pickle, **kw) for s in shown_models(model, stage)}
-    else: loaded = {model.stem: load_model(model, None, trust_pickle, **kw)}  # a file: its own model, as in predict
-    return {title(s, len(p.vocab)): p for s, p in loaded.items()}
+    return load_page(model, stage, trust_pickle, device, engine)[0]
 
 
-def classify(predictors: dict,  # {title: predictor}, as from `load_predictors`
-             path,              # image file (None: no image, so nothing to show)
-             topk: int = 5,     # classes per stage
+def gallery(neighbours: list) -> list:
+    "`Catalogue.neighbours` as `gr.Gallery` takes them: each image with its id, label and cosine, as predict prints them."
+    return [(n['file'], f"{n['id']} {n['label']} {n['score']:.2f}") for n in neighbours]
+
+
+def pixels(items: list) -> list:
+    """`gallery`'s files as RGB pixels, which Gradio serves from its own cache (see the module's docstring for why not
+    the files); a photo gone since the start is the user's to fix, not a traceback."""
+    from PIL import Image
+    out = []
+    for file, caption in items:
+        try:
+            with Image.open(file) as im: out.append((im.convert('RGB'), caption))
+        except OSError as e:
+            raise ValueError(f"The catalogue photo {file} cannot be read any more ({type(e).__name__}): restore it, or "
+                             f"build the index again and restart the page.") from e
+    return out
+
+
+def classify(predictors: dict,            # {title: predictor}, as from `load_predictors`
+             path,                        # image file (None: no image, so nothing to show)
+             topk: int = 5,               # classes per stage
+             catalogue: Catalogue = None, # with --similar: the gallery's index (`load_page`)
              ) -> list:
     """One {class: probability} per stage, best first, then one per other attribute of that stage's model ({value:
-    probability} of its best value): `predict_paths`'s answer for this file, as `gr.Label` takes it (see `labels`)."""
-    if path is None: return [None] * len(labels(predictors))
+    probability} of its best value): `predict_paths`'s answer for this file, as `gr.Label` takes it (see `labels`); with
+    a catalogue, last, its nearest products as `gallery` shows them."""
+    if path is None: return [None] * (len(labels(predictors)) + (catalogue is not None))
     out = []
     for predictor in predictors.values():
         results, skipped = predict_paths(predictor, [path], topk)
         if skipped: raise ValueError(f"Not a readable image ({skipped[0]['error']}).")
         out.append({t['class']: t['prob'] for t in results[0]['top']})
         out += [{a['class']: a['prob']} for a in results[0].get('attributes', {}).values()]
-    return out
+    return out + ([gallery(catalogue.neighbours(path))] if catalogue is not None else [])
 
 
 def labels(predictors: dict) -> list:
@@ -84,22 +157,29 @@ def import_gradio():
     return gr
 
 
-def build_app(predictors: dict,  # {title: predictor}, as from `load_predictors`
-              topk: int = 5,     # classes shown per stage
-              source: str = '',  # where the model came from, shown on the page
+def build_app(predictors: dict,             # {title: predictor}, as from `load_predictors`
+              topk: int = 5,                # classes shown per stage
+              source: str = '',             # where the model came from, shown on the page
+              catalogue: Catalogue = None,  # with --similar: a gallery of the nearest catalogue products under the labels
               ):
-    "The Gradio page (not launched): one image in, one `gr.Label` per stage out."
+    "The Gradio page (not launched): one image in, one `gr.Label` per stage out (and the similar products' gallery)."
     gr = import_gradio()
 
     def predict(path):
-        try: out = classify(predictors, path, topk)
+        try:
+            out = classify(predictors, path, topk, catalogue)
+            if catalogue is not None and out[-1] is not None: out[-1] = pixels(out[-1])
         except ValueError as e: raise gr.Error(str(e))
         return out[0] if len(out) == 1 else out
 
+    outputs = [gr.Label(num_top_classes=topk, label=title) for title in labels(predictors)]
+    if catalogue is not None:
+        outputs.append(gr.Gallery(label=f'{catalogue.k} most alike catalogue products (id, label, cosine)',
+                                  columns=min(catalogue.k, 5), object_fit='contain', height='auto', format='jpeg'))
     return gr.Interface(
         predict,
         inputs=gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard'], label='Product photo'),
-        outputs=[gr.Label(num_top_classes=topk, label=title) for title in labels(predictors)],
+        outputs=outputs,
         live=True, flagging_mode='never', title='Fashion product classifier',
         description=f"Upload a product photo to see the top-{topk} article types and their probabilities"
                     + (f" from `{source}`." if source else "."))
@@ -118,12 +198,15 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
                                          f"GPU, else the CPU) (default: auto)"}] = 'auto',
          engine: Annotated[str, {'help': f"what runs the models: {' or '.join(ENGINES)} (ONNX Runtime on the graphs "
                                          f"`python -m fashion_fastai.export RUN` wrote) (default: torch)"}] = 'torch',
+         similar: int = 0,           # with --index: a gallery of the K catalogue products most alike the photo
+         index: Annotated[str, {'help': "a catalogue index from `python -m fashion_fastai.index`, built with a shown "
+                                        "model (the first shown that made it embeds the photo)"}] = None,
          ):
     "Serve a web page that shows the top-5 article types of an uploaded product photo."
     if not 0 < port < 65536: raise OptionError(f"--port must be a port number from 1 to 65535, got {port}.")
     resolve_device(device)
-    predictors = load_predictors(Path(model), stage, trust_pickle, device, engine)
-    demo = build_app(predictors, source=model)
+    predictors, catalogue = load_page(Path(model), stage, trust_pickle, device, engine, similar, index)
+    demo = build_app(predictors, source=model, catalogue=catalogue)
     try: demo.launch(server_name=host, server_port=port, share=False)
     except OSError as e:
         raise OptionError(f"cannot serve on {host}:{port} ({e}): pass another --port (is another program, or this "

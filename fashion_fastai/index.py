@@ -66,8 +66,8 @@ class Index:
             np.savez(f, vectors=self.vectors, meta=np.array(json.dumps(meta)))
 
     @classmethod
-    def load(cls, path: Path, model: dict = None) -> 'Index':
-        "An index file; with `model` (`model_identity`), refused when another model made it."
+    def load(cls, path: Path, model: dict | list = None) -> 'Index':
+        "An index file; with `model` (`model_identity`, or a list of them), refused unless it (one of them) made it."
         path = Path(path)
         if not path.is_file(): raise OptionError(f"--index {path} not found: build it with `python -m fashion_fastai.index`.")
         try:
@@ -76,11 +76,17 @@ class Index:
         except Exception as e:
             raise OptionError(f"--index {path} is not an index written by `python -m fashion_fastai.index` "
                               f"({type(e).__name__}); build it again.") from e
-        if model is not None and meta['model']['weights_sha256'] != model['weights_sha256']:
+        index = cls(vectors, meta['ids'], meta['files'], meta['labels'], meta['label_source'], meta['model'])
+        models = [model] if isinstance(model, dict) else list(model or ())
+        if models and not any(map(index.made_by, models)):
             raise OptionError(f"--index {path} was built with another model ({meta['model']['model']}), not "
-                              f"{model['model']}: its embeddings do not compare; build the index with this model "
-                              f"(`python -m fashion_fastai.index {model['model']} FOLDER`).")
-        return cls(vectors, meta['ids'], meta['files'], meta['labels'], meta['label_source'], meta['model'])
+                              f"{' or '.join(m['model'] for m in models)}: its embeddings do not compare; build the "
+                              f"index with this model (`python -m fashion_fastai.index {models[0]['model']} FOLDER`).")
+        return index
+
+    def made_by(self, model: dict) -> bool:
+        "Whether `model` (`model_identity`) made these embeddings: the weights decide, wherever the file now lies."
+        return self.model['weights_sha256'] == model['weights_sha256']
 
     def float32(self) -> np.ndarray:
         "The vectors in float32, made once: numpy multiplies float16 slowly, and converting per query costs more."
@@ -106,6 +112,23 @@ class Index:
         scores, rows = self.search(queries, k)
         return [[dict(id=self.ids[r], label=self.labels[r], score=round(float(s), 4), file=self.files[r])
                  for s, r in zip(ss, rr)] for ss, rr in zip(scores, rows)]
+
+
+def similar_index(index: str, similar: int, found: list, engine: str, processes: int = 1) -> tuple[Index, int] | None:
+    """The index `--similar` searches and which of the models `found` (`find_model`'s (file, form) of each, in the order
+    the command shows them) embeds the photos for it: the first whose weights made the index, since only that model's
+    embeddings compare with it.  Checked before any model is loaded or image read, so that `predict` and the web page
+    refuse the same options with the same words; None without --similar."""
+    if not similar and index is None: return None
+    if similar < 1 or index is None:
+        raise OptionError(f"--similar K needs K >= 1 and --index FILE (from `python -m fashion_fastai.index`); got "
+                          f"--similar {similar}, --index {index}.")
+    if engine != 'torch' or processes > 1 or any(form != 'weights' for _, form in found):
+        raise OptionError("--similar embeds the photos with the weights-only PyTorch model: use it with --engine torch, "
+                          "one process, and a run folder or <model>.json.")
+    models = [model_identity(path) for path, _ in found]
+    catalogue = Index.load(Path(index), models)
+    return catalogue, next(i for i, m in enumerate(models) if catalogue.made_by(m))
 
 
 def catalogue_labels(files: list) -> dict:

@@ -16,6 +16,7 @@ from fastcore.script import call_parse
 
 from .cli import command
 from .errors import OptionError
+from .index import similar_index
 from .inference import ANSWER_ORDER, DEVICES, ENGINES, FIRST, MODEL_HELP, choose_engine, expand_paths, find_model, \
     load_model_file, models_help, predict_paths, resolve_device
 
@@ -40,19 +41,6 @@ def print_table(results: list) -> None:
                  if 'similar' in r else ''))
 
 
-def similar_index(index: str, similar: int, found: tuple, engine: str, processes: int):
-    "The index `--similar` searches, checked against the model before any image is read (None without --similar)."
-    if not similar and index is None: return None
-    if similar < 1 or index is None:
-        raise OptionError(f"--similar K needs K >= 1 and --index FILE (from `python -m fashion_fastai.index`); got "
-                          f"--similar {similar}, --index {index}.")
-    if engine != 'torch' or processes > 1 or found[1] != 'weights':
-        raise OptionError("--similar embeds the photos with the weights-only PyTorch model: use it with --engine torch, "
-                          "one process, and a run folder or <model>.json.")
-    from .index import Index, model_identity
-    return Index.load(Path(index), model_identity(found[0]))
-
-
 @call_parse
 @command('predict')
 def main(model: str,                 # run folder, <model>.json (weights-only) or <model>.pkl (exported learner)
@@ -75,7 +63,7 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
     "Predict the top-k article types of product images with a trained model."
     check_options(paths, topk, processes, min_prob, device)
     found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
-    catalogue = similar_index(index, similar, found, engine, processes)
+    catalogue, _ = similar_index(index, similar, [found], engine, processes) or (None, 0)
     files = expand_paths(paths)  # a folder without images stops here, before the model is loaded
     with load_model_file(*found, device, processes) as predictor:
         results, skipped = predict_paths(predictor, files, topk, min_prob)

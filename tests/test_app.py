@@ -1,7 +1,8 @@
 """The web demo (`fashion_fastai.app`): its prediction function, its errors, and the real page in a headless browser.
 
 The models are untrained (random weights, exported like a run's): their answers are meaningless but deterministic, which is
-all that is needed to check that the page shows what `predict` answers for the same file.
+all that is needed to check that the page shows what `predict` answers for the same file.  The similar products' gallery
+searches an index of the tiny data set's own photos, so that a photo's nearest product is itself.
 """
 import os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
@@ -30,6 +31,24 @@ def photo(tiny_dir):
     return sorted((tiny_dir / 'images').glob('*.jpg'))[0]
 
 
+@pytest.fixture(scope='module')
+def indexes(run_dir, tiny_dir, tmp_path_factory):
+    "{stage: index file} of the tiny data set's photos, embedded by each stage of `run_dir`."
+    from fashion_fastai.index import build
+    out = tmp_path_factory.mktemp('indexes')
+    for stage in ('stage1', 'stage2'):
+        build(run_dir / f'{stage}.json', [tiny_dir / 'images'], log=lambda *a: None)[0].save(out / f'{stage}.npz')
+    return {stage: out / f'{stage}.npz' for stage in ('stage1', 'stage2')}
+
+
+def expected_similar(run_dir, stage, index, path, k):
+    "What `predict --similar k` adds for `path`: the index's neighbours of its embedding by the model that made the index."
+    from fashion_fastai.index import Index, model_identity
+    from fashion_fastai.inference import WeightsOnlyModel
+    embeddings, _ = WeightsOnlyModel(run_dir / f'{stage}.json').embed([path])
+    return Index.load(index, model_identity(run_dir / f'{stage}.json')).neighbours(embeddings.numpy(), k)[0]
+
+
 def expected(run_dir, stage, path, topk=5):
     "What `predict` answers for `path`: its top-k as {class: prob}, best first."
     from fashion_fastai.inference import load_model, predict_paths
@@ -51,6 +70,22 @@ def test_classify_is_predicts_answer(run_dir, photo, tmp_path):
     with pytest.raises(ValueError, match='Not a readable image'): classify(preds, bad)
 
 
+@pytest.mark.parametrize('stage', ['stage1', 'stage2'])
+def test_gallery_is_predicts_similar_products(run_dir, indexes, photo, stage):
+    "With --stage both, the first shown model that made the index embeds the photo; the gallery comes after the labels."
+    from fashion_fastai.app import classify, gallery, load_page, pixels
+    preds, catalogue = load_page(run_dir, 'both', similar=3, index=str(indexes[stage]))
+    assert catalogue.model is list(preds.values())[('stage1', 'stage2').index(stage)]
+    want = expected_similar(run_dir, stage, indexes[stage], photo, 3)
+    assert catalogue.neighbours(photo) == want and len(want) == 3
+    assert classify(preds, photo, catalogue=catalogue) == [*classify(preds, photo), gallery(want)]
+    assert gallery(want)[0] == (str(photo), f'{photo.stem} Belts 1.00')  # the photo is in the catalogue: itself first
+    (first, caption), *_ = pixels(gallery(want))
+    assert first.mode == 'RGB' and first == Image.open(photo).convert('RGB') and caption == gallery(want)[0][1]
+    assert classify(preds, None, catalogue=catalogue) == [None] * 3
+    assert load_page(run_dir, 'both')[1] is None
+
+
 def test_both_is_every_stage_the_run_has(run_dir, tmp_path):
     from fashion_fastai.app import load_predictors
     one = tmp_path / 'one'; one.mkdir()
@@ -70,12 +105,17 @@ def test_the_page_shows_the_all_classes_model_by_default(run_dir, tiny_data, tmp
     assert list(shown) == ['Every article type (4 classes)'] and len(load_predictors(both, 'both')) == 2
 
 
-def test_page_builds_without_launching_and_keeps_the_uploaded_file(run_dir, tmp_path):
+def test_page_builds_without_launching_and_keeps_the_uploaded_file(run_dir, indexes, tmp_path):
     import gradio as gr
     from gradio.data_classes import FileData
-    from fashion_fastai.app import build_app, load_predictors
+    from fashion_fastai.app import build_app, load_page, load_predictors, pixels
     demo = build_app(load_predictors(run_dir, 'both'))
     assert isinstance(demo, gr.Blocks) and os.environ['GRADIO_ANALYTICS_ENABLED'] == 'False'
+    galleries = lambda demo: [c for c in demo.blocks.values() if isinstance(c, gr.Gallery)]
+    assert not galleries(demo)                                                            # no --similar, no gallery
+    predictors, catalogue = load_page(run_dir, 'both', similar=3, index=str(indexes['stage1']))
+    assert len(galleries(build_app(predictors, catalogue=catalogue))) == 1
+    with pytest.raises(ValueError, match='cannot be read any more'): pixels([(tmp_path / 'gone.jpg', 'gone since the start')])
     labels = [c for c in demo.blocks.values() if isinstance(c, gr.Label)]
     image, = [c for c in demo.blocks.values() if isinstance(c, gr.Image)]
     assert len(labels) == 2 and image.type == 'filepath'
@@ -108,6 +148,34 @@ def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys, kind):
     assert message in line and (kind == 'stage' or str(model) in line)
 
 
+@pytest.mark.parametrize('kind', ['no_index', 'no_similar', 'pickle', 'other_model', 'photos_gone'])
+def test_similar_option_errors(run_dir, indexes, tiny_dir, tiny_dls, tmp_path, capsys, monkeypatch, kind):
+    "predict's checks, and a catalogue whose photos the page cannot show: one line, before any model is loaded."
+    import fashion_fastai.app as app
+    from fashion_fastai.index import build
+    index = str(indexes['stage1'])
+    if kind == 'other_model':
+        other = export_untrained(tmp_path / 'other', tiny_dls, seed=1)
+        index = str(tmp_path / 'other.npz')
+        build(other, [tiny_dir / 'images'], log=lambda *a: None)[0].save(index)
+    if kind == 'photos_gone':
+        shop = tmp_path / 'shop'; shop.mkdir()
+        for f in sorted((tiny_dir / 'images').glob('*.jpg'))[:2]: shutil.copy(f, shop / f.name)
+        index = str(tmp_path / 'shop.npz')
+        build(run_dir / 'stage1.json', [shop], log=lambda *a: None)[0].save(index)
+        sorted(shop.iterdir())[0].unlink()
+    monkeypatch.setattr(app, 'load_model_file', lambda *a, **k: pytest.fail('a model was loaded'))
+    options, message = {
+        'no_index': (dict(similar=2), '--similar K needs K >= 1 and --index FILE'),
+        'no_similar': (dict(index=index), '--similar K needs K >= 1 and --index FILE'),
+        'pickle': (dict(similar=2, index=index, trust_pickle=True), 'weights-only PyTorch model'),
+        'other_model': (dict(similar=2, index=index), f'was built with another model ({tmp_path}/other/stage1.json)'),
+        'photos_gone': (dict(similar=2, index=index), '1 of its 2 photos are not there to show'),
+    }[kind]
+    line = app_error(capsys, model=str(run_dir), stage='stage1', **options)
+    assert message in line and (kind != 'other_model' or str(run_dir / 'stage1.json') in line)
+
+
 @pytest.mark.parametrize('port', [0, 70000])
 def test_a_port_that_is_no_port(run_dir, capsys, monkeypatch, port):
     import fashion_fastai.app as app
@@ -137,7 +205,8 @@ def test_help_documents_every_option():
     from fashion_fastai.app import main
     from fashion_fastai.models import NAMES, spec
     text = ' '.join(anno_parser(main.__wrapped__).format_help().split())  # argparse wraps lines anywhere
-    for opt in ('--port', '--stage', '--host', '--trust-pickle', '--device'): assert opt in text
+    for opt in ('--port', '--stage', '--host', '--trust-pickle', '--device', '--engine', '--similar', '--index'):
+        assert opt in text
     assert all(f"{n} = {spec(n).describe('N')}" in text for n in NAMES) and 'run folder' in text
     assert 'Stage one: the N most frequent article types' in text  # what stage one is, in words, from the table
 
@@ -147,13 +216,16 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(run_dir, tmp_path, request):
-    "`python -m fashion_fastai.app RUN --stage both` on a free port; yields its URL once it answers HTTP; always stopped."
+def serve(request, tmp_path, *args) -> str:
+    """`python -m fashion_fastai.app *args` on a free port; its URL once it answers HTTP; stopped after the test.  Its temp
+    and working folders are the test's own, so that the catalogue's photos lie outside both: the only folders Gradio
+    serves files from unless told otherwise, which the app must not need."""
     port = free_port()
-    env = {**os.environ, 'GRADIO_TEMP_DIR': str(tmp_path / 'gradio'), 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
+    env = {**os.environ, 'GRADIO_TEMP_DIR': str(tmp_path / 'gradio'), 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1',
+           'TMPDIR': str(tmp_path / 'tmp')}
+    (tmp_path / 'tmp').mkdir()
     log = (tmp_path / 'app.log').open('w')
-    proc = subprocess.Popen([sys.executable, '-m', 'fashion_fastai.app', str(run_dir), '--port', str(port), '--stage', 'both'],
+    proc = subprocess.Popen([sys.executable, '-m', 'fashion_fastai.app', *map(str, args), '--port', str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     def stop():
         proc.terminate()
@@ -173,6 +245,18 @@ def served(run_dir, tmp_path, request):
 
 
 @pytest.fixture
+def served(run_dir, tmp_path, request):
+    "`python -m fashion_fastai.app RUN --stage both`, served (see `serve`)."
+    return serve(request, tmp_path, run_dir, '--stage', 'both')
+
+
+@pytest.fixture
+def served_similar(run_dir, indexes, tmp_path, request):
+    "`python -m fashion_fastai.app RUN --stage both --similar 3 --index <stage two's index>`, served (see `serve`)."
+    return serve(request, tmp_path, run_dir, '--stage', 'both', '--similar', 3, '--index', indexes['stage2'])
+
+
+@pytest.fixture
 def playwright_api():
     "playwright's sync API; skips (before the app is started) only where no browser can run."
     if not CHROMIUM.exists(): pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup.sh does, as root)")
@@ -181,14 +265,34 @@ def playwright_api():
     return sync_api
 
 
-def test_page_in_a_browser_shows_predicts_top1(playwright_api, served, run_dir, photo):
-    sync_playwright, expect = playwright_api.sync_playwright, playwright_api.expect
-    want = [next(iter(expected(run_dir, s, photo))) for s in ('stage1', 'stage2')]
-    with sync_playwright() as pw:
+def upload(playwright_api, url, photo, check) -> None:
+    "Open the page at `url` in headless Chromium, upload `photo` and run `check(page, expect)`."
+    with playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'])
         try:
             page = browser.new_page()
-            page.goto(served)
+            page.goto(url)
             page.locator('input[type=file]').first.set_input_files(str(photo))
-            expect(page.get_by_test_id('label-output-value')).to_have_text(want, timeout=60_000)
+            check(page, playwright_api.expect)
         finally: browser.close()
+
+
+def test_page_in_a_browser_shows_predicts_top1(playwright_api, served, run_dir, photo):
+    want = [next(iter(expected(run_dir, s, photo))) for s in ('stage1', 'stage2')]
+    upload(playwright_api, served, photo,
+           lambda page, expect: expect(page.get_by_test_id('label-output-value')).to_have_text(want, timeout=60_000))
+
+
+def test_page_in_a_browser_shows_similar_products(playwright_api, served_similar, run_dir, indexes, photo):
+    "The gallery under the labels: the catalogue's photos, captioned with predict's id, label and cosine, best first."
+    from fashion_fastai.app import gallery
+    captions = [c for _, c in gallery(expected_similar(run_dir, 'stage2', indexes['stage2'], photo, 3))]
+
+    def check(page, expect):
+        expect(page.get_by_test_id('label-output-value')).to_have_count(2, timeout=60_000)
+        expect(page.locator('.caption-label')).to_have_text(captions, timeout=60_000)
+        expect(page.locator('.gallery-item img')).to_have_count(3)
+        for img in page.locator('.gallery-item img').all():  # served, not a broken link
+            expect(img).to_have_js_property('complete', True)
+            assert img.evaluate('i => i.naturalWidth') > 0
+    upload(playwright_api, served_similar, photo, check)
