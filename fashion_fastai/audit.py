@@ -6,8 +6,10 @@ Two independent signals, each written to a CSV and shown on one HTML page with t
 * **Near-duplicate photos whose labels disagree.** The same product photographed twice should carry the same labels.
   A pair is a near-duplicate when both the run's embedding (the input of its article-type layer, as `index` uses) and
   the photos' perceptual hashes (imagehash's DCT `phash`) say so: the embedding alone pairs any two plain black
-  t-shirts, the hash alone any two photos of a similar silhouette on white.  Pairs join into groups (connected
-  components); a group is reported for each attribute on which its labels differ.
+  t-shirts, the hash alone any two photos of a similar silhouette on white.  The hash is of the grey image, so two
+  colours of one model photographed alike differ by a few bits only: by default the hashes must be equal (chosen on
+  the even years: BENCHMARKS.md); so must their colour hashes, which tell two shades of one lipstick apart.  Pairs join into groups (connected components); a group is reported for each
+  attribute on which its labels differ.
 * **Labels the model confidently contradicts**, found by cleanlab's confident learning (`find_label_issues`) from the
   model's probabilities, ranked by the given label's probability.  Confident learning needs *out-of-sample*
   probabilities: a model scores the photos it trained on as it was taught, wrong labels included.  So only photos the
@@ -108,15 +110,15 @@ def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame,
     return rows, report.to_dict(), attributes
 
 
-def label_issues(rows: pd.DataFrame, probs: dict, vocabs: dict, judged: np.ndarray, trained: TrainingSet,
-                 find_label_issues, min_train: int = 10) -> tuple[pd.DataFrame, dict]:
-    """Per head of the model that is also a column to audit: the rows whose label confident learning calls wrong, worst
+def label_issues(rows: pd.DataFrame, attributes: list, probs: dict, vocabs: dict, judged: np.ndarray,
+                 trained: TrainingSet, find_label_issues, min_train: int = 10) -> tuple[pd.DataFrame, dict]:
+    """Per column of `attributes` that the model has a head for: the rows whose label confident learning calls wrong, worst
     first, and the counts of what was judged and why the rest was not.  A label of a class with fewer than `min_train`
     training photos is not judged: the model hardly answers such a class (Personal Care has one even-year photo), so
     its low probability says nothing against the label."""
     out, counts = [], {}
     for head, p in probs.items():
-        if head not in rows.columns: continue
+        if head not in attributes: continue
         vocab, given = vocabs[head], rows[head]
         seen = trained.classes.get(head) if trained.known else None
         learnt = set(vocab) if seen is None else {c for c, n in seen.items() if n >= min_train}
@@ -159,15 +161,18 @@ def candidate_pairs(vectors: np.ndarray, min_cosine: float) -> np.ndarray:
     return np.unique(np.concatenate(pairs), axis=0) if pairs else np.zeros((0, 2), np.int64)
 
 
-def duplicate_groups(files: list, vectors: np.ndarray, min_cosine: float, max_bits: int, imagehash) -> np.ndarray:
-    """Per row, its group of near-duplicate photos (-1: none): pairs alike by embedding and by perceptual hash, joined
-    into connected components."""
+def duplicate_groups(files: list, vectors: np.ndarray, min_cosine: float, max_bits: int, imagehash,
+                     max_colour_bits: int = 0) -> np.ndarray:
+    """Per row, its group of near-duplicate photos (-1: none): pairs alike by embedding, by perceptual hash (the grey
+    image's structure) and by colour hash (imagehash's `colorhash`: hue and saturation histogram), joined into
+    connected components."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     from .pixels import open_rgb
     pairs = candidate_pairs(vectors, min_cosine)
-    hashes = {i: imagehash.phash(open_rgb(files[i])) for i in np.unique(pairs)}
-    pairs = np.array([p for p in pairs if hashes[p[0]] - hashes[p[1]] <= max_bits], np.int64).reshape(-1, 2)
+    hashes = {i: (imagehash.phash(im), imagehash.colorhash(im)) for i in np.unique(pairs) for im in [open_rgb(files[i])]}
+    alike = lambda a, b: hashes[a][0] - hashes[b][0] <= max_bits and hashes[a][1] - hashes[b][1] <= max_colour_bits
+    pairs = np.array([p for p in pairs if alike(*p)], np.int64).reshape(-1, 2)
     n = len(files)
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     _, component = connected_components(graph, directed=False)
@@ -201,8 +206,8 @@ def check_out(out: Path) -> Path:
 
 
 def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str = None, attributes: list = None,
-          min_cosine: float = 0.95, max_bits: int = 6, min_train: int = 10, bs: int = 64, device: str = 'auto',
-          page_items: int = 100, log=print) -> dict:
+          min_cosine: float = 0.95, max_bits: int = 0, max_colour_bits: int = 0, min_train: int = 10, bs: int = 64,
+          device: str = 'auto', page_items: int = 100, log=print) -> dict:
     "Run the audit, write its CSVs, page and summary.json into `out`; returns the summary."
     find_label_issues, imagehash = catalogue_extras()
     model_json = weights_only(Path(model), stage)
@@ -225,12 +230,14 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
     import torch
     probs = {h: torch.cat(p) for h, p in probs.items()}
     judged = ~rows['file'].isin(trained.files).to_numpy()
-    issues, issue_counts = label_issues(rows, probs, predictor.vocabs, judged, trained, find_label_issues, min_train)
-    groups = duplicate_groups(list(rows['file']), np.concatenate(vectors), min_cosine, max_bits, imagehash)
+    issues, issue_counts = label_issues(rows, attributes, probs, predictor.vocabs, judged, trained, find_label_issues,
+                                        min_train)
+    groups = duplicate_groups(list(rows['file']), np.concatenate(vectors), min_cosine, max_bits, imagehash,
+                              max_colour_bits)
     dups, dup_counts = disagreements(rows, groups, attributes)
     summary = dict(data=str(data), model=str(model_json), photos=len(rows), load_report=load_report,
                    training_set=trained.note, attributes=attributes, min_train=min_train,
-                   near_duplicates=dict(min_cosine=min_cosine, max_hash_bits=max_bits,
+                   near_duplicates=dict(min_cosine=min_cosine, max_hash_bits=max_bits, max_colour_hash_bits=max_colour_bits,
                                         groups=int(len(set(groups[groups >= 0]))),
                                         photos_in_groups=int((groups >= 0).sum()), disagreeing=dup_counts),
                    label_issues=issue_counts)
@@ -264,7 +271,8 @@ def main(model: str,                 # run folder or <model>.json (weights-only)
          stage: Annotated[str, {'help': f"which model of a run folder: {models_help()} (default: as predict)"}] = None,
          attributes: str = None,     # styles.csv columns to audit, comma-separated (default: every label column there)
          min_cosine: float = 0.95,   # near-duplicates: least cosine of the two photos' embeddings
-         max_bits: int = 6,          # near-duplicates: most differing bits of the two photos' 64-bit perceptual hashes
+         max_bits: int = 0,          # near-duplicates: most differing bits of the two photos' 64-bit perceptual hashes
+         max_colour_bits: int = 0,   # near-duplicates: most differing bits of their 42-bit colour hashes
          min_train: int = 10,        # judge only labels of classes with at least this many training photos
          bs: int = 64,               # photos per forward pass
          device: Annotated[str, {'help': f"{', '.join(DEVICES)} (default: auto)"}] = 'auto',
@@ -274,13 +282,14 @@ def main(model: str,                 # run folder or <model>.json (weights-only)
     if not -1 <= min_cosine <= 1:
         raise OptionError(f"--min-cosine must be a cosine in [-1, 1], e.g. 0.95; got {min_cosine}.")
     if not 0 <= max_bits <= 64: raise OptionError(f"--max-bits must be from 0 to 64, got {max_bits}.")
+    if not 0 <= max_colour_bits <= 42: raise OptionError(f"--max-colour-bits must be from 0 to 42, got {max_colour_bits}.")
     if min_train < 1: raise OptionError(f"--min-train must be at least 1, got {min_train}.")
     if page_items < 1: raise OptionError(f"--page-items must be at least 1, got {page_items}.")
     names = [a.strip() for a in attributes.split(',') if a.strip()] if attributes else None
     if names and (bad := [a for a in names if a not in (LABEL, *ATTRIBUTES)]):
         raise OptionError(f"--attributes: {', '.join(bad)} is not a label column; choose among {LABEL}, "
                           f"{', '.join(ATTRIBUTES)}.")
-    summary = audit(Path(model), Path(data) if data else None, Path(out), stage, names, min_cosine, max_bits, min_train,
-                    bs, device, page_items)
+    summary = audit(Path(model), Path(data) if data else None, Path(out), stage, names, min_cosine, max_bits,
+                    max_colour_bits, min_train, bs, device, page_items)
     for line in summary_lines(summary): print(line)
     print(f"audit: {Path(out) / 'audit.html'} to go through; all of it in {out}/label_issues.csv and duplicate_groups.csv")

@@ -89,7 +89,8 @@ def write_page(path: Path, issues: pd.DataFrame, dups: pd.DataFrame, summary: di
             f"<style>{STYLE}</style></head><body><h1>Label audit</h1>"
             f"<p>{summary['photos']} photos of <code>{escape(summary['data'])}</code>, judged by "
             f"<code>{escape(summary['model'])}</code>; {escape(summary['training_set'])}. Near-duplicates: embedding "
-            f"cosine at least {nd['min_cosine']} and perceptual hashes at most {nd['max_hash_bits']} bits apart: "
+            f"cosine at least {nd['min_cosine']}, perceptual hashes at most {nd['max_hash_bits']} bits apart and colour "
+            f"hashes at most {nd['max_colour_hash_bits']}: "
             f"{nd['groups']} groups of {nd['photos_in_groups']} photos.</p>{counts_table(summary)}"
             f"{sections or '<p>Nothing flagged.</p>'}</body></html>")
     atomic_write_text(Path(path), html)

@@ -70,8 +70,10 @@ def test_label_issues_judges_only_what_the_model_did_not_train_on():
                       [.3, .3, .4], [.4, .3, .3], [.01, .98, .01]])  # c never trained; no label; 7 trained on
     judged = np.array([True] * 7 + [False])
     trained = TrainingSet(classes={'articleType': {'a': 10, 'b': 12, 'c': 9}}, known=True)  # c: too few to judge
-    issues, counts = label_issues(rows, {'articleType': p}, {'articleType': vocab}, judged, trained,
-                                  cleanlab.filter.find_label_issues, min_train=10)
+    heads = {'articleType': p, 'gender': p}  # gender: a head of the model, but not a column asked for
+    issues, counts = label_issues(rows.assign(gender='a'), ['articleType'], heads, {'articleType': vocab, 'gender': vocab},
+                                  judged, trained, cleanlab.filter.find_label_issues, min_train=10)
+    assert list(counts) == ['articleType'] and set(issues['attribute']) == {'articleType'}
     assert counts['articleType'] == dict(judged=5, not_judged_trained_on=1, not_judged_missing_label=1,
                                          not_judged_class_too_rare=1, flagged=len(issues))
     first = issues.iloc[0]
@@ -89,6 +91,17 @@ def test_near_duplicates_need_both_the_embedding_and_the_hash(tmp_path):
     groups = duplicate_groups(files, vectors, .95, 6, imagehash)
     assert groups[0] == groups[1] >= 0 and groups[2] == groups[3] == -1
     assert (duplicate_groups(files, np.eye(4, dtype=np.float32), .95, 6, imagehash) == -1).all()  # hash alone: no
+
+
+def test_near_duplicates_of_another_colour_are_other_products(tmp_path):
+    "One layout in red and in blue: two shades of one product, not one product listed twice."
+    files = []
+    for colour in ((200, 30, 30), (30, 30, 200)):
+        arr = np.full((80, 60, 3), 245, np.uint8); arr[15:65, 12:48] = colour
+        files.append(tmp_path / f'{len(files)}.jpg'); Image.fromarray(arr).save(files[-1], 'JPEG', quality=95)
+    same = np.ones((2, 4), np.float32) / 2
+    assert (duplicate_groups(files, same, .95, 64, imagehash, max_colour_bits=0) == -1).all()
+    assert (duplicate_groups(files, same, .95, 64, imagehash, max_colour_bits=42) >= 0).all()
 
 
 def test_disagreements_per_attribute_ignore_missing_values():
