@@ -29,12 +29,14 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import torch
 from fastcore.script import call_parse
 
 from .atomic import atomic_write_text
+from .audit_page import write_page
 from .cli import command
 from .config import TrainConfig
-from .data import ATTRIBUTES, LABEL, assign_protocol, attach_images, data_folder_problem, is_missing, load_styles
+from .data import ATTRIBUTES, LABEL, LoadReport, assign_protocol, attach_images, data_folder_problem, is_missing, load_styles
 from .errors import DataError, OptionError
 from .index import Index, weights_only
 from .inference import DEVICES, WeightsOnlyModel, models_help
@@ -92,7 +94,7 @@ def training_set(model_json: Path, heads: list) -> TrainingSet:
     return TrainingSet(set(train['file']), classes, True, f"the model trained on {len(train)} photos of {data_dir} ({years})")
 
 
-def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame, dict, list]:
+def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame, LoadReport, list]:
     """The folder's usable rows (files checked, skips counted), the load report, and the label columns to audit
     (default: the `VISIBLE` ones the folder has)."""
     if problem := data_folder_problem(data_dir, '--data', demo_hint=False): raise DataError(problem)
@@ -107,7 +109,7 @@ def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame,
     rows = attach_images(styles, data_dir / 'images', report)
     if rows.empty: raise DataError(f"no usable photo in {data_dir}: {report.summary()}")
     for a in attributes: rows[a] = rows[a].map(lambda v: v.strip() if isinstance(v, str) else v)
-    return rows, report.to_dict(), attributes
+    return rows, report, attributes
 
 
 def label_issues(rows: pd.DataFrame, attributes: list, probs: dict, vocabs: dict, judged: np.ndarray,
@@ -218,6 +220,7 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
         data = Path(json.loads(record.read_text())['data_dir'])
     out = check_out(Path(out))
     rows, load_report, attributes = audited_rows(Path(data), attributes)
+    log(f"audit: {load_report.summary()}")
     predictor = WeightsOnlyModel(model_json, device)
     trained = training_set(model_json, list(predictor.vocabs))
     log(f"audit: {len(rows)} photos of {data}; {trained.note}")
@@ -227,7 +230,6 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
         vectors.append(emb.numpy())
         for h in p: probs[h].append(p[h])
         log(f"audit: {min(i + 4096, len(rows))} of {len(rows)} photos through {model_json.name}")
-    import torch
     probs = {h: torch.cat(p) for h, p in probs.items()}
     judged = ~rows['file'].isin(trained.files).to_numpy()
     issues, issue_counts = label_issues(rows, attributes, probs, predictor.vocabs, judged, trained, find_label_issues,
@@ -235,7 +237,7 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
     groups = duplicate_groups(list(rows['file']), np.concatenate(vectors), min_cosine, max_bits, imagehash,
                               max_colour_bits)
     dups, dup_counts = disagreements(rows, groups, attributes)
-    summary = dict(data=str(data), model=str(model_json), photos=len(rows), load_report=load_report,
+    summary = dict(data=str(data), model=str(model_json), photos=len(rows), load_report=load_report.to_dict(),
                    training_set=trained.note, attributes=attributes, min_train=min_train,
                    near_duplicates=dict(min_cosine=min_cosine, max_hash_bits=max_bits, max_colour_hash_bits=max_colour_bits,
                                         groups=int(len(set(groups[groups >= 0]))),
@@ -244,7 +246,6 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
     atomic_write_text(out / 'label_issues.csv', issues.to_csv(index=False))
     atomic_write_text(out / 'duplicate_groups.csv', dups.to_csv(index=False))
     atomic_write_text(out / 'summary.json', json.dumps(summary, indent=1))
-    from .audit_page import write_page
     write_page(out / 'audit.html', issues, dups, summary, page_items)
     return summary
 
