@@ -37,7 +37,7 @@ def fit_temperature(probs, targets) -> float:
         loss.backward()
         return loss
     opt.step(nll)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def reliability(probs, targets, bins: int = BINS) -> list:
