@@ -31,8 +31,9 @@ from .errors import OptionError
 from .data import LABEL
 from .index import Index, similar_index
 from .inference import ANSWER_ORDER, DEVICES, ENGINES, WeightsOnlyModel, choose_engine, exported, default_model, \
-    find_model, load_model_file, models_help, predict_paths, resolve_device
+    find_model, load_model_file, models_help, readable, answers, resolve_device
 from .models import FIRST, NAMES, STAGES, spec
+from .pixels import open_rgb
 
 STAGE_CHOICES = ('auto', *NAMES, 'both')  # auto: the model `predict` answers with; both: the protocol's two stages
 
@@ -66,10 +67,13 @@ class Catalogue:
     model: WeightsOnlyModel  # the only form that embeds (`similar_index` refuses the others)
     k: int
 
-    def neighbours(self, path) -> list:
-        "The photo's `k` nearest catalogue products, {id, label, score, file} each: what `predict --similar` adds."
-        embeddings, _ = self.model.embed([path])
-        return self.index.neighbours(embeddings.numpy(), self.k)[0]
+    def answer(self, path) -> tuple[dict, list]:
+        """The embedding model's `head_probs` of the photo and its `k` nearest catalogue products ({id, label, score,
+        file} each: what `predict --similar` adds), from one forward pass."""
+        embeddings, heads = self.model.embed([path])
+        return heads, self.index.neighbours(embeddings.numpy(), self.k)[0]
+
+    def neighbours(self, path) -> list: return self.answer(path)[1]
 
 
 def open_index(index: str, similar: int, found: dict, engine: str) -> tuple[Index, int] | None:
@@ -115,11 +119,9 @@ def gallery(neighbours: list) -> list:
 def pixels(items: list) -> list:
     """`gallery`'s files as RGB pixels, which Gradio serves from its own cache (see the module's docstring for why not
     the files); a photo gone since the start is the user's to fix, not a traceback."""
-    from PIL import Image
     out = []
     for file, caption in items:
-        try:
-            with Image.open(file) as im: out.append((im.convert('RGB'), caption))
+        try: out.append((open_rgb(file), caption))
         except OSError as e:
             raise ValueError(f"The catalogue photo {file} cannot be read any more ({type(e).__name__}): restore it, or "
                              f"build the index again and restart the page.") from e
@@ -135,13 +137,16 @@ def classify(predictors: dict,            # {title: predictor}, as from `load_pr
     probability} of its best value): `predict_paths`'s answer for this file, as `gr.Label` takes it (see `labels`); with
     a catalogue, last, its nearest products as `gallery` shows them."""
     if path is None: return [None] * (len(labels(predictors)) + (catalogue is not None))
-    out = []
+    files, skipped = readable([path])
+    if skipped: raise ValueError(f"Not a readable image ({skipped[0]['error']}).")
+    out, near = [], None
     for predictor in predictors.values():
-        results, skipped = predict_paths(predictor, [path], topk)
-        if skipped: raise ValueError(f"Not a readable image ({skipped[0]['error']}).")
-        out.append({t['class']: t['prob'] for t in results[0]['top']})
-        out += [{a['class']: a['prob']} for a in results[0].get('attributes', {}).values()]
-    return out + ([gallery(catalogue.neighbours(path))] if catalogue is not None else [])
+        if catalogue is not None and predictor is catalogue.model: heads, near = catalogue.answer(path)  # one pass
+        else: heads = predictor.head_probs(files)
+        (result,) = answers(predictor, files, heads, topk)
+        out.append({t['class']: t['prob'] for t in result['top']})
+        out += [{a['class']: a['prob']} for a in result.get('attributes', {}).values()]
+    return out + ([gallery(near)] if catalogue is not None else [])
 
 
 def labels(predictors: dict) -> list:

@@ -422,24 +422,34 @@ def expand_paths(paths) -> list[Path]:
     return out
 
 
-def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = None) -> tuple[list, list]:
-    """Top-k article types for the readable images (and, from a model with other attributes, each one's best value under
-    `attributes`), and the skipped ones with reasons.  With `min_prob`, each prediction says whether it is `uncertain`
-    (its best article type below that probability); nothing is dropped or relabelled."""
+def readable(paths) -> tuple[list, list]:
+    "The image files under `paths` that decode, and the others as {path, error}: checked before any model runs."
     files, skipped = [], []
     for p in expand_paths(paths):
         why = 'file not found' if not p.exists() else image_problem(p)
         (skipped.append({'path': str(p), 'error': why}) if why else files.append(p))
+    return files, skipped
+
+
+def answers(predictor: Predictor, files: list, heads: dict, topk: int = 5, min_prob: float = None) -> list:
+    """Per file, its top-k article types (and, from a model with other attributes, each one's best value under
+    `attributes`) from `heads` (`head_probs` of `files`).  With `min_prob`, each says whether it is `uncertain` (its best
+    article type below that probability); nothing is dropped or relabelled."""
+    heads = dict(heads)
+    probs = heads.pop(LABEL)
+    k = min(topk, probs.shape[1])
+    vals, idxs = probs.topk(k, dim=1)
+    best = {h: p.max(dim=1) for h, p in heads.items()}
     results = []
-    if files:
-        heads = predictor.head_probs(files)
-        probs = heads.pop(LABEL)
-        k = min(topk, probs.shape[1])
-        vals, idxs = probs.topk(k, dim=1)
-        best = {h: p.max(dim=1) for h, p in heads.items()}
-        for n, (f, v, i) in enumerate(zip(files, vals.tolist(), idxs.tolist())):
-            results.append({'path': str(f), 'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
-            if heads: results[-1]['attributes'] = {h: {'class': predictor.vocabs[h][int(b.indices[n])],
-                                                       'prob': round(float(b.values[n]), 4)} for h, b in best.items()}
-            if min_prob is not None: results[-1]['uncertain'] = v[0] < min_prob
-    return results, skipped
+    for n, (f, v, i) in enumerate(zip(files, vals.tolist(), idxs.tolist())):
+        results.append({'path': str(f), 'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
+        if heads: results[-1]['attributes'] = {h: {'class': predictor.vocabs[h][int(b.indices[n])],
+                                                   'prob': round(float(b.values[n]), 4)} for h, b in best.items()}
+        if min_prob is not None: results[-1]['uncertain'] = v[0] < min_prob
+    return results
+
+
+def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = None) -> tuple[list, list]:
+    "`answers` for the readable images under `paths`, and the skipped ones with reasons."
+    files, skipped = readable(paths)
+    return (answers(predictor, files, predictor.head_probs(files), topk, min_prob) if files else []), skipped

@@ -18,7 +18,7 @@ from .cli import command
 from .errors import OptionError
 from .index import similar_index
 from .inference import ANSWER_ORDER, DEVICES, ENGINES, FIRST, MODEL_HELP, choose_engine, expand_paths, find_model, \
-    load_model_file, models_help, predict_paths, resolve_device
+    load_model_file, models_help, readable, answers, resolve_device
 
 
 def check_options(paths, topk: int, processes: int, min_prob, device: str) -> None:
@@ -66,9 +66,11 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
     catalogue, _ = similar_index(index, similar, [found], engine, processes) or (None, 0)
     files = expand_paths(paths)  # a folder without images stops here, before the model is loaded
     with load_model_file(*found, device, processes) as predictor:
-        results, skipped = predict_paths(predictor, files, topk, min_prob)
+        files, skipped = readable(files)
+        if catalogue is None: heads = predictor.head_probs(files) if files else None
+        else: embeddings, heads = predictor.embed(files) if files else (None, None)  # one pass: answers and embeddings
+        results = answers(predictor, files, heads, topk, min_prob) if files else []
         if catalogue is not None and results:
-            embeddings, _ = predictor.embed([r['path'] for r in results])
             for r, near in zip(results, catalogue.neighbours(embeddings.numpy(), similar)): r['similar'] = near
     if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped}, indent=1))
     else: print_table(results)
