@@ -68,21 +68,24 @@ class TrainingSet:
     note: str = ''
 
 
-def training_set(model_json: Path, heads: list) -> TrainingSet:
+def training_set(model_json: Path, heads: list, data_dir: Path = None, rows: pd.DataFrame = None) -> TrainingSet:
     """The training photos of the run that `model_json` belongs to, rebuilt from its config.json as the run built them
-    (same data folder, top-k, holdout and seed)."""
+    (same data folder, top-k, holdout and seed).  `rows`: the usable rows of `data_dir` already read, used when the run
+    trained on that folder, so that its images are not checked twice."""
     run_dir = Path(model_json).parent
     name = Path(model_json).stem
     if not (run_dir / 'config.json').is_file() or name not in NAMES:
         return TrainingSet(note=f"{model_json} has no run's config.json beside it: which photos it trained on is unknown, "
                                 f"so every photo is judged as out-of-sample and every class of its vocab as trained")
     cfg, record = TrainConfig.of_run(run_dir), json.loads((run_dir / 'config.json').read_text())
-    data_dir = Path(record['data_dir'])
-    if data_folder_problem(data_dir, '--data', demo_hint=False):
-        raise DataError(f"{run_dir}/config.json says the run trained on {data_dir}, which is no longer a data folder: "
+    trained_on = Path(record['data_dir'])
+    if data_folder_problem(trained_on, '--data', demo_hint=False):
+        raise DataError(f"{run_dir}/config.json says the run trained on {trained_on}, which is no longer a data folder: "
                         f"the audit must know which photos the model trained on; restore that folder.")
-    styles, report = load_styles(data_dir / 'styles.csv')
-    rows = assign_protocol(attach_images(styles, data_dir / 'images', report), record['top_classes'], cfg.holdout, cfg.seed)
+    if rows is None or Path(data_dir).resolve() != Path(trained_on).resolve():
+        styles, report = load_styles(trained_on / 'styles.csv')
+        rows = attach_images(styles, trained_on / 'images', report)
+    rows = assign_protocol(rows.copy(), record['top_classes'], cfg.holdout, cfg.seed)
     train = rows[rows['split'] == 'train']
     m = spec(name)
     seen = {LABEL: train[(train['part'] == m.part) | (m.part == ALL)]}
@@ -91,7 +94,7 @@ def training_set(model_json: Path, heads: list) -> TrainingSet:
     classes = {h: r[h].dropna().map(str.strip).value_counts().drop('', errors='ignore').to_dict()
                for h, r in seen.items() if h in r}
     years = "its run's even years" + (' less its holdout' if cfg.holdout else '')
-    return TrainingSet(set(train['file']), classes, True, f"the model trained on {len(train)} photos of {data_dir} ({years})")
+    return TrainingSet(set(train['file']), classes, True, f"the model trained on {len(train)} photos of {trained_on} ({years})")
 
 
 def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame, LoadReport, list]:
@@ -222,7 +225,7 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
     rows, load_report, attributes = audited_rows(Path(data), attributes)
     log(f"audit: {load_report.summary()}")
     predictor = WeightsOnlyModel(model_json, device)
-    trained = training_set(model_json, list(predictor.vocabs))
+    trained = training_set(model_json, list(predictor.vocabs), Path(data), rows)
     log(f"audit: {len(rows)} photos of {data}; {trained.note}")
     vectors, probs = [], {h: [] for h in predictor.vocabs}
     for i in range(0, len(rows), 4096):
