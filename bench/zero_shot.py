@@ -5,8 +5,8 @@
    padded to a square by repeating its edge pixels, as the package resizes), with its normalisation.  Nothing here is
    chosen on data.
 2. The run's all-classes model (the trained head, closed-set) on the same photos.
-3. The gate's threshold on the holdout (even-year photos of trained classes, not trained on) for at most 1% of them
-   answered with a zero-shot class (`zero_shot.gate_threshold`).
+3. The gate's boost on the holdout (even-year photos of trained classes, not trained on): the largest with at most 1%
+   of them answered with a zero-shot class (`zero_shot.fit_boost`).
 4. A temperature for each (the closed-set head, the joined probability) fitted on the holdout (calibration.py).
 5. Then, once, the test split: top-1/top-5 closed-set and joined, over every photo, over the photos of zero-shot classes
    and over those of trained classes; the share of test photos answered with a zero-shot class; the expected
@@ -34,7 +34,7 @@ from fashion_fastai.lite_weights import timm_weights_file
 from fashion_fastai.models import ALL
 from fashion_fastai.pixels import image_batch
 from fashion_fastai.weights import normalization
-from fashion_fastai.zero_shot import ZeroShotHead, gate_threshold, join, load_map
+from fashion_fastai.zero_shot import ZeroShotPath, load_map
 
 ARCH = 'tf_efficientnet_lite0'
 
@@ -87,19 +87,12 @@ def main(run: Path,                    # a run folder trained with --holdout (it
     trained_all = model.head_probs(files)[LABEL].numpy().astype(np.float64)
     model_speed = len(files) / (time.time() - t0)
     vocab, counts = model.vocab, data.train_counts(ALL)
-    seen = np.array([counts.get(c, 0) > 0 for c in vocab])
-    head = ZeroShotHead.of([c for c in vocab if not counts.get(c, 0)], load_map())
-    zs_idx = np.array([vocab.index(c) for c in head.classes])
-    seen_idx = np.flatnonzero(seen)
-    trained = trained_all[:, seen_idx] / trained_all[:, seen_idx].sum(1, keepdims=True)
-    scores, evidence = head.scores(imagenet)
     n_hold = len(holdout)
-    threshold = gate_threshold(trained[:n_hold], scores[:n_hold], evidence[:n_hold], max_routed)
-    joined_small = join(trained, scores, evidence, threshold)
-    joined = np.zeros_like(trained_all)
-    joined[:, seen_idx], joined[:, zs_idx] = joined_small[:, :len(seen_idx)], joined_small[:, len(seen_idx):]
-    routed = joined.argmax(1)[:, None] == zs_idx[None, :] if len(zs_idx) else np.zeros((len(files), 1), bool)
-    routed = routed.any(1)
+    path = ZeroShotPath.of(vocab, [c for c in vocab if not counts.get(c, 0)], load_map())
+    path = path.fitted(trained_all[:n_hold], imagenet[:n_hold], max_routed)
+    head, zs_idx, seen = path.head, path.zero_shot_index, np.isin(np.arange(len(vocab)), path.trained_index)
+    joined = path.joined(trained_all, imagenet)
+    routed = path.routed(joined)
     targets = np.array([vocab.index(c) for c in list(holdout[LABEL]) + list(test[LABEL])])
     t = slice(n_hold, None)
     is_zs = np.isin(targets[t], zs_idx)
@@ -117,7 +110,7 @@ def main(run: Path,                    # a run folder trained with --holdout (it
                         f'{name}_coverage_at_0.5': round(100 * float(sure.mean()), 2),
                         f'{name}_precision_at_0.5': round(100 * float((tempered.argmax(1) == targets[t])[sure].mean()), 2)}
     result = dict(run=str(run), holdout_photos=n_hold, test_photos=len(test), zero_shot_classes=list(head.classes),
-                  gate_threshold=threshold, max_routed=max_routed,
+                  boost=path.boost, max_routed=max_routed,
                   holdout_routed=round(100 * float(routed[:n_hold].mean()), 3),
                   test_routed=round(100 * float(routed[t].mean()), 2),
                   test_photos_of_zero_shot_classes=int(is_zs.sum()),

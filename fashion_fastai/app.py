@@ -68,10 +68,10 @@ class Catalogue:
     k: int
 
     def answer(self, path) -> tuple[dict, list]:
-        """The embedding model's `head_probs` of the photo and its `k` nearest catalogue products ({id, label, score,
-        file} each: what `predict --similar` adds), from one forward pass."""
+        """The embedding model's `answer_probs` of the photo and its `k` nearest catalogue products ({id, label, score,
+        file} each: what `predict --similar` adds), from one forward pass of the trained model."""
         embeddings, heads = self.model.embed([path])
-        return heads, self.index.neighbours(embeddings.numpy(), self.k)[0]
+        return self.model.answered(heads, [path])[0], self.index.neighbours(embeddings.numpy(), self.k)[0]
 
     def neighbours(self, path) -> list: return self.answer(path)[1]
 
@@ -91,12 +91,12 @@ def open_index(index: str, similar: int, found: dict, engine: str) -> tuple[Inde
 
 
 def load_page(model: Path, stage: str = 'auto', trust_pickle: bool = False, device: str = 'auto', engine: str = 'torch',
-              similar: int = 0, index: str = None) -> tuple[dict, Catalogue | None]:
+              similar: int = 0, index: str = None, closed_set: bool = False) -> tuple[dict, Catalogue | None]:
     """`load_predictors`'s {title: predictor} and, with --similar, the gallery's `Catalogue` (else None); every option is
     checked before the first model is loaded (see `main` for each one)."""
     found = shown_files(model, stage, trust_pickle, engine)
     chosen = open_index(index, similar, found, engine)
-    loaded = {s: load_model_file(*f, device) for s, f in found.items()}
+    loaded = {s: load_model_file(*f, device, closed_set=closed_set) for s, f in found.items()}
     predictors = {title(s, len(p.vocab)): p for s, p in loaded.items()}
     return predictors, None if chosen is None else Catalogue(chosen[0], loaded[list(found)[chosen[1]]], similar)
 
@@ -142,11 +142,15 @@ def classify(predictors: dict,            # {title: predictor}, as from `load_pr
     out, near = [], None
     for predictor in predictors.values():
         if catalogue is not None and predictor is catalogue.model: heads, near = catalogue.answer(path)  # one pass
-        else: heads = predictor.head_probs(files)
+        else: heads = predictor.answer_probs(files)[0]
         (result,) = answers(predictor, files, heads, topk)
-        out.append({t['class']: t['prob'] for t in result['top']})
+        zero_shot = set(predictor.answering.zero_shot.head.classes) if predictor.zero_shot else set()
+        out.append({t['class'] + (ZERO_SHOT_MARK if t['class'] in zero_shot else ''): t['prob'] for t in result['top']})
         out += [{a['class']: a['prob']} for a in result.get('attributes', {}).values()]
     return out + ([gallery(near)] if catalogue is not None else [])
+
+
+ZERO_SHOT_MARK = ' (zero-shot)'  # after a class answered from the ImageNet classifier: no training photo taught it
 
 
 def labels(predictors: dict) -> list:
@@ -186,8 +190,9 @@ def build_app(predictors: dict,             # {title: predictor}, as from `load_
         inputs=gr.Image(type='filepath', image_mode=None, sources=['upload', 'clipboard'], label='Product photo'),
         outputs=outputs,
         live=True, flagging_mode='never', title='Fashion product classifier',
-        description=f"Upload a product photo to see the top-{topk} article types and their probabilities"
-                    + (f" from `{source}`." if source else "."))
+        description=f"Upload a product photo to see the top-{topk} article types and their calibrated probabilities"
+                    + (f" from `{source}`" if source else "") + f". Classes marked{ZERO_SHOT_MARK} had no training photo: "
+                    f"they are answered from the starting network's ImageNet classifier.")
 
 
 @call_parse
@@ -206,11 +211,12 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
          similar: int = 0,           # with --index: a gallery of the K catalogue products most alike the photo
          index: Annotated[str, {'help': "a catalogue index from `python -m fashion_fastai.index`, built with a shown "
                                         "model (the first shown that made it embeds the photo)"}] = None,
+         closed_set: bool = False,   # the trained classes alone, without the zero-shot ones
          ):
     "Serve a web page that shows the top-5 article types of an uploaded product photo."
     if not 0 < port < 65536: raise OptionError(f"--port must be a port number from 1 to 65535, got {port}.")
     resolve_device(device)
-    predictors, catalogue = load_page(Path(model), stage, trust_pickle, device, engine, similar, index)
+    predictors, catalogue = load_page(Path(model), stage, trust_pickle, device, engine, similar, index, closed_set)
     demo = build_app(predictors, source=model, catalogue=catalogue)
     try: demo.launch(server_name=host, server_port=port, share=False)
     except OSError as e:

@@ -49,3 +49,12 @@ def export_stage(learn: Learner,
                 **(dict(attributes=heads.vocabs) if heads is not None else {}))
     with atomic_path(run_dir / f'{name}.json') as tmp: tmp.write_text(json.dumps(meta, indent=1))
     return {k: str(run_dir / f'{name}.{k}') for k in ('pkl', 'pth', 'json')}
+
+
+def record_answering(run_dir: Path, name: str, answering) -> None:
+    """Write a model's `Answering` (answering.py: temperatures, zero-shot path) into its weights-only JSON, where every
+    form of the model reads it; fitted after evaluation, so also into a model exported before (a resumed run)."""
+    path = Path(run_dir) / f'{name}.json'
+    meta = json.loads(path.read_text())
+    meta['answering'] = answering.to_dict()
+    with atomic_path(path) as tmp: tmp.write_text(json.dumps(meta, indent=1))

@@ -38,6 +38,14 @@ def parse_size(size) -> tuple[int, int]:
     return hw
 
 
+def default_holdout(data) -> float:
+    """A share of the even years that the models never train on, where the temperatures and the zero-shot gate are
+    fitted: with --data 5% (over a thousand photos, so that the gate's 1% bound is a dozen of them, for a twentieth of
+    the training photos); the demo's rare classes have a handful of even-year photos each, and only a tenth of them
+    leaves each part some."""
+    return 0.05 if data is not None else 0.1
+
+
 def default_size(data) -> tuple[int, int]:
     """With --data, the small set's 80x60 images upsampled to 128x96: ImageNet weights see more at a scale nearer their
     own (chosen on the real data's holdout: BENCHMARKS.md); the demo trains at its images' own size."""
@@ -162,8 +170,10 @@ class TrainConfig:
                              "each class's mean features) or new (fastai's fresh head)", S] = 'imprint'
     topk: Annotated[int, "number of most frequent classes in stage one", I] = 20
     rank_on: Annotated[str, "rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows", S] = 'all'
-    holdout: Annotated[float, "fraction of even-year images held out for validation; 0 validates on the test "
-                              "split", F] = 0.
+    holdout: Annotated[float | None, "fraction of even-year images held out (per class) for validation, the "
+                                     "temperatures and the zero-shot gate; 0 validates on the test split, with neither "
+                                     "(default: 0.05 with --data, 0.1 on the demo, whose rare classes are a handful of "
+                                     "photos each)", F] = None
     stage2_body: Annotated[str, f"where stage two's body starts: {BODIES[0]} (the protocol), imagenet or scratch",
                            S] = BODIES[0]
     stage2_head: Annotated[str, "stage two's head: new (fastai's fresh head, the protocol) or imprint (stage one's "
@@ -184,6 +194,9 @@ class TrainConfig:
     tta: Annotated[int | str, "test-time augmentation in the final evaluation: flip (each image averaged with its "
                               "mirror image: one more pass), N (fastai's tta: N passes with the training "
                               "augmentation, article type alone), or 0 (none)", S] = 0
+    zero_shot_map: Annotated[Path | None, "a CSV of rows articleType,imagenet[,main] that adds to or replaces the "
+                                          "package's zero-shot table, so that article types without a training photo "
+                                          "(a catalogue's new category) get answers from the ImageNet classifier", S] = None
     attributes: Annotated[tuple[str, ...], "other styles.csv columns to predict, one head each beside articleType, "
                                            "comma-separated: gender, masterCategory, subCategory, baseColour, season, "
                                            "usage (default: none)", S] = ()
@@ -194,10 +207,11 @@ class TrainConfig:
     def __post_init__(self):
         "Parse every value into its one type and check it, so that a bad option fails before anything is read."
         from .weights import check_arch  # the architectures this installation can build
-        self.data, self.weights = _path(self.data), _path(self.weights)
+        self.data, self.weights, self.zero_shot_map = _path(self.data), _path(self.weights), _path(self.zero_shot_map)
         self.out, self.name, self.arch = _path(self.out), _text(self.name), _text(self.arch)
         for k in ('bs', 'epochs', 'epochs2', 'epochs_all', 'topk', 'seed', 'freeze_epochs', 'workers'):
             setattr(self, k, _number(k, getattr(self, k), int))
+        if self.holdout is None: self.holdout = default_holdout(self.data)
         for k in ('holdout', 'demo_scale', 'label_smoothing'): setattr(self, k, _number(k, getattr(self, k), float))
         _choice('--pretrained', self.pretrained, PRETRAINED)
         if self.arch is not None: check_arch(self.arch)
@@ -328,7 +342,7 @@ class TrainConfig:
 
 
 RENAMED = {'stage2_init': 'stage2_body', 'all_init': 'all_head'}  # config.json keys of older versions
-RESUMABLE = ('workers', 'precision', 'channels_last', 'tta')  # how the run computes, not what it learns
+RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot_map')  # how the run computes or answers, not what it learns
 
 
 def _flag(name: str) -> str: return '--' + name.replace('_', '-')

@@ -254,13 +254,22 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
                     holdout: float = 0., # fraction of even-year rows moved to `valid` for tuning (0: validate on test)
                     seed: int = 42,      # seed for the holdout draw
                     ) -> pd.DataFrame:
-    "Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so no part is left out."
+    """Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so no part is left out.
+    A part whose classes are each too small for their share to round to a photo (a small catalogue's rare part) still
+    holds one out, from its class with the most even-year photos, as long as that class keeps one to train on and the
+    part two (what training needs)."""
     df = df.copy()
     df['split'] = year_split(df['year'])
     df['part'] = np.where(df[LABEL].isin(top), TOP, RARE)
     if holdout:
         train = df[df['split'] == 'train']
         df.loc[train.groupby(LABEL).sample(frac=holdout, random_state=seed).index, 'split'] = 'valid'
+        for part in (TOP, RARE):
+            rows = df[(df['part'] == part) & df['split'].isin(['train', 'valid'])]
+            counts = rows[rows['split'] == 'train'][LABEL].value_counts(sort=True)
+            if (rows['split'] == 'valid').any() or not len(counts) or counts.iloc[0] < 2 or counts.sum() < 3: continue
+            biggest = rows[(rows['split'] == 'train') & (rows[LABEL] == counts.index[0])]
+            df.loc[biggest.sample(n=1, random_state=seed).index, 'split'] = 'valid'
     return df
 
 
@@ -423,7 +432,8 @@ def default_workers() -> int:
     return defaults.cpus if torch.cuda.is_available() or (os.cpu_count() or 1) > 4 else 0
 
 
-def eval_rows(data: FashionData, part: str) -> pd.DataFrame:
-    "The part's odd-year rows in a fixed order: the evaluation set whatever fastai validated on."
+def eval_rows(data: FashionData, part: str, split: str = 'test') -> pd.DataFrame:
+    """The part's odd-year rows in a fixed order: the evaluation set whatever fastai validated on (`split` 'valid': its
+    holdout's, where calibration and the zero-shot gate are fitted)."""
     rows = data.part(part)
-    return rows[rows['split'] == 'test'].sort_values('id').reset_index(drop=True)
+    return rows[rows['split'] == split].sort_values('id').reset_index(drop=True)

@@ -6,7 +6,8 @@ time that a run need not spend.  Each model's weights-only form (`<model>.json` 
 it: the input is the decoder's uint8 RGB pixels ([batch, 3, height, width], the batch axis dynamic), and the graph holds
 the scaling, the normalisation, the network and one softmax per head (the article type's and each attribute's), so that
 shipped.py needs only Pillow, numpy and ONNX Runtime.  `<model>.json` gains an `onnx` entry: the file, the input, the
-outputs in order, and the check.
+outputs in order, and the check.  A run whose models have a zero-shot path also gets its frozen ImageNet network as
+`imagenet.onnx` (one graph for the run, checked the same way).
 
 The check, on real product photos: ONNX Runtime's probabilities must equal PyTorch's within what float32 arithmetic
 allows this very network on these images.  The reference is PyTorch in float64; PyTorch's own float32 run sets the
@@ -26,6 +27,7 @@ from fastcore.script import call_parse
 from .atomic import atomic_path, atomic_write_text
 from .cli import command
 from .errors import DataError, ModelError
+from .answering import Answering
 from .inference import IMAGE_EXTS, WeightsOnlyModel, exported, read_meta
 from .pixels import image_batch
 from .shipped import INPUT, import_onnxruntime, session
@@ -69,18 +71,13 @@ def tolerance(reference: list, float32: list) -> float:
     return max(TOLERANCE_FACTOR * err, FLOOR)
 
 
-def export_onnx(json_path: Path, files: list, bs: int = 32) -> dict:
-    """Write `<model>.onnx` beside `json_path`, check it on `files`, and record it in the JSON; returns that record.
-    A mismatch raises `ModelError` and leaves no `.onnx`."""
-    json_path = Path(json_path)
-    loaded = WeightsOnlyModel(json_path, device='cpu')
-    heads = list(loaded.vocabs)
-    net = ShippedNetwork(loaded.model, loaded.meta['mean'], loaded.meta['std']).eval()
-    pixels = torch.from_numpy(image_batch(files, loaded.size))
-    onnx_path = json_path.with_suffix('.onnx')
+def export_graph(net: torch.nn.Module, pixels: torch.Tensor, outputs: list, onnx_path: Path, files: list,
+                 bs: int = 32) -> dict:
+    """Write `net` (a `ShippedNetwork`) as `onnx_path`, checked on `pixels` (the decoded `files`); returns the record of
+    the graph.  A mismatch raises `ModelError` and leaves no file."""
     with atomic_path(onnx_path) as tmp, warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's notes on its own internals: nothing a user can act on
-        torch.onnx.export(net, (pixels[:2],), str(tmp), input_names=[INPUT], output_names=heads, opset_version=OPSET,
+        torch.onnx.export(net, (pixels[:2],), str(tmp), input_names=[INPUT], output_names=outputs, opset_version=OPSET,
                           dynamo=True, dynamic_shapes=({0: torch.export.Dim('batch')},), verbose=False)
         ours = session(tmp)
         with torch.inference_mode():
@@ -88,23 +85,46 @@ def export_onnx(json_path: Path, files: list, bs: int = 32) -> dict:
             reference = [torch.cat(o) for o in zip(*(double(pixels[i:i + bs]) for i in range(0, len(pixels), bs)))]
             float32 = [torch.cat(o) for o in zip(*(net(pixels[i:i + bs]) for i in range(0, len(pixels), bs)))]
         shipped = [torch.from_numpy(np.concatenate(o)) for o in
-                   zip(*(ours.run(heads, {INPUT: pixels[i:i + bs].numpy()}) for i in range(0, len(pixels), bs)))]
+                   zip(*(ours.run(outputs, {INPUT: pixels[i:i + bs].numpy()}) for i in range(0, len(pixels), bs)))]
         tol = tolerance(reference, float32)
         diff = [(s.double() - r).abs() for s, r in zip(shipped, reference)]
         worst = max(float(d.max()) for d in diff)
         if not worst <= tol:
-            head, d = max(zip(heads, diff), key=lambda hd: float(hd[1].max()))
+            head, d = max(zip(outputs, diff), key=lambda hd: float(hd[1].max()))
             image = files[int(d.max(dim=1).values.argmax())]
             raise ModelError(f"{onnx_path.name}: ONNX Runtime's {head} probabilities differ from PyTorch's by {worst:.3g} "
                              f"(on {image}), beyond the {tol:.3g} float32 arithmetic allows this network: the graph is "
                              f"not the model. Nothing was written; report it with the versions of torch, onnx and "
                              f"onnxruntime.")
-    record = dict(file=onnx_path.name, input=INPUT, layout='uint8 RGB [batch, 3, height, width], resized as in training',
-                  outputs=heads, opset=OPSET, check=dict(images=len(files), max_abs_diff=worst, tolerance=tol,
+    return dict(file=onnx_path.name, input=INPUT, layout='uint8 RGB [batch, 3, height, width], resized as in training',
+                outputs=outputs, opset=OPSET, check=dict(images=len(files), max_abs_diff=worst, tolerance=tol,
                                                          torch_float32_diff=tol / TOLERANCE_FACTOR))
+
+
+def export_onnx(json_path: Path, files: list, bs: int = 32) -> dict:
+    """Write `<model>.onnx` beside `json_path`, check it on `files`, and record it in the JSON; returns that record.
+    A mismatch raises `ModelError` and leaves no `.onnx`."""
+    json_path = Path(json_path)
+    loaded = WeightsOnlyModel(json_path, device='cpu')
+    net = ShippedNetwork(loaded.model, loaded.meta['mean'], loaded.meta['std']).eval()
+    record = export_graph(net, torch.from_numpy(image_batch(files, loaded.size)), list(loaded.vocabs),
+                          json_path.with_suffix('.onnx'), files, bs)
     meta = read_meta(json_path)
     atomic_write_text(json_path, json.dumps({**meta, 'onnx': record}, indent=1))
     return record
+
+
+def export_imagenet(json_path: Path, files: list, bs: int = 32) -> dict | None:
+    """The frozen ImageNet network that `json_path`'s zero-shot path names, as `<network>.onnx` beside it (once for the
+    run's models, which share it): the shipped path's second graph.  None when the model has no zero-shot path."""
+    from . import imagenet_classifier
+    network = Answering.from_meta(read_meta(json_path)).network
+    if not network: return None
+    path = Path(json_path).parent / network['file']
+    graph = path.with_suffix('.onnx')
+    if graph.is_file() and graph.stat().st_mtime >= path.stat().st_mtime: return dict(file=graph.name, reused=True)
+    net = ShippedNetwork(imagenet_classifier.load(network['arch'], path), network['mean'], network['std']).eval()
+    return export_graph(net, torch.from_numpy(image_batch(files, network['size'])), ['imagenet'], graph, files, bs)
 
 
 @call_parse
@@ -129,3 +149,7 @@ def main(run: str,             # a run folder (every model), or one weights-only
         print(f"{t.with_suffix('.onnx')}: {', '.join(r['outputs'])}; ONNX Runtime within {r['check']['max_abs_diff']:.2g} "
               f"of PyTorch's float64 probabilities on {r['check']['images']} photos (float32 allows {r['check']['tolerance']:.2g})",
               flush=True)
+        z = export_imagenet(t, files)
+        if z and not z.get('reused'):
+            print(f"{t.parent / z['file']}: the zero-shot path's ImageNet network; ONNX Runtime within "
+                  f"{z['check']['max_abs_diff']:.2g} (float32 allows {z['check']['tolerance']:.2g})", flush=True)

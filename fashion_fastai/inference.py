@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from fastai.vision.all import load_learner
 
 from . import __version__
+from .answering import REVIEW_PROB, Answering
 from .attributes import add_attribute_heads, article_head, article_vocab, attribute_heads, head_vocabs
 from .data import LABEL
 from .errors import DataError, ModelError, OptionError
@@ -136,15 +137,37 @@ def file_form(model: Path, trust_pickle: bool = False) -> tuple[Path, str]:
 
 class Predictor:
     """What `predict` and the web page use: `vocab` (the article types), `vocabs` (every head's, in output order, the
-    article type last) and `head_probs(paths)`, one probability tensor per head on the CPU; `probs` is the article
-    type's.  A context manager, so that a caller need not know whether there are processes to stop."""
+    article type last) and `head_probs(paths)`, one probability tensor per head on the CPU, the trained heads' softmax;
+    `answer_probs(paths)`, the same as the model answers (answering.py: calibrated, and joined with its zero-shot classes
+    unless `closed_set`), with which images the zero-shot path answered.  A context manager, so that a caller need not
+    know whether there are processes to stop."""
     vocabs: dict
+    answering: Answering = Answering(why_not='no answering record was loaded with this model')
+    scorer = None          # the frozen ImageNet network's probabilities (imagenet_classifier.Scorer or shipped.OnnxScorer)
+    closed_set = False     # True: the trained heads alone (calibrated), as the published runs of the protocol scored
 
     @property
     def vocab(self) -> list: return self.vocabs[LABEL]
 
+    @property
+    def zero_shot(self) -> bool:
+        "Whether this predictor answers with zero-shot classes."
+        return self.answering.has_zero_shot and not self.closed_set and self.scorer is not None
+
     def probs(self, paths, bs=64, num_workers: int = None) -> torch.Tensor:
         return self.head_probs(paths, bs, num_workers)[LABEL]
+
+    def answered(self, heads: dict, files) -> tuple[dict, list | None]:
+        """`heads` (this predictor's `head_probs` of `files`) as the model answers: (every head's probabilities, per
+        file whether a zero-shot class answered it, or None without the zero-shot path)."""
+        imagenet = self.scorer.probs(files) if self.zero_shot and len(files) else None
+        probs, routed = self.answering.apply({h: p.numpy() for h, p in heads.items()}, imagenet, not self.zero_shot)
+        return ({h: torch.from_numpy(p).float() for h, p in probs.items()},
+                None if routed is None else [bool(r) for r in routed])
+
+    def answer_probs(self, paths, bs=64, num_workers: int = None) -> tuple[dict, list | None]:
+        paths = list(paths)
+        return self.answered(self.head_probs(paths, bs, num_workers), paths)
 
     def close(self): pass
     def __enter__(self): return self
@@ -320,16 +343,20 @@ class OnnxPredictor(Predictor):
 _worker = None  # the model of this worker process, loaded once by `_load_worker`
 
 
-def _load_worker(path: str, form: str, device: str):
+def _load_worker(path: str, form: str, device: str, closed_set: bool):
     global _worker
     torch.set_num_threads(1)
     with warnings.catch_warnings():  # the parent loaded this same file first, and warned there if it had to
         warnings.simplefilter('ignore')
-        _worker = load_model_file(Path(path), form, device, threads=1)
+        _worker = load_model_file(Path(path), form, device, threads=1, closed_set=closed_set)
 
 
 def _worker_head_probs(paths: list, bs: int) -> dict:
     return _worker.head_probs(paths, bs, num_workers=0)  # each process decodes its own images: that is the point
+
+
+def _worker_answer_probs(paths: list, bs: int) -> tuple:
+    return _worker.answer_probs(paths, bs, num_workers=0)
 
 
 class ProcessPredictor(Predictor):
@@ -338,36 +365,88 @@ class ProcessPredictor(Predictor):
     def __init__(self,
                  path: Path,      # a weights-only <model>.json or an exported <model>.pkl (see `find_model`)
                  form: str,       # 'weights' or 'pickle'
-                 vocabs: dict,    # each head's classes (from the model loaded in the parent, which validated the file)
+                 parent: Predictor,  # the model loaded in the parent, which validated the file: its vocabs and answering
                  processes: int = 2,
                  device='cpu'):   # each worker's (`worker_device`)
         if processes < 2: raise ValueError(f"processes must be at least 2 for a process pool, got {processes}")
-        self.vocabs, self.processes, self.device = dict(vocabs), processes, resolve_device(device)
+        self.vocabs, self.processes, self.device = dict(parent.vocabs), processes, resolve_device(device)
+        self.answering, self.scorer, self.closed_set = parent.answering, parent.scorer, parent.closed_set
         self.pool = cf.ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn'), initializer=_load_worker,
-                                           initargs=(str(path), form, str(self.device)))
+                                           initargs=(str(path), form, str(self.device), parent.closed_set))
+
+    def _map(self, fn, paths: list, bs: int) -> list:
+        # several chunks per process, so that a slow process does not hold up the end; whole batches, so that each
+        # chunk's batches are full
+        per = max(bs, len(paths) // (4 * self.processes) // bs * bs)
+        chunks = [paths[i:i + per] for i in range(0, len(paths), per)]
+        return list(self.pool.map(fn, chunks, [bs] * len(chunks)))
 
     def head_probs(self, paths, bs: int = 64, num_workers: int = None) -> dict:
         "`num_workers` is ignored: each process decodes its own chunk."
         paths = [str(p) for p in paths]
         if not paths: return {h: torch.empty(0, len(v)) for h, v in self.vocabs.items()}
-        # several chunks per process, so that a slow process does not hold up the end; whole batches, so that each
-        # chunk's batches are full
-        per = max(bs, len(paths) // (4 * self.processes) // bs * bs)
-        chunks = [paths[i:i + per] for i in range(0, len(paths), per)]
-        parts = list(self.pool.map(_worker_head_probs, chunks, [bs] * len(chunks)))
+        parts = self._map(_worker_head_probs, paths, bs)
         return {h: torch.cat([p[h] for p in parts]) for h in self.vocabs}
+
+    def answer_probs(self, paths, bs: int = 64, num_workers: int = None) -> tuple[dict, list | None]:
+        "Each worker answers its chunk, the frozen ImageNet network's pass included."
+        paths = [str(p) for p in paths]
+        if not paths: return self.answered(self.head_probs(paths), paths)
+        parts = self._map(_worker_answer_probs, paths, bs)
+        routed = None if parts[0][1] is None else [r for _, rs in parts for r in rs]
+        return {h: torch.cat([p[h] for p, _ in parts]) for h in self.vocabs}, routed
 
     def close(self): self.pool.shutdown()
 
 
-def load_model_file(path: Path, form: str, device='auto', processes: int = 1, threads: int = None) -> Predictor:
+def load_model_file(path: Path, form: str, device='auto', processes: int = 1, threads: int = None,
+                    closed_set: bool = False) -> Predictor:
     """`find_model`'s choice loaded on `device` (`resolve_device`): 'weights' as a `WeightsOnlyModel`, 'pickle' as a
-    `PickledLearner`, 'onnx' (`onnx_form`) as an `OnnxPredictor` with `threads` threads.  With `processes` > 1, a
-    `ProcessPredictor` whose workers each load it (on `worker_device`) after this process has checked, on the CPU, that it
-    loads."""
+    `PickledLearner`, 'onnx' (`onnx_form`) as an `OnnxPredictor` with `threads` threads; with its answering (the
+    temperatures and zero-shot path in its JSON, and the frozen ImageNet network that path needs, unless `closed_set`).
+    With `processes` > 1, a `ProcessPredictor` whose workers each load it (on `worker_device`) after this process has
+    checked, on the CPU, that it loads."""
     if processes > 1:
         workers = worker_device(device)
-        return ProcessPredictor(path, form, load_model_file(path, form, 'cpu').vocabs, processes, workers)
+        return ProcessPredictor(path, form, load_model_file(path, form, 'cpu', closed_set=closed_set), processes, workers)
+    return with_answering(load_trained(path, form, device, threads), path, form, device, threads, closed_set)
+
+
+def with_answering(predictor: Predictor, path: Path, form: str, device='auto', threads: int = None,
+                   closed_set: bool = False) -> Predictor:
+    """The predictor with the answering its model's JSON records (a `.pkl` reads the JSON beside it) and, for the
+    zero-shot path, the frozen ImageNet network it names, run by the same engine.  A model from before calibration, or
+    a `.pkl` alone, answers with its softmax; `predict` says so."""
+    json_path = Path(path).with_suffix('.json')
+    if json_path.is_file(): predictor.answering = Answering.from_meta(read_meta(json_path))
+    else: predictor.answering = Answering(why_not=f"no {json_path.name} beside {Path(path).name} to read its "
+                                                  f"calibration and zero-shot path from")
+    predictor.closed_set = closed_set
+    a = predictor.answering
+    if not a.has_zero_shot or closed_set: return predictor
+    network = json_path.parent / a.network['file']
+    if form == 'onnx':
+        from .shipped import OnnxScorer
+        graph = network.with_suffix('.onnx')
+        if not graph.is_file():
+            raise ModelError(f"{json_path.name}'s zero-shot path needs the ImageNet network's graph {graph}, which is "
+                             f"missing: run `python -m fashion_fastai.export {json_path.parent}` again, or pass "
+                             f"--closed-set to answer with the trained classes alone.")
+        predictor.scorer = OnnxScorer(graph, a.network['size'], threads, predictor.device.type == 'cuda')
+        return predictor
+    if not network.is_file():
+        raise ModelError(f"{json_path.name}'s zero-shot path needs the frozen ImageNet network {network}, which is "
+                         f"missing: copy it from the run folder with the model, or pass --closed-set to answer with the "
+                         f"trained classes alone.")
+    from . import imagenet_classifier
+    net = imagenet_classifier.load(a.network['arch'], network)
+    predictor.scorer = imagenet_classifier.Scorer(net, a.network['size'], a.network['mean'], a.network['std'],
+                                                  predictor.device)
+    return predictor
+
+
+def load_trained(path: Path, form: str, device='auto', threads: int = None) -> Predictor:
+    "The trained model alone, as `load_model_file` loads it."
     if form == 'onnx': return OnnxPredictor(path, device, threads)
     if form == 'weights':
         try: return WeightsOnlyModel(path, device)
@@ -390,10 +469,11 @@ def load_model_file(path: Path, form: str, device='auto', processes: int = 1, th
 
 
 def load_model(model: Path, stage: str = None, trust_pickle: bool = False, processes: int = 1, device='auto',
-               engine: str = 'torch') -> Predictor:
+               engine: str = 'torch', closed_set: bool = False) -> Predictor:
     """The model `find_model` chooses, loaded by `load_model_file` on `engine` (ENGINES); a file that cannot be loaded
     gives a `ModelError` naming it and what to use."""
-    return load_model_file(*choose_engine(find_model(model, stage, trust_pickle), engine), device, processes)
+    return load_model_file(*choose_engine(find_model(model, stage, trust_pickle), engine), device, processes,
+                           closed_set=closed_set)
 
 
 def choose_engine(found: tuple[Path, str], engine: str = 'torch') -> tuple[Path, str]:
@@ -431,10 +511,12 @@ def readable(paths) -> tuple[list, list]:
     return files, skipped
 
 
-def answers(predictor: Predictor, files: list, heads: dict, topk: int = 5, min_prob: float = None) -> list:
+def answers(predictor: Predictor, files: list, heads: dict, topk: int = 5, min_prob: float = REVIEW_PROB,
+            routed: list = None) -> list:
     """Per file, its top-k article types (and, from a model with other attributes, each one's best value under
-    `attributes`) from `heads` (`head_probs` of `files`).  With `min_prob`, each says whether it is `uncertain` (its best
-    article type below that probability); nothing is dropped or relabelled."""
+    `attributes`) from `heads` (`answer_probs` of `files`).  With `min_prob`, each says whether it is `uncertain` (its
+    best article type below that probability); with `routed` (`answer_probs`'), whether a zero-shot class answered it
+    (`zero_shot`).  Nothing is dropped or relabelled."""
     heads = dict(heads)
     probs = heads.pop(LABEL)
     k = min(topk, probs.shape[1])
@@ -446,10 +528,21 @@ def answers(predictor: Predictor, files: list, heads: dict, topk: int = 5, min_p
         if heads: results[-1]['attributes'] = {h: {'class': predictor.vocabs[h][int(b.indices[n])],
                                                    'prob': round(float(b.values[n]), 4)} for h, b in best.items()}
         if min_prob is not None: results[-1]['uncertain'] = v[0] < min_prob
+        if routed is not None: results[-1]['zero_shot'] = routed[n]
     return results
 
 
-def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = None) -> tuple[list, list]:
+def answering_note(predictor: Predictor) -> dict:
+    "What the answers' probabilities are, for predict's JSON and its one line on stderr."
+    a = predictor.answering
+    why = ('--closed-set: the trained classes alone' if predictor.closed_set and a.has_zero_shot else a.why_not)
+    return dict(calibrated=bool(a.temperatures), zero_shot=predictor.zero_shot,
+                **({'zero_shot_classes': len(a.zero_shot.head.classes)} if predictor.zero_shot else {'why_not': why}))
+
+
+def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = REVIEW_PROB) -> tuple[list, list]:
     "`answers` for the readable images under `paths`, and the skipped ones with reasons."
     files, skipped = readable(paths)
-    return (answers(predictor, files, predictor.head_probs(files), topk, min_prob) if files else []), skipped
+    if not files: return [], skipped
+    heads, routed = predictor.answer_probs(files)
+    return answers(predictor, files, heads, topk, min_prob, routed), skipped

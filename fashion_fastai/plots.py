@@ -169,3 +169,23 @@ def plot_top_losses(
     fig.suptitle("Highest test losses: prediction / actual / loss / probability", fontsize=10)
     fig.tight_layout()
     _save_fig(fig, path)
+
+
+def plot_reliability(
+    curves: dict,  # {label: [(mean confidence, accuracy, photos) per bin]} (calibration.reliability)
+    path: Path,  # PNG to write (atomically)
+    title: str,
+) -> None:
+    "A reliability diagram: accuracy against confidence per bin, the diagonal being a probability that means what it says."
+    fig = _figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for label, points in curves.items():
+        if points:
+            conf, acc, n = zip(*points)
+            ax.plot(conf, acc, marker="o", label=f"{label} ({sum(n)} photos)")
+    ax.set(xlabel="confidence (best class's probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    _save_fig(fig, path)

@@ -17,8 +17,8 @@ from fastcore.script import call_parse
 from .cli import command
 from .errors import OptionError
 from .index import similar_index
-from .inference import ANSWER_ORDER, DEVICES, ENGINES, FIRST, MODEL_HELP, choose_engine, expand_paths, find_model, \
-    load_model_file, models_help, readable, answers, resolve_device
+from .inference import ANSWER_ORDER, DEVICES, ENGINES, FIRST, MODEL_HELP, REVIEW_PROB, answering_note, choose_engine, \
+    expand_paths, find_model, load_model_file, models_help, readable, answers, resolve_device
 
 
 def check_options(paths, topk: int, processes: int, min_prob, device: str) -> None:
@@ -35,7 +35,7 @@ def print_table(results: list) -> None:
     "One line per image: its top-k article types, then each other attribute's best value."
     for r in results:
         print(f"{r['path']}: " + ', '.join(f"{t['class']} {100 * t['prob']:.1f}%" for t in r['top'])
-              + ('  (uncertain)' if r.get('uncertain') else '')
+              + ('  (zero-shot)' if r.get('zero_shot') else '') + ('  (uncertain)' if r.get('uncertain') else '')
               + ''.join(f"; {h} {a['class']} {100 * a['prob']:.1f}%" for h, a in r.get('attributes', {}).items())
               + (' | similar: ' + ', '.join(f"{n['id']} {n['label']} {n['score']:.2f}" for n in r['similar'])
                  if 'similar' in r else ''))
@@ -51,7 +51,7 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
          json: bool = False,         # print JSON (predictions and skipped inputs) instead of a table
          trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
          processes: int = 1,         # worker processes sharing the images, one torch thread each (many files, small models); they use the CPU unless --device cuda
-         min_prob: float = None,     # mark a prediction whose best class has a lower probability as uncertain
+         min_prob: float = REVIEW_PROB, # mark a prediction whose best class has a lower (calibrated) probability as uncertain: it needs review
          device: Annotated[str, {'help': f"where the model runs: {', '.join(DEVICES)} (auto: CUDA when torch sees a "
                                          f"GPU, else the CPU) (default: auto)"}] = 'auto',
          engine: Annotated[str, {'help': f"what runs the model: {' or '.join(ENGINES)} (ONNX Runtime on the graph "
@@ -59,21 +59,27 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
                                          f"(default: torch)"}] = 'torch',
          similar: int = 0,           # with --index: also the K most alike catalogue products of each photo
          index: str = None,          # a catalogue index from `python -m fashion_fastai.index`, built with this model
+         closed_set: bool = False,   # the trained classes alone, without the zero-shot ones (as the published runs scored)
          ):
     "Predict the top-k article types of product images with a trained model."
     check_options(paths, topk, processes, min_prob, device)
     found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
     catalogue, _ = similar_index(index, similar, [found], engine, processes) or (None, 0)
     files = expand_paths(paths)  # a folder without images stops here, before the model is loaded
-    with load_model_file(*found, device, processes) as predictor:
+    with load_model_file(*found, device, processes, closed_set=closed_set) as predictor:
         files, skipped = readable(files)
-        if catalogue is None: heads = predictor.head_probs(files) if files else None
-        else: embeddings, heads = predictor.embed(files) if files else (None, None)  # one pass: answers and embeddings
-        results = answers(predictor, files, heads, topk, min_prob) if files else []
+        results, note = [], answering_note(predictor)
+        if files:
+            if catalogue is None: heads, routed = predictor.answer_probs(files)
+            else:  # one pass: answers and embeddings
+                embeddings, heads = predictor.embed(files)
+                heads, routed = predictor.answered(heads, files)
+            results = answers(predictor, files, heads, topk, min_prob, routed)
         if catalogue is not None and results:
             for r, near in zip(results, catalogue.neighbours(embeddings.numpy(), similar)): r['similar'] = near
-    if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped}, indent=1))
+    if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped, 'answering': note}, indent=1))
     else: print_table(results)
+    if not note['zero_shot']: print(f"no zero-shot answers: {note['why_not']}", file=sys.stderr)
     for s in skipped: print(f"skipped {s['path']}: {s['error']}", file=sys.stderr)
     if skipped: print(f"{len(skipped)} of {len(results) + len(skipped)} inputs skipped", file=sys.stderr)
     if not results: sys.exit(1)

@@ -21,7 +21,7 @@ from torch import Tensor
 from .atomic import atomic_write_text
 from .config import FLIP
 from .models import ALL, FIRST, TOP, ModelSpec, body_source, spec
-from .plots import plot_confusion, plot_per_class, plot_top_losses
+from .plots import plot_confusion, plot_per_class, plot_reliability, plot_top_losses
 
 if TYPE_CHECKING: from .run import Run  # the report reads a finished run; the run imports this module
 
@@ -74,16 +74,75 @@ def stage_markdown(
         notes += ("\n\n### By part (micro %)\n\n"
                   + _md_table(["part", *(f"top-{k}" for k in ks)], part_rows, "l" + "r" * len(ks)))
     per = table.sort_values("n_train", ascending=False, kind="stable")
+    joined = [f"zs_top{k}" for k in ks if f"zs_top{k}" in per]  # with zero-shot answers (`with_answering`)
+    note = lambda r: "" if r["seen"] else "zero-shot" if r.get("zero_shot", False) else "unseen"
     cls_rows = [[_cell(name), str(int(r["n_train"])), str(int(r["n_test"])), *(_pct(r[f"top{k}"]) for k in ks),
-                 "" if r["seen"] else "unseen"] for name, r in per.iterrows()]
+                 *(_pct(r[c]) for c in joined), note(r)] for name, r in per.iterrows()]
+    header = ["class", "train imgs", "test imgs", *(f"top-{k} %" for k in ks),
+              *(f"with zero-shot top-{c.removeprefix('zs_top')} %" for c in joined), "note"]
     parts = [
         f"## {title}", "", counts, "", "### Averages (%)", "",
         _md_table(["average", "all classes", "seen classes"], avg_rows, "lrr"), "", notes, "",
+        *([answering_markdown(s["answering"]), ""] if s.get("answering") else []),
         "### Per class", "",
-        _md_table(["class", "train imgs", "test imgs", *(f"top-{k} %" for k in ks), "note"], cls_rows,
-                  "lrr" + "r" * len(ks) + "l"),
+        _md_table(header, cls_rows, "lrr" + "r" * (len(ks) + len(joined)) + "l"),
     ]
     return "\n".join(parts)
+
+
+def answering_markdown(a: dict) -> str:
+    """A model's calibration and zero-shot numbers (calibrate.py's, JSON-ready): both ways of answering side by side on
+    the test split, with what was fitted on the holdout."""
+    from .data import LABEL
+    lines = ["### Calibration and zero-shot answers", ""]
+    if not a.get("heads"):
+        return "\n".join(lines + [f"None: {a.get('why_not', 'not fitted')}."])
+    closed, zs = a["heads"][LABEL], a.get("zero_shot")
+    ways = [("closed-set (the trained head alone)", closed, a.get("closed_summary"))]
+    if zs: ways.append(("with zero-shot answers", zs, zs["summary"]))
+    num = lambda v, f="{:.2f}": MISSING if v is None else f.format(v)
+    rows = [["micro top-1 %", *(_pct(sm["all"]["micro_top1"]) if sm else MISSING for _, _, sm in ways)],
+            ["micro top-5 %", *(_pct(sm["all"]["micro_top5"]) if sm else MISSING for _, _, sm in ways)],
+            ["macro top-1 %", *(_pct(sm["all"]["macro_top1"]) if sm else MISSING for _, _, sm in ways)],
+            ["temperature (fitted on the holdout)", *(num(w["temperature"], "{:.3f}") for _, w, _ in ways)],
+            ["ECE % of the softmax", *(_pct(w["ece_before"]) for _, w, _ in ways)],
+            ["ECE % calibrated", *(_pct(w["ece_after"]) for _, w, _ in ways)],
+            [f"coverage %: photos at >= {a['review_prob']:g} calibrated", *(_pct(w["coverage"]) for _, w, _ in ways)],
+            ["precision %: their top-1", *(_pct(w["precision"]) for _, w, _ in ways)]]
+    if zs:
+        rows += [["photos of zero-shot classes: top-1 %", _pct(zs["closed_zero_shot_classes_top1"]),
+                  _pct(zs["zero_shot_classes_top1"])],
+                 ["answered with a zero-shot class: holdout % / test %", MISSING,
+                  f"{_pct(zs['holdout_routed'])} / {_pct(zs['test_routed'])}"]]
+    lines.append(_md_table(["", *(w for w, _, _ in ways)], rows, "l" + "r" * len(ways)))
+    lines += ["", f"Fitted on {a['holdout_images']} holdout photos (even years, never trained on), scored once on the "
+                  f"test split. ECE: expected calibration error over 15 confidence bins."]
+    if zs:
+        lines.append(f"Zero-shot classes ({len(zs['classes'])}): {', '.join(_cell(c) for c in zs['classes'])}; gate "
+                     f"boost {zs['boost']:.3g}, the largest that answers at most 1% of the holdout with one; "
+                     f"{zs['test_images_of_zero_shot_classes']} test photos are of these classes.")
+    else: lines.append(f"No zero-shot answers: {a.get('why_not', '')}.")
+    others = {h: v for h, v in a["heads"].items() if h != LABEL}
+    if others:
+        lines.append("Other heads, ECE % softmax -> calibrated (temperature): " + "; ".join(
+            f"{h} {_pct(v['ece_before'])} -> {_pct(v['ece_after'])} ({v['temperature']:.3f})" for h, v in others.items()))
+    return "\n".join(lines)
+
+
+def with_answering(table: pd.DataFrame, summary: dict, answering: dict) -> tuple[pd.DataFrame, dict]:
+    """A model's (table, summary) with calibrate.py's numbers: the table gains the joined accuracies (`zs_top{k}`) and
+    which classes are zero-shot, the summary an `answering` part ready for metrics.json (no tables or curves)."""
+    if not answering: return table, summary
+    table, summary = table.copy(), dict(summary)
+    zs = answering.get("zero_shot")
+    if zs:
+        joined = zs["table"]
+        for k in _ks_of(summary): table[f"zs_top{k}"] = joined[f"top{k}"].reindex(table.index)
+        table["zero_shot"] = table.index.isin(zs["classes"])
+    summary["answering"] = {**{k: v for k, v in answering.items() if k not in ("curves", "zero_shot")},
+                            "closed_summary": {k: summary[k] for k in ("all", "seen")},
+                            **({"zero_shot": {k: v for k, v in zs.items() if k != "table"}} if zs else {})}
+    return table, summary
 
 
 # ----------------------------------------------------------------------------- files
@@ -241,12 +300,17 @@ def write_results(run: Run, results: dict) -> None:
                    run.dir / 'per_class_accuracy.png')
     plot_top_losses({s: {k: r[k] for k in ('files', 'probs', 'targs', 'vocab')} for s, r in results.items()},
                     run.dir / 'top_losses.png')
+    for name, r in results.items():
+        if r.get('answering', {}).get('curves'):
+            plot_reliability(r['answering']['curves'], run.dir / f'reliability_{name}.png',
+                             f"{name}: reliability on the test split")
     speed = train_speed(results)
     run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings,
                       train_images_per_second=speed)
     atomic_write_text(run.dir / 'config.json', json.dumps(run.record, indent=1))
     load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
-    write_report(run.dir, {s: (r['table'], r['summary']) for s, r in results.items()}, header_markdown(run, timings, speed),
+    write_report(run.dir, {s: with_answering(r['table'], r['summary'], r.get('answering')) for s, r in results.items()},
+                 header_markdown(run, timings, speed),
                  extra=dict(config=run.record, load_report=load_counts),
                  attributes={s: {a: (h['table'], h['summary']) for a, h in r['attributes'].items()}
                              for s, r in results.items() if r['attributes']})

@@ -19,7 +19,9 @@ from fastai.vision.all import set_seed, Learner
 
 from . import __version__
 from .atomic import atomic_write_text
-from .artifacts import export_stage
+from .artifacts import export_stage, record_answering
+from . import imagenet_classifier
+from .calibrate import calibrate
 from .checkpoint import read_state, write_state
 from .config import TrainConfig, read_run_record
 from .attributes import article_vocab
@@ -35,6 +37,7 @@ from .scores import by_part
 from .stages import train_stage, KeepValidPreds
 from .tta import FLIP
 from .weights import resolve_weights, check_weights_file, WeightsInfo
+from .zero_shot import load_map
 
 
 @dataclass
@@ -48,6 +51,10 @@ class Run:
     resumed: dict          # {model name: its checkpoint state, or None}
     record: dict
     started: float
+    zmap: dict             # the zero-shot map: the package's table and --zero-shot-map's rows
+    scorer: imagenet_classifier.Scorer | None = None  # the frozen ImageNet network's probabilities (None: `no_scorer`)
+    no_scorer: str = ''
+    network: dict = None   # the frozen network's record in each model's JSON
 
     @property
     def models(self) -> tuple: return trained(self.cfg)
@@ -89,6 +96,7 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
     cfg, resolved = options.resolve(previous and previous.get('resolved'))
     say(f"Arch: {cfg.arch} ({resolved['why']['arch']})")
     if cfg.weights is not None: check_weights_file(cfg.arch, cfg.weights)
+    zmap = load_map(cfg.zero_shot_map)  # a bad row fails now, not after an hour
     run_dir = Path(resume) if resume else cfg.out / from_main(cfg.name or datetime.now().strftime('%Y%m%d-%H%M%S'))
     on_main(make_run_dir, run_dir)
     data_dir = cfg.data if cfg.data is not None else demo_dir(scale=cfg.demo_scale)
@@ -97,6 +105,7 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
     data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed,
                      attributes=cfg.attributes)
     say('Loaded: ' + data.report.summary())
+    if cfg.zero_shot_map: zmap = load_map(cfg.zero_shot_map, set(data.vocabs[ALL]))  # its rows name this data's classes
     imagenet, winfo = resolve_weights(cfg.arch, cfg.pretrained, cfg.weights)
     say(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})")
     for m in trained(cfg):
@@ -114,7 +123,21 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
         record['command'], record['resumed_by'] = previous['command'], previous.get('resumed_by', []) + [record['command']]
     on_main(lambda: (_write_json(run_dir / 'load_report.json', data.report.to_dict()),
                      _write_json(run_dir / 'config.json', record)))
-    return Run(cfg, run_dir, data, imagenet, winfo, resumed, record, started)
+    return Run(cfg, run_dir, data, imagenet, winfo, resumed, record, started, zmap,
+               *frozen_imagenet(cfg, imagenet, winfo, run_dir))
+
+
+def frozen_imagenet(cfg: TrainConfig, imagenet: dict | None, winfo: WeightsInfo, run_dir: Path) -> tuple:
+    """(the frozen ImageNet network's `Scorer`, why there is none, its record for the models' JSON), the network saved
+    once in the run folder; with no holdout to fit the gate on, none (the models then have no zero-shot path)."""
+    if not cfg.holdout: return None, 'trained without a holdout (--holdout 0)', None
+    net, why = imagenet_classifier.network(cfg.arch, imagenet)
+    if net is None: return None, why, None
+    on_main(imagenet_classifier.save, net, run_dir)
+    size = imagenet_classifier.input_size(cfg.arch, cfg.size)
+    record = dict(file=imagenet_classifier.FILE, arch=cfg.arch, size=list(size), mean=list(winfo.mean), std=list(winfo.std))
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return imagenet_classifier.Scorer(net, size, winfo.mean, winfo.std, device), '', record
 
 
 def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
@@ -153,17 +176,25 @@ def evaluate_and_export(run: Run, m: ModelSpec, learn: Learner, fit: dict) -> di
     kept = getattr(learn, 'keep_valid_preds', None)
     predicted = kept.result if kept is not None else None  # None: reloaded, or validated elsewhere than the test split
     rows = pd.DataFrame(learn.dls.valid_ds.items) if predicted is not None else eval_rows(run.data, m.part)
-    heads = evaluate_heads(learn, rows, {LABEL: run.data.train_counts(m.part), **attribute_counts(run, m)}, run.cfg.tta,
-                           predicted)
+    counts = {LABEL: run.data.train_counts(m.part), **attribute_counts(run, m)}
+    heads = evaluate_heads(learn, rows, counts, run.cfg.tta, predicted)
+    t0 = time.time()
+    answering, answer_numbers = calibrate(learn, eval_rows(run.data, m.part, 'valid') if run.cfg.holdout else None,
+                                          heads, list(rows['file']), counts, run.zmap, run.scorer, run.no_scorer,
+                                          run.network, run.cfg.tta)
+    answer_numbers['seconds'] = round(time.time() - t0, 1)
     table, summary, probs, targs = heads.pop(LABEL)
     if m.part == ALL: summary['parts'] = by_part(table, {p: run.data.vocabs[p] for p in PARTS})
     say(f"{m.name}: {headline(summary)}")
+    if 'zero_shot' in answer_numbers: say(f"{m.name} with zero-shot answers: {headline(answer_numbers['zero_shot']['summary'])}")
+    else: say(f"{m.name}: no zero-shot answers ({answering.why_not})")
     for a, (_, s, _, _) in heads.items(): say(f"{m.name} {a}: {headline(s)}")
     if not fit['exported']:
         export_stage(learn, run.dir, m.name, run.cfg.arch, run.cfg.size)
         write_state(run.dir, m.name, dict(done=True, lr=fit['lr'], train_seconds=fit['train_seconds'],
                                           rows=learn.epoch_log.rows, vocab=article_vocab(learn.dls)))
+    record_answering(run.dir, m.name, answering)
     plot_losses(history, run.dir / f'losses_{m.name}.png', f'{m.name}: losses and metrics per epoch')
-    return dict(fit, table=table, summary=summary, probs=probs, targs=targs, files=list(rows['file']),
+    return dict(fit, table=table, summary=summary, probs=probs, targs=targs, files=list(rows['file']), answering=answer_numbers,
                 vocab=article_vocab(learn.dls),
                 attributes={a: dict(table=t, summary=s, probs=p, targs=y, vocab=list(t.index)) for a, (t, s, p, y) in heads.items()})

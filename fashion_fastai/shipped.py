@@ -67,3 +67,17 @@ class OnnxModel:
         parts = [self.run(b) for b in (decoded_ahead(decode, chunks) if len(chunks) > 1 else map(decode, chunks))]
         return {h: np.concatenate([p[h] for p in parts]) if parts else np.zeros((0, len(self.vocabs[h])), np.float32)
                 for h in self.outputs}
+
+
+class OnnxScorer:
+    """The frozen ImageNet network of a run's zero-shot path (`imagenet.onnx`, exported beside the models): its
+    probabilities of photos decoded at its own `size`, as `imagenet_classifier.Scorer` gives them in PyTorch."""
+    def __init__(self, onnx_path: Path, size, threads: int = None, cuda: bool = False):
+        self.size, self.session = tuple(size), session(onnx_path, threads, cuda)
+        self.output = self.session.get_outputs()[0].name
+
+    def probs(self, paths, bs: int = 64) -> np.ndarray:
+        paths = list(paths)
+        out = [self.session.run([self.output], {INPUT: image_batch(paths[i:i + bs], self.size)})[0]
+               for i in range(0, len(paths), bs)]
+        return np.concatenate(out) if out else np.zeros((0, 1000), np.float32)

@@ -23,7 +23,7 @@ from fastprogress.fastprogress import progress_bar
 from .cli import command
 from .data import COLUMNS, image_id
 from .errors import DataError, OptionError
-from .inference import DEVICES, ENGINES, choose_engine, expand_paths, find_model, load_model_file, models_help
+from .inference import DEVICES, ENGINES, REVIEW_PROB, choose_engine, expand_paths, find_model, load_model_file, models_help
 from .images import image_problem
 
 
@@ -75,8 +75,8 @@ def append_rows(path: Path, rows: list, columns: list) -> None:
 
 
 def tag_rows(predictor, files: list, min_prob: float) -> list:
-    "One row per file: every head's best class and its probability, `needs_review`, the file."
-    probs = predictor.head_probs(files)
+    "One row per file: every head's best class and its (calibrated) probability, `needs_review`, the file."
+    probs = predictor.answer_probs(files)[0]
     heads = header(predictor.vocabs)[1:-2:2]
     best = {h: probs[h].max(dim=1) for h in heads}
     rows = []
@@ -90,7 +90,7 @@ def tag_rows(predictor, files: list, min_prob: float) -> list:
     return rows
 
 
-def tag(predictor, paths, out: Path, min_prob: float = .5, chunk: int = 256, show=None) -> dict:
+def tag(predictor, paths, out: Path, min_prob: float = REVIEW_PROB, chunk: int = 256, show=None) -> dict:
     """Tag the images under `paths` into `out`, continuing after what an earlier run finished; returns counts.  `show`:
     a progress bar (None: on a terminal only)."""
     out = Path(out)
@@ -128,7 +128,7 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
          *paths: Annotated[str, {'nargs': '+'}],  # image folders (searched recursively) and/or files
          out: str = 'tags.csv',      # the CSV to write, or to continue when it exists
          stage: Annotated[str, {'help': f"which model of a run folder: {models_help()} (default: as predict)"}] = None,
-         min_prob: float = .5,       # needs_review when a head's best probability is under this (softmax, uncalibrated)
+         min_prob: float = REVIEW_PROB, # needs_review when a head's best probability is under this (calibrated where the run has a holdout)
          chunk: int = 256,           # images predicted and written at a time (what a kill can lose)
          engine: Annotated[str, {'help': f"what runs the model: {' or '.join(ENGINES)} (default: torch)"}] = 'torch',
          device: Annotated[str, {'help': f"{', '.join(DEVICES)} (default: auto)"}] = 'auto',

@@ -15,7 +15,7 @@ from PIL import Image
 from fashion_fastai.data import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles, part_dataloaders,
                                  part_vocab, top_classes, year_split)
 
-from helpers import COLUMNS, REAL_DATA, SMALL, style_line
+from helpers import TINY_RARE, tiny_lines, write_dataset, COLUMNS, REAL_DATA, SMALL, style_line
 from fashion_fastai.models import MODELS
 
 STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
@@ -304,20 +304,25 @@ def test_holdout(tiny_dir):
     assert again.frame["split"].tolist() == data.frame["split"].tolist()  # seeded
 
 
-def test_holdout_gives_every_part_a_validation_set(tiny_dir):
-    "Drawn per class: the big part always gets a holdout; a part too small for one is refused, never validated on nothing."
+def test_holdout_gives_every_part_a_validation_set(tiny_dir, tmp_path):
+    """Drawn per class: every part gets a holdout, a small part one photo of its biggest class; a part too small to
+    spare one (each class one even-year photo, or two in all, what training needs) is refused, never validated on
+    nothing nor left a class without training photos."""
     for seed in range(5):
         data = load_data(tiny_dir, k=3, holdout=0.25, seed=seed)
-        for part in ("top", "rare"):
-            rows = data.part(part)
-            n_valid = int((rows["split"] == "valid").sum())
-            if part == "top": assert n_valid > 0 and (rows["split"] == "train").any(), seed
-            if n_valid:
-                dls = part_dataloaders(data, part, size=SMALL, bs=8, num_workers=0, augment=False)
-                assert len(dls.valid_ds) == n_valid
-            else:
-                with pytest.raises(DataError, match="holdout"):
-                    part_dataloaders(data, part, size=SMALL, bs=8, num_workers=0, augment=False)
+        top = data.part("top")
+        assert (top["split"] == "valid").any() and (top["split"] == "train").any(), seed
+        dls = part_dataloaders(data, "top", size=SMALL, bs=8, num_workers=0, augment=False)
+        assert len(dls.valid_ds) == (top["split"] == "valid").sum()
+        assert not (data.part("rare")["split"] == "valid").any()  # two even-year photos: none to spare
+        with pytest.raises(DataError, match="holdout"):
+            part_dataloaders(data, "rare", size=SMALL, bs=8, num_workers=0, augment=False)
+    more = tiny_lines() + [style_line(900 + i, "Jackets", 2012) for i in range(2)]  # a second rare class, two photos
+    data = load_data(write_dataset(tmp_path / "more", more), k=3, holdout=0.25, seed=0)
+    rare = data.part("rare")
+    held = rare.loc[rare["split"] == "valid", LABEL].tolist()
+    assert len(held) == 1 and (rare.loc[rare["split"] == "train", LABEL].value_counts() >= 1).all()
+    assert set(rare.loc[rare["split"] == "train", LABEL]) == {TINY_RARE, "Jackets"}
 
 
 def test_without_holdout_validation_is_test(tiny_data, tiny_dls):

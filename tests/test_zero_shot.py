@@ -1,19 +1,22 @@
 """zero_shot.py: the table names only real ImageNet classes, a bad map file names its row, the joined probabilities sum
-to 1, and the gate's threshold keeps the held-out images routed to zero-shot classes within the bound, exactly."""
+to 1, and the gate's boost keeps the held-out images routed to zero-shot classes within the bound, exactly."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from fashion_fastai.errors import DataError
-from fashion_fastai.zero_shot import TABLE, ZeroShotHead, gate_threshold, imagenet_index, join, load_map, read_map
+from fashion_fastai.zero_shot import (SECONDARY, TABLE, ZeroShotHead, ZeroShotPath, fit_boost, imagenet_index, join,
+                                     load_map, read_map)
 
 
 def test_the_table_names_only_imagenet_classes():
     table = read_map(TABLE)
     assert len(table) == 30 and all(rows and all(0 <= i < 1000 for i in rows) for rows in table.values())
-    assert table['Lipstick'] == (imagenet_index('n03676483'),) == (629,)
-    assert table['Perfume and Body Mist'] == (imagenet_index('perfume'), imagenet_index('hair spray'))
+    assert table['Lipstick'] == {imagenet_index('n03676483'): 1.} == {629: 1.}
+    assert table['Perfume and Body Mist'] == {imagenet_index('perfume'): 1., imagenet_index('hair spray'): SECONDARY}
+    mains = [i for row in table.values() for i, w in row.items() if w == 1.]
+    assert len(mains) == len(set(mains))  # each ImageNet class is the main answer of one row at most
 
 
 @pytest.mark.parametrize('body, message', [
@@ -22,6 +25,9 @@ def test_the_table_names_only_imagenet_classes():
     ('articleType,imagenet\nLipstick,lipstick\nLipstick,perfume\n', r"line 3: 'Lipstick' has a row already"),
     ('articleType,imagenet\nLipstick,\n', r"line 2: every row needs an article type and at least one ImageNet class"),
     ('articleType,classes\nLipstick,lipstick\n', r"no column imagenet"),
+    ('articleType,imagenet,main\nLipstick,lipstick,perfume\n', r"line 2 \(Lipstick\): its main class 'perfume' is not"),
+    ('articleType,imagenet,main\nLipstick,lipstick,lipstick\nGloss,lipstick,lipstick\n',
+     r"line 3 \(Gloss\): 'lipstick' is the main class of 'Lipstick' already"),
 ])
 def test_a_bad_map_file_names_its_row(tmp_path, body, message):
     (tmp_path / 'map.csv').write_text(body)
@@ -29,40 +35,59 @@ def test_a_bad_map_file_names_its_row(tmp_path, body, message):
 
 
 def test_a_users_map_adds_and_replaces_rows(tmp_path):
-    (tmp_path / 'map.csv').write_text('articleType,imagenet,why\nUmbrella Hats,umbrella; sombrero,new\nLipstick,n03916031,\n')
+    (tmp_path / 'map.csv').write_text('articleType,imagenet,main,why\nUmbrella Hats,umbrella; sombrero,sombrero,new\n'
+                                      'Lipstick,n03916031,,\n')
     zmap = load_map(tmp_path / 'map.csv')
-    assert zmap['Umbrella Hats'] == (imagenet_index('umbrella'), imagenet_index('sombrero'))
-    assert zmap['Lipstick'] == (imagenet_index('perfume'),) and zmap['Sunscreen'] == read_map(TABLE)['Sunscreen']
+    assert zmap['Umbrella Hats'] == {imagenet_index('umbrella'): SECONDARY, imagenet_index('sombrero'): 1.}
+    assert zmap['Lipstick'] == {imagenet_index('perfume'): SECONDARY} and zmap['Sunscreen'] == read_map(TABLE)['Sunscreen']
+    assert zmap['Hat'][imagenet_index('sombrero')] == SECONDARY  # the user's row took the main answer for sombrero
 
 
 def test_scores_come_from_the_mapped_imagenet_classes():
-    head = ZeroShotHead.of(['Lipstick', 'Shoe Laces', 'Perfume and Body Mist'], load_map())
-    assert head.classes == ('Lipstick', 'Perfume and Body Mist')  # no row for Shoe Laces: no zero-shot answer
+    head = ZeroShotHead.of(['Lipstick', 'Shoe Laces', 'Perfume and Body Mist', 'Lip Gloss'], load_map())
+    assert head.classes == ('Lipstick', 'Perfume and Body Mist', 'Lip Gloss')  # no row for Shoe Laces: no zero-shot answer
     p = np.zeros((2, 1000)); p[0, 629] = .7; p[0, 0] = .3; p[1, imagenet_index('hair spray')] = .4
     scores, evidence = head.scores(p)
-    assert np.allclose(scores, [[.7, 0], [0, .4]]) and np.allclose(evidence, [.7, .4])
+    assert np.allclose(scores, [[.7, 0, .7 * SECONDARY], [0, .4 * SECONDARY, 0]]) and np.allclose(evidence, [.7, .4])
+    assert scores[0].argmax() == 0  # the row whose main answer lipstick is wins its photos; the others rank after it
 
 
-def test_joined_probabilities_sum_to_one():
+def test_joined_probabilities_sum_to_one_and_the_boost_moves_mass():
     rng = np.random.default_rng(0)
     trained = rng.dirichlet(np.ones(5), 50)
     scores = rng.dirichlet(np.ones(4), 50) * rng.uniform(0, 1, (50, 1))
     scores[0] = 0  # no evidence at all: the trained head answers alone
-    joined = join(trained, scores, scores.sum(1), .3)
-    assert joined.shape == (50, 9) and np.allclose(joined.sum(1), 1)
-    closed = scores.sum(1) < .3
-    assert np.allclose(joined[closed, :5], trained[closed]) and (joined[closed, 5:] == 0).all()
-    assert np.allclose(joined[~closed, 5:].sum(1), scores.sum(1)[~closed])
+    evidence = scores.sum(1)
+    plain, boosted = join(trained, scores, evidence, 1.), join(trained, scores, evidence, 4.)
+    assert plain.shape == (50, 9) and np.allclose(plain.sum(1), 1) and np.allclose(boosted.sum(1), 1)
+    assert np.allclose(plain[0, :5], trained[0]) and (plain[0, 5:] == 0).all()
+    assert np.allclose(plain[1:, 5:].sum(1), evidence[1:])  # a boost of 1: the ImageNet evidence as it is
+    odds = lambda p: p[1:, 5:].sum(1) / p[1:, :5].sum(1)
+    assert np.allclose(odds(boosted), 4 * odds(plain))
+    assert np.allclose(plain[1:, 5:] / plain[1:, 5:].sum(1, keepdims=True), scores[1:] / evidence[1:, None])
 
 
 @pytest.mark.parametrize('max_routed', [0.01, 0.1, 0.])
-def test_the_gate_keeps_the_holdout_bound_and_is_the_lowest_that_does(max_routed):
+def test_the_boost_keeps_the_holdout_bound_and_is_the_largest_that_does(max_routed):
     rng = np.random.default_rng(1)
     n = 1000
     trained = rng.dirichlet(np.ones(6) * .3, n)
     scores = rng.dirichlet(np.ones(3), n) * rng.uniform(0, 1, (n, 1)) ** 2
     evidence = scores.sum(1)
-    routed = lambda t: (join(trained, scores, evidence, t).argmax(1) >= 6).mean()
-    t = gate_threshold(trained, scores, evidence, max_routed)
-    assert routed(t) <= max_routed
-    assert routed(np.nextafter(t, -np.inf)) > max_routed  # any lower threshold routes one image too many
+    routed = lambda b: (join(trained, scores, evidence, b).argmax(1) >= 6).mean()
+    b = fit_boost(trained, scores, evidence, max_routed)
+    assert routed(b) <= max_routed
+    assert routed(b * (1 + 1e-6)) > max_routed  # any larger boost routes one image too many
+
+
+def test_a_path_joins_in_the_models_vocab_and_survives_its_json(tmp_path):
+    vocab = ['Shirts', 'Lipstick', 'Watches', 'Shoe Laces', 'Perfume and Body Mist']
+    path = ZeroShotPath.of(vocab, ['Lipstick', 'Shoe Laces', 'Perfume and Body Mist'], load_map(), boost=2.5)
+    assert path.head.classes == ('Lipstick', 'Perfume and Body Mist') and list(path.trained_index) == [0, 2]
+    rng = np.random.default_rng(2)
+    probs, imagenet = rng.dirichlet(np.ones(5), 20), rng.dirichlet(np.ones(1000) * .05, 20)
+    joined = path.joined(probs, imagenet)
+    assert np.allclose(joined.sum(1), 1) and (joined[:, 3] == 0).all()  # no row, no training photo: never answered
+    again = ZeroShotPath.from_dict(vocab, __import__('json').loads(__import__('json').dumps(path.to_dict())))
+    assert np.array_equal(again.joined(probs, imagenet), joined)
+    assert list(path.routed(joined)) == list(np.isin(joined.argmax(1), [1, 4]))

@@ -1,0 +1,171 @@
+"""Zero-shot answers and calibration end to end: a tiny run whose starting weights keep ImageNet's 1000-class layer fits
+the temperatures and the gate on its holdout, reports both ways, and every form of its models answers with them;
+`--closed-set`, a model from before, a missing network and a bad map file each say what they are."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import cli_env, distinctive_resnet_state, run_module, tiny_train_args
+
+from fashion_fastai import imagenet_classifier
+from fashion_fastai.answering import Answering
+from fashion_fastai.calibrate import MAX_ROUTED
+from fashion_fastai.inference import load_model
+from fashion_fastai.zero_shot import ZeroShotPath, load_map
+
+PERFUME = 'Perfume and Body Mist'  # the demo's top-20 class with test photos only, like the Kaggle data's
+
+
+@pytest.fixture(scope='module')
+def env(tmp_path_factory):
+    return cli_env(tmp_path_factory.mktemp('env'))
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp('weights') / 'resnet18_imagenet.pth'
+    torch.save(distinctive_resnet_state(), path)  # a whole torchvision resnet18, its 1000-class `fc` included
+    return path
+
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory, env, weights):
+    out = tmp_path_factory.mktemp('runs')
+    run_module('fashion_fastai.train', *tiny_train_args(epochs_all=1, lr_all=1e-3), '--weights', weights, '--out', out,
+               '--name', 'zs', env=env)
+    return out / 'zs'
+
+
+def photos(run_dir, n=6):
+    cfg = json.loads((run_dir / 'config.json').read_text())
+    return sorted((Path(cfg['data_dir']) / 'images').glob('*.jpg'))[:n]
+
+
+def test_the_frozen_network_needs_a_whole_imagenet_classifier(weights):
+    net, why = imagenet_classifier.network('resnet18', torch.load(weights, weights_only=True))
+    assert net is not None and why == '' and not any(p.requires_grad for p in net.parameters())
+    assert imagenet_classifier.network('resnet18', None)[0] is None
+    headless = {k: v for k, v in torch.load(weights, weights_only=True).items() if not k.startswith('fc.')}
+    net, why = imagenet_classifier.network('resnet18', headless)
+    assert net is None and 'no whole ImageNet-1k classifier' in why
+    assert imagenet_classifier.input_size('tf_efficientnet_lite0', (128, 96)) == (224, 168)
+    assert imagenet_classifier.input_size('resnet18', (32, 24)) == (224, 168)
+
+
+@pytest.mark.slow
+def test_the_run_fits_on_its_holdout_and_reports_both_ways(run):
+    meta = json.loads((run / 'stage1.json').read_text())
+    a = Answering.from_meta(meta)
+    assert a.has_zero_shot and a.zero_shot.head.classes == (PERFUME,) and a.network['file'] == 'imagenet.pth'
+    assert set(a.temperatures) == {'articleType'} and all(t > 0 for t in a.temperatures.values())
+    assert a.holdout['images'] > 0 and a.holdout['routed'] <= MAX_ROUTED  # the gate's bound, on the holdout
+    assert (run / 'imagenet.pth').is_file() and (run / 'reliability_stage1.png').is_file()
+    md = (run / 'results.md').read_text()
+    section = md.split('## stage1')[1].split('## stage2')[0]
+    assert '### Calibration and zero-shot answers' in section and 'with zero-shot answers' in section
+    row = next(l for l in section.splitlines() if l.startswith(f'| {PERFUME} | 0 |'))  # no training photo
+    assert row.endswith('| zero-shot |') and 'with zero-shot top-1 %' in section
+    assert '![reliability_stage1](reliability_stage1.png)' in md
+    m = json.loads((run / 'metrics.json').read_text())['stages']['stage1']['answering']
+    zs = m['zero_shot']
+    assert zs['holdout_routed'] <= MAX_ROUTED and 0 <= zs['test_routed'] <= 1 and zs['classes'] == [PERFUME]
+    assert zs['test_images_of_zero_shot_classes'] > 0 and zs['closed_zero_shot_classes_top1'] is not None
+    for way in (m['heads']['articleType'], zs):
+        assert 0 <= way['ece_after'] <= 1 and 0 <= way['coverage'] <= 1
+    per_class = __import__('pandas').read_csv(run / 'per_class_stage1.csv', index_col=0)
+    assert per_class.loc[PERFUME, 'zero_shot'] and not per_class.drop(index=PERFUME)['zero_shot'].any()
+    assert 'stage2' in json.loads((run / 'metrics.json').read_text())['stages']
+    why = json.loads((run / 'stage2.json').read_text())['answering']['why_not']
+    assert 'no zero-shot map row' in why  # the demo's rare test-only classes (Gloves, Scarves) have none
+
+
+@pytest.mark.slow
+def test_every_form_answers_with_the_zero_shot_path(run, env):
+    files = photos(run)
+    weights_only = load_model(run, stage='stage1', device='cpu')
+    heads, routed = weights_only.answer_probs(files)
+    assert weights_only.zero_shot and len(routed) == len(files)
+    assert torch.allclose(heads['articleType'].sum(1), torch.ones(len(files)), atol=1e-5)
+    raw = weights_only.head_probs(files)['articleType'].numpy()
+    imagenet = weights_only.scorer.probs(files)
+    a = weights_only.answering
+    expected = a.zero_shot.joined(raw, imagenet)
+    expected = torch.softmax(torch.log(torch.from_numpy(expected).clamp_min(1e-300)) / a.joined_temperature, 1)
+    assert torch.allclose(heads['articleType'].double(), expected, atol=1e-5)
+    pickled = load_model(run / 'stage1.pkl', trust_pickle=True, device='cpu')
+    assert pickled.zero_shot and torch.allclose(pickled.answer_probs(files)[0]['articleType'], heads['articleType'],
+                                                atol=1e-4)
+    closed = load_model(run, stage='stage1', device='cpu', closed_set=True)
+    closed_heads, none = closed.answer_probs(files)
+    assert none is None and closed.scorer is None and not closed.zero_shot
+    assert torch.equal(closed_heads['articleType'].argmax(1), torch.from_numpy(raw).argmax(1))  # a temperature keeps order
+    p = run_module('fashion_fastai.predict', run / 'stage1.json', *files[:2], '--json', env=env)
+    out = json.loads(p.stdout)
+    assert out['answering'] == {'calibrated': True, 'zero_shot': True, 'zero_shot_classes': 1}
+    assert all('zero_shot' in r and 'uncertain' in r for r in out['predictions'])
+    p = run_module('fashion_fastai.predict', run / 'stage1.json', files[0], '--json', '--closed-set', env=env)
+    out = json.loads(p.stdout)
+    assert not out['answering']['zero_shot'] and 'closed-set' in out['answering']['why_not']
+    assert 'zero_shot' not in out['predictions'][0] and 'no zero-shot answers' in p.stderr
+
+
+@pytest.mark.slow
+def test_a_model_from_before_or_without_its_network_says_so(run, env, tmp_path):
+    import shutil
+    old = tmp_path / 'old'
+    shutil.copytree(run, old, ignore=shutil.ignore_patterns('checkpoints'))
+    meta = json.loads((old / 'stage1.json').read_text())
+    (old / 'stage1.json').write_text(json.dumps({k: v for k, v in meta.items() if k != 'answering'}))
+    p = run_module('fashion_fastai.predict', old / 'stage1.json', photos(run, 1)[0], '--json', env=env)
+    out = json.loads(p.stdout)
+    assert out['answering']['zero_shot'] is False and 'exported before zero-shot answers' in out['answering']['why_not']
+    (old / 'stage1.json').write_text(json.dumps(meta))
+    (old / 'imagenet.pth').unlink()
+    p = run_module('fashion_fastai.predict', old / 'stage1.json', photos(run, 1)[0], env=env, check=False)
+    assert p.returncode != 0 and 'imagenet.pth' in p.stderr and '--closed-set' in p.stderr
+    run_module('fashion_fastai.predict', old / 'stage1.json', photos(run, 1)[0], '--closed-set', env=env)
+
+
+@pytest.mark.slow
+def test_the_shipped_graphs_answer_as_pytorch(run, env, tmp_path):
+    pytest.importorskip('onnxruntime')
+    import shutil
+    shipped = tmp_path / 'shipped'
+    shutil.copytree(run, shipped, ignore=shutil.ignore_patterns('checkpoints'))
+    run_module('fashion_fastai.export', shipped, '--photos', '8', env=env)
+    assert (shipped / 'imagenet.onnx').is_file()
+    files = photos(run)
+    torch_heads, torch_routed = load_model(shipped, stage='stage1', device='cpu').answer_probs(files)
+    onnx = load_model(shipped, stage='stage1', device='cpu', engine='onnx')
+    onnx_heads, onnx_routed = onnx.answer_probs(files)
+    assert onnx.zero_shot and onnx_routed == torch_routed
+    assert torch.allclose(onnx_heads['articleType'], torch_heads['articleType'], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_users_map_must_name_the_datas_article_types(env, tmp_path, weights):
+    bad = tmp_path / 'map.csv'
+    bad.write_text('articleType,imagenet\nPerfume and Body Mists,perfume\n')
+    p = run_module('fashion_fastai.train', *tiny_train_args(), '--weights', weights, '--zero-shot-map', bad,
+                   '--out', tmp_path, env=env, check=False)
+    assert p.returncode != 0 and 'line 2' in p.stderr and "did you mean 'Perfume and Body Mist'" in p.stderr
+    bad.write_text('articleType,imagenet\nPerfume and Body Mist,parfum\n')
+    p = run_module('fashion_fastai.train', *tiny_train_args(), '--weights', weights, '--zero-shot-map', bad,
+                   '--out', tmp_path, env=env, check=False)
+    assert p.returncode != 0 and "line 2 (Perfume and Body Mist): 'parfum' is no ImageNet-1k class" in p.stderr
+
+
+def test_a_path_without_zero_shot_classes_answers_with_temperatures_alone():
+    a = Answering({'articleType': 2.})
+    p = np.array([[.7, .2, .1]])
+    out, routed = a.apply({'articleType': p}, np.full((1, 1000), 1e-3))
+    assert routed is None and out['articleType'][0].argmax() == 0 and out['articleType'][0, 0] < .7
+    path = ZeroShotPath.of(['A', 'Lipstick'], ['Lipstick'], load_map(), boost=1.)
+    a = Answering({'articleType': 1.}, path, 1., {'file': 'imagenet.pth'})
+    imagenet = np.zeros((1, 1000)); imagenet[0, 629] = .9; imagenet[0, 0] = .1
+    out, routed = a.apply({'articleType': np.array([[.6, .4]])}, imagenet)
+    assert list(routed) == [True] and np.isclose(out['articleType'].sum(), 1)
+    assert Answering.from_meta({'vocab': ['A', 'Lipstick'], 'answering': a.to_dict()}).zero_shot.boost == 1.
