@@ -417,8 +417,10 @@ def part_dataloaders(data: FashionData,
                         f"{', or pass --epochs2 0' if part == 'rare' else ''}.")
     valid = 'valid' if (data.frame['split'] == 'valid').any() else 'test'
     if not (rows['split'] == valid).any():
-        raise DataError(f"The {part} part has no {'holdout' if valid == 'valid' else 'test'} image to validate on: "
-                        f"{'raise --holdout' if valid == 'valid' else 'check the years in styles.csv'}.")
+        raise DataError(f"The {part} part has no {'holdout' if valid == 'valid' else 'test'} image to validate on: " + (
+            f"its {n_train} even-year photos are too few to spare one; raise --holdout, or pass --holdout 0 to validate "
+            f"on the test split (the run then has no calibration and no zero-shot answers)" if valid == 'valid' else
+            'check the years in styles.csv') + '.')
     bs = min(bs, n_train)  # fastai drops the last partial batch: a tiny part would train on nothing
     return part_datablock(data.vocabs[part], size, valid, augment, stats, data.attributes).dataloaders(
         as_items(rows, data.attributes), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)

@@ -75,22 +75,27 @@ def input_size(arch: str, model_size) -> tuple[int, int]:
 
 class Scorer:
     """ImageNet probabilities of photos from the frozen network, decoded at its `size` with the same crop, padding and
-    resize as the models (pixels.py) and its normalisation; remembered per file, so that a run's models, whose test
-    photos overlap, ask once."""
-    def __init__(self, net: torch.nn.Module, size, mean, std, device='cpu', bs: int = 64):
-        self.net, self.size, self.bs, self.device = net.to(device), tuple(size), bs, torch.device(device)
+    resize as the models (pixels.py) and its normalisation.  With `remember` (training), kept per file, so that a run's
+    models, whose test photos overlap, ask once; inference over a catalogue keeps nothing."""
+    def __init__(self, net: torch.nn.Module, size, mean, std, device='cpu', bs: int = 64, remember: bool = False,
+                 channels_last: bool = False):  # the memory layout the run's models use (config.py resolves it)
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.net, self.size, self.bs, self.device = net.to(device, memory_format=self.layout), tuple(size), bs, torch.device(device)
         stat = lambda v: torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
-        self.mean, self.std, self.seen = stat(mean), stat(std), {}
+        self.mean, self.std, self.remember, self.seen = stat(mean), stat(std), remember, {}
 
     def probs(self, files) -> np.ndarray:
         "[N, 1000] float32 ImageNet probabilities of `files`."
         from .pixels import image_batch
         files = [str(f) for f in files]
-        todo = list(dict.fromkeys(f for f in files if f not in self.seen))
+        todo = [f for f in dict.fromkeys(files) if f not in self.seen]
+        new = {}
         with torch.inference_mode():
             for i in range(0, len(todo), self.bs):
                 chunk = todo[i:i + self.bs]
                 x = torch.from_numpy(image_batch(chunk, self.size)).to(self.device).float().div_(255)
-                p = self.net((x - self.mean) / self.std).float().softmax(1).cpu().numpy()
-                self.seen.update(zip(chunk, p))
-        return np.stack([self.seen[f] for f in files]) if files else np.zeros((0, CLASSES), np.float32)
+                x = ((x - self.mean) / self.std).contiguous(memory_format=self.layout)
+                new.update(zip(chunk, self.net(x).float().softmax(1).cpu().numpy()))
+        if self.remember: self.seen.update(new)
+        return (np.stack([new[f] if f in new else self.seen[f] for f in files]) if files else
+                np.zeros((0, CLASSES), np.float32))

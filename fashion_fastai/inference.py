@@ -415,10 +415,11 @@ def load_model_file(path: Path, form: str, device='auto', processes: int = 1, th
 def with_answering(predictor: Predictor, path: Path, form: str, device='auto', threads: int = None,
                    closed_set: bool = False) -> Predictor:
     """The predictor with the answering its model's JSON records (a `.pkl` reads the JSON beside it) and, for the
-    zero-shot path, the frozen ImageNet network it names, run by the same engine.  A model from before calibration, or
-    a `.pkl` alone, answers with its softmax; `predict` says so."""
+    zero-shot path, the frozen ImageNet network it names, run by the same engine (and in the model's memory layout).  A
+    model from before calibration, or a `.pkl` alone, answers with its softmax; `predict` says so."""
     json_path = Path(path).with_suffix('.json')
-    if json_path.is_file(): predictor.answering = Answering.from_meta(read_meta(json_path))
+    meta = read_meta(json_path) if json_path.is_file() else {}
+    if meta: predictor.answering = Answering.from_meta(meta)
     else: predictor.answering = Answering(why_not=f"no {json_path.name} beside {Path(path).name} to read its "
                                                   f"calibration and zero-shot path from")
     predictor.closed_set = closed_set
@@ -441,7 +442,7 @@ def with_answering(predictor: Predictor, path: Path, form: str, device='auto', t
     from . import imagenet_classifier
     net = imagenet_classifier.load(a.network['arch'], network)
     predictor.scorer = imagenet_classifier.Scorer(net, a.network['size'], a.network['mean'], a.network['std'],
-                                                  predictor.device)
+                                                  predictor.device, channels_last=bool(meta.get('channels_last')))
     return predictor
 
 

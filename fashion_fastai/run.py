@@ -137,7 +137,8 @@ def frozen_imagenet(cfg: TrainConfig, imagenet: dict | None, winfo: WeightsInfo,
     size = imagenet_classifier.input_size(cfg.arch, cfg.size)
     record = dict(file=imagenet_classifier.FILE, arch=cfg.arch, size=list(size), mean=list(winfo.mean), std=list(winfo.std))
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    return imagenet_classifier.Scorer(net, size, winfo.mean, winfo.std, device), '', record
+    return (imagenet_classifier.Scorer(net, size, winfo.mean, winfo.std, device, remember=True,
+                                       channels_last=cfg.channels_last), '', record)
 
 
 def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:

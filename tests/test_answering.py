@@ -169,3 +169,18 @@ def test_a_path_without_zero_shot_classes_answers_with_temperatures_alone():
     out, routed = a.apply({'articleType': np.array([[.6, .4]])}, imagenet)
     assert list(routed) == [True] and np.isclose(out['articleType'].sum(), 1)
     assert Answering.from_meta({'vocab': ['A', 'Lipstick'], 'answering': a.to_dict()}).zero_shot.boost == 1.
+
+
+def test_the_scorer_remembers_only_when_training(tmp_path):
+    from helpers import save_image
+    files = [save_image(tmp_path / f'{i}.jpg', seed=i) for i in range(3)]
+    calls = []
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 1000))
+    net.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    for remember, second in ((True, []), (False, [2])):
+        calls.clear()
+        scorer = imagenet_classifier.Scorer(net, (16, 12), [.5] * 3, [.25] * 3, remember=remember)
+        first = scorer.probs(files[:2])
+        again = scorer.probs(files[1::-1])
+        assert calls[1:] == second and np.allclose(again, first[::-1]) and np.allclose(first.sum(1), 1, atol=1e-5)
+        assert len(scorer.seen) == (2 if remember else 0)

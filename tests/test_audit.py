@@ -49,7 +49,7 @@ def run(shop, tmp_path_factory):
     from fashion_fastai.config import TrainConfig
     from fashion_fastai.train import train
     cfg = TrainConfig(data=str(shop), arch='resnet18', size='32x24', bs=8, epochs=1, epochs2=0, epochs_all=1,
-                      pretrained='no', lr=1e-3, lr_all=1e-3, topk=3, workers=0, attributes='baseColour',
+                      pretrained='no', lr=1e-3, lr_all=1e-3, topk=3, workers=0, attributes='baseColour', holdout=0,
                       out=str(tmp_path_factory.mktemp('runs')), name='run')
     return train(cfg)
 

@@ -183,9 +183,9 @@ def test_vocab_that_does_not_match_the_weights_is_an_error(tmp_path, tiny_dls):
 def test_min_prob_marks_uncertain_predictions(run_dir, tmp_path):
     good, _, _ = inputs(tmp_path)
     predictor = load_model(run_dir, "stage1")
-    plain, _ = predict_paths(predictor, good)
-    assert all("uncertain" not in r for r in plain)  # no thresholding unless asked
-    marked, _ = predict_paths(predictor, good, min_prob=0.5)
+    plain, _ = predict_paths(predictor, good, min_prob=None)
+    assert all("uncertain" not in r for r in plain)  # no mark when none is asked for
+    marked, _ = predict_paths(predictor, good)  # the default: REVIEW_PROB, 0.5
     assert [r["uncertain"] for r in marked] == [r["top"][0]["prob"] < 0.5 for r in plain]
     assert [r["top"] for r in marked] == [r["top"] for r in plain]  # marked, never dropped or relabelled
 
