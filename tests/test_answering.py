@@ -184,3 +184,19 @@ def test_the_scorer_remembers_only_when_training(tmp_path):
         again = scorer.probs(files[1::-1])
         assert calls[1:] == second and np.allclose(again, first[::-1]) and np.allclose(first.sum(1), 1, atol=1e-5)
         assert len(scorer.seen) == (2 if remember else 0)
+
+
+@pytest.mark.slow
+def test_a_finished_run_takes_a_users_map_on_resume(run, env, tmp_path):
+    "Rows for the demo's rare test-only classes: `--resume` refits the gate and temperatures without training again."
+    import shutil
+    again = tmp_path / 'again'
+    shutil.copytree(run, again)
+    assert 'no zero-shot map row' in json.loads((again / 'stage2.json').read_text())['answering']['why_not']
+    (tmp_path / 'map.csv').write_text('articleType,imagenet,main\nGloves,mitten,mitten\nScarves,stole,stole\n')
+    p = run_module('fashion_fastai.train', '--resume', again, '--zero-shot-map', tmp_path / 'map.csv', env=env)
+    assert 'changing zero_shot_map' in p.stdout and 'already trained' in p.stdout
+    a = Answering.from_meta(json.loads((again / 'stage2.json').read_text()))
+    assert a.zero_shot.head.classes == ('Gloves', 'Scarves') and a.holdout['routed'] <= MAX_ROUTED
+    assert torch.equal(torch.load(again / 'stage2.pth', weights_only=True)['1.8.weight'],
+                       torch.load(run / 'stage2.pth', weights_only=True)['1.8.weight'])  # not trained again
