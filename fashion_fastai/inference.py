@@ -409,11 +409,10 @@ def load_model_file(path: Path, form: str, device='auto', processes: int = 1, th
     if processes > 1:
         workers = worker_device(device)
         return ProcessPredictor(path, form, load_model_file(path, form, 'cpu', closed_set=closed_set), processes, workers)
-    return with_answering(load_trained(path, form, device, threads), path, form, device, threads, closed_set)
+    return with_answering(load_trained(path, form, device, threads), path, form, threads, closed_set)
 
 
-def with_answering(predictor: Predictor, path: Path, form: str, device='auto', threads: int = None,
-                   closed_set: bool = False) -> Predictor:
+def with_answering(predictor: Predictor, path: Path, form: str, threads: int = None, closed_set: bool = False) -> Predictor:
     """The predictor with the answering its model's JSON records (a `.pkl` reads the JSON beside it) and, for the
     zero-shot path, the frozen ImageNet network it names, run by the same engine (and in the model's memory layout).  A
     model from before calibration, or a `.pkl` alone, answers with its softmax; `predict` says so."""

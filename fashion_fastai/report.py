@@ -74,7 +74,7 @@ def stage_markdown(
         notes += ("\n\n### By part (micro %)\n\n"
                   + _md_table(["part", *(f"top-{k}" for k in ks)], part_rows, "l" + "r" * len(ks)))
     per = table.sort_values("n_train", ascending=False, kind="stable")
-    joined = [f"zs_top{k}" for k in ks if f"zs_top{k}" in per]  # with zero-shot answers (`with_answering`)
+    joined = [f"zs_top{k}" for k in ks if f"zs_top{k}" in per]  # with zero-shot answers (`with_answer_numbers`)
     note = lambda r: "" if r["seen"] else "zero-shot" if r.get("zero_shot", False) else "unseen"
     cls_rows = [[_cell(name), str(int(r["n_train"])), str(int(r["n_test"])), *(_pct(r[f"top{k}"]) for k in ks),
                  *(_pct(r[c]) for c in joined), note(r)] for name, r in per.iterrows()]
@@ -129,7 +129,7 @@ def answering_markdown(a: dict) -> str:
     return "\n".join(lines)
 
 
-def with_answering(table: pd.DataFrame, summary: dict, answering: dict) -> tuple[pd.DataFrame, dict]:
+def with_answer_numbers(table: pd.DataFrame, summary: dict, answering: dict) -> tuple[pd.DataFrame, dict]:
     """A model's (table, summary) with calibrate.py's numbers: the table gains the joined accuracies (`zs_top{k}`) and
     which classes are zero-shot, the summary an `answering` part ready for metrics.json (no tables or curves)."""
     if not answering: return table, summary
@@ -309,7 +309,7 @@ def write_results(run: Run, results: dict) -> None:
                       train_images_per_second=speed)
     atomic_write_text(run.dir / 'config.json', json.dumps(run.record, indent=1))
     load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
-    write_report(run.dir, {s: with_answering(r['table'], r['summary'], r.get('answering')) for s, r in results.items()},
+    write_report(run.dir, {s: with_answer_numbers(r['table'], r['summary'], r.get('answering')) for s, r in results.items()},
                  header_markdown(run, timings, speed),
                  extra=dict(config=run.record, load_report=load_counts),
                  attributes={s: {a: (h['table'], h['summary']) for a, h in r['attributes'].items()}
