@@ -131,7 +131,8 @@ def answering_markdown(a: dict) -> str:
 
 def with_answer_numbers(table: pd.DataFrame, summary: dict, answering: dict) -> tuple[pd.DataFrame, dict]:
     """A model's (table, summary) with calibrate.py's numbers: the table gains the joined accuracies (`zs_top{k}`) and
-    which classes are zero-shot, the summary an `answering` part ready for metrics.json (no tables or curves)."""
+    which classes are zero-shot, the summary an `answering` part ready for metrics.json (no tables, curves or timings:
+    a resumed run's metrics equal an uninterrupted one's; config.json keeps the timings)."""
     if not answering: return table, summary
     table, summary = table.copy(), dict(summary)
     zs = answering.get("zero_shot")
@@ -139,7 +140,7 @@ def with_answer_numbers(table: pd.DataFrame, summary: dict, answering: dict) -> 
         joined = zs["table"]
         for k in _ks_of(summary): table[f"zs_top{k}"] = joined[f"top{k}"].reindex(table.index)
         table["zero_shot"] = table.index.isin(zs["classes"])
-    summary["answering"] = {**{k: v for k, v in answering.items() if k not in ("curves", "zero_shot")},
+    summary["answering"] = {**{k: v for k, v in answering.items() if k not in ("curves", "zero_shot", "seconds")},
                             "closed_summary": {k: summary[k] for k in ("all", "seen")},
                             **({"zero_shot": {k: v for k, v in zs.items() if k != "table"}} if zs else {})}
     return table, summary
@@ -306,6 +307,7 @@ def write_results(run: Run, results: dict) -> None:
                              f"{name}: reliability on the test split")
     speed = train_speed(results)
     run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings,
+                      calibration_seconds={s: r['answering']['seconds'] for s, r in results.items() if r.get('answering')},
                       train_images_per_second=speed)
     atomic_write_text(run.dir / 'config.json', json.dumps(run.record, indent=1))
     load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
