@@ -87,7 +87,8 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     holdout_record['routed'] = routed_hold
     curves['with zero-shot, calibrated'] = reliability(after, y)
     numbers['zero_shot'] = dict(
-        classes=list(path.head.classes), boost=path.boost, temperature=joined_t, holdout_routed=routed_hold,
+        classes=list(path.head.classes), boost=path.boost, max_routed=max_routed, temperature=joined_t,
+        holdout_routed=routed_hold,
         test_routed=float(path.routed(after).mean()), test_images_of_zero_shot_classes=int(zs.sum()),
         zero_shot_classes_top1=float((after[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
         closed_zero_shot_classes_top1=float((test_p[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,

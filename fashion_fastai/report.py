@@ -119,7 +119,7 @@ def answering_markdown(a: dict) -> str:
                   f"test split. ECE: expected calibration error over 15 confidence bins."]
     if zs:
         lines.append(f"Zero-shot classes ({len(zs['classes'])}): {', '.join(_cell(c) for c in zs['classes'])}; gate "
-                     f"boost {zs['boost']:.3g}, the largest that answers at most 1% of the holdout with one; "
+                     f"boost {zs['boost']:.3g}, the largest that answers at most {100 * zs['max_routed']:g}% of the holdout with one; "
                      f"{zs['test_images_of_zero_shot_classes']} test photos are of these classes.")
     else: lines.append(f"No zero-shot answers: {a.get('why_not', '')}.")
     others = {h: v for h, v in a["heads"].items() if h != LABEL}

@@ -200,3 +200,8 @@ def test_a_finished_run_takes_a_users_map_on_resume(run, env, tmp_path):
     assert a.zero_shot.head.classes == ('Gloves', 'Scarves') and a.holdout['routed'] <= MAX_ROUTED
     assert torch.equal(torch.load(again / 'stage2.pth', weights_only=True)['1.8.weight'],
                        torch.load(run / 'stage2.pth', weights_only=True)['1.8.weight'])  # not trained again
+    # stage one refitted from a fresh holdout pass: as when training's last validation pass gave the holdout's outputs
+    first, refit = (Answering.from_meta(json.loads((d / 'stage1.json').read_text())) for d in (run, again))
+    assert refit.temperatures['articleType'] == pytest.approx(first.temperatures['articleType'], rel=1e-3)
+    assert refit.zero_shot.boost == pytest.approx(first.zero_shot.boost, rel=1e-3)
+    assert refit.joined_temperature == pytest.approx(first.joined_temperature, rel=1e-3)
