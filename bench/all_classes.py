@@ -47,7 +47,7 @@ def main(run: Path,                # a finished `train` run folder (with stage2.
     cfg = TrainConfig.of_run(run).resolve(recorded.get('resolved'))[0]  # arch, size, precision as this machine runs them
     epochs = cfg.epochs_all if epochs is None else epochs
     meta = json.loads((run / 'stage2.json').read_text())
-    data = load_data(cfg.data or recorded['data_dir'], k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed)
+    data = load_data(cfg.data or recorded['data_dir'], **{**cfg.data_options(), 'attributes': ()})
     kw = dict(size=cfg.size, bs=cfg.bs, num_workers=cfg.workers, seed=cfg.seed, stats=(meta['mean'], meta['std']))
     work = Path(tempfile.mkdtemp(prefix='all-classes-'))
     stage2 = build_learner(part_dataloaders(data, 'rare', **kw), cfg.arch, path=work, stage='stage2')

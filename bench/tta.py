@@ -23,6 +23,7 @@ import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch
 from fastai.vision.all import load_learner
 from fastcore.script import call_parse
 
+from fashion_fastai.attributes import article_vocab
 from fashion_fastai.config import TrainConfig, FLIP
 from fashion_fastai.tta import predict_with_tta
 from fashion_fastai.data import load_data, as_items
@@ -38,8 +39,7 @@ def holdout_rows(run: Path):
     data_dir = cfg.data or json.loads((run / 'config.json').read_text())['data_dir']
     if not cfg.holdout:
         raise SystemExit(f"tta: error: {run} validated on the test split (no --holdout): choose settings on a holdout run.")
-    data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed,
-                     attributes=cfg.attributes)
+    data = load_data(data_dir, **cfg.data_options())
     return data, {s: eval_split_rows(data, p, cfg.holdout) for s, p in PARTS.items()}
 
 
@@ -62,7 +62,7 @@ def main(run: Path,            # a `train` run folder trained with --holdout
         with warnings.catch_warnings():  # our own file: the pickle warning is noise here
             warnings.filterwarnings('ignore', message='load_learner` uses Python', category=UserWarning)
             learn = load_learner(run / f'{stage}.pkl', cpu=True)
-        vocab, counts = list(learn.dls.vocab), data.train_counts(part)
+        vocab, counts = article_vocab(learn.dls), data.train_counts(part)
         dl = learn.dls.test_dl(as_items(rows[stage], cfg.attributes), with_labels=True, shuffle=False)
         r = record['stages'][stage] = dict(images=len(rows[stage]))
         for name, tta in ways.items():

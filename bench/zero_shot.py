@@ -66,7 +66,7 @@ def main(run: Path,                    # a run folder trained with --holdout (it
     run = Path(run)
     cfg, record = TrainConfig.of_run(run), json.loads((run / 'config.json').read_text())
     if not cfg.holdout: raise SystemExit(f"{run} was trained without --holdout: the gate needs held-out even-year photos.")
-    data = load_data(Path(record['data_dir']), k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed)
+    data = load_data(Path(record['data_dir']), **{**cfg.data_options(), 'attributes': ()})
     rows = data.part(ALL)
     holdout, test = rows[rows['split'] == 'valid'], rows[rows['split'] == 'test']
     files = list(holdout['file']) + list(test['file'])

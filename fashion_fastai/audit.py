@@ -85,7 +85,7 @@ def training_set(model_json: Path, heads: list, data_dir: Path = None, rows: pd.
     if rows is None or Path(data_dir).resolve() != Path(trained_on).resolve():
         styles, report = load_styles(trained_on / 'styles.csv')
         rows = attach_images(styles, trained_on / 'images', report)
-    rows = assign_protocol(rows.copy(), record['top_classes'], cfg.holdout, cfg.seed)
+    rows = assign_protocol(rows.copy(), record['top_classes'], cfg.holdout, cfg.seed, cfg.holdout_by)
     train = rows[rows['split'] == 'train']
     m = spec(name)
     seen = {LABEL: train[(train['part'] == m.part) | (m.part == ALL)]}

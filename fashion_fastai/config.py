@@ -86,6 +86,16 @@ def resolve_precision(precision: str) -> str:
     return 'bf16' if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else 'fp32'
 
 
+def parse_holdout_by(rules) -> tuple:
+    "'years,products' (or a list) -> ('years', 'products'): holdout rules (holdout.RULES), in the order they apply."
+    from .holdout import RULES
+    names = [r.strip() for r in (rules.split(',') if isinstance(rules, str) else rules or ()) if r.strip()]
+    if not names or any(r not in RULES for r in names) or len(set(names)) != len(names):
+        raise OptionError(f"--holdout-by takes one or more of {', '.join(RULES)}, comma-separated, each once; got "
+                          f"{','.join(names) or 'nothing'}.")
+    return tuple(r for r in RULES if r in names)
+
+
 def parse_attributes(attributes) -> tuple:
     "'masterCategory,subCategory' (or a list) -> ('masterCategory', 'subCategory'), each a column a head can predict."
     from .data import ATTRIBUTES, LABEL
@@ -119,6 +129,13 @@ def parse_channels_last(value) -> bool | None:
     if value is None or isinstance(value, bool): return value
     _choice('--channels-last', value, ('auto', 'yes', 'no'))
     return None if value == 'auto' else value == 'yes'
+
+
+def parse_yes_no(option: str, value) -> bool:
+    "'yes'/'no' (or a bool, from config.json) -> True/False."
+    if isinstance(value, bool): return value
+    _choice(option, value, ('yes', 'no'))
+    return value == 'yes'
 
 
 def resolve_channels_last(channels_last: bool | None, precision: str, arch: str) -> bool:
@@ -174,6 +191,10 @@ class TrainConfig:
                                      "temperatures and the zero-shot gate; 0 validates on the test split, with neither "
                                      "(default: 0.05 with --data, 0.1 on the demo, whose rare classes are a handful of "
                                      "photos each)", F] = None
+    holdout_by: Annotated[tuple[str, ...], "what the holdout differs from training by, comma-separated rules, each "
+                                           "drawing --holdout of what the others leave: random (a share of the photos), "
+                                           "years (whole even years, the smallest first), products (whole products: "
+                                           "the photos whose names differ only by colour words)", S] = 'random'
     stage2_body: Annotated[str, f"where stage two's body starts: {BODIES[0]} (the protocol), imagenet or scratch",
                            S] = BODIES[0]
     stage2_head: Annotated[str, "stage two's head: new (fastai's fresh head, the protocol) or imprint (stage one's "
@@ -194,6 +215,10 @@ class TrainConfig:
     tta: Annotated[int | str, "test-time augmentation in the final evaluation: flip (each image averaged with its "
                               "mirror image: one more pass), N (fastai's tta: N passes with the training "
                               "augmentation, article type alone), or 0 (none)", S] = 0
+    zero_shot: Annotated[bool | str, "yes: keep the starting network's ImageNet classifier beside the models, for answers "
+                               "on article types without a training photo (needs a holdout to fit its gate on); no: "
+                               "closed-set answers only, without its passes over the holdout and the test split",
+                         S] = 'yes'
     zero_shot_map: Annotated[Path | None, "a CSV of rows articleType,imagenet[,main] that adds to or replaces the "
                                           "package's zero-shot table, so that article types without a training photo "
                                           "(a catalogue's new category) get answers from the ImageNet classifier", S] = None
@@ -237,6 +262,8 @@ class TrainConfig:
             raise OptionError(f"--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), "
                               f"got {self.label_smoothing}.")
         self.tta = parse_tta(self.tta)
+        self.holdout_by = parse_holdout_by(self.holdout_by)
+        self.zero_shot = parse_yes_no('--zero-shot', self.zero_shot)
         self.attributes = parse_attributes(self.attributes)
         self.attribute_weights = parse_attribute_weights(self.attribute_weights, self.attributes)
         if self.attributes and self.tta and self.tta != FLIP:
@@ -294,6 +321,11 @@ class TrainConfig:
                                'auto: with mixed precision, and for timm models on a CPU'))
         return replace(self, arch=arch, precision=precision, channels_last=channels_last, size=self.input_size), record
 
+    def data_options(self) -> dict:
+        "`data.load_data`'s options for this run: a tool that rebuilds a run's rows (its holdout above all) gets the same."
+        return dict(k=self.topk, rank_on=self.rank_on, holdout=self.holdout, seed=self.seed, holdout_by=self.holdout_by,
+                    attributes=self.attributes)
+
     def learner_options(self) -> dict:
         "The options every learner of the run is built with (`stages.build_learner`'s), but the data's attribute vocabs."
         return dict(precision=self.precision, label_smoothing=self.label_smoothing,
@@ -342,7 +374,7 @@ class TrainConfig:
 
 
 RENAMED = {'stage2_init': 'stage2_body', 'all_init': 'all_head'}  # config.json keys of older versions
-RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot_map')  # how the run computes or answers, not what it learns
+RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot', 'zero_shot_map')  # how the run computes or answers, not what it learns
 
 
 def _flag(name: str) -> str: return '--' + name.replace('_', '-')

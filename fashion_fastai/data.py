@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .holdout import RANDOM, hold_out
 from .models import ALL, PARTS, TOP, RARE
 from .compat import PadResize, TrainOnlyAffine
 from .images import ProductImageBlock, check_images
@@ -253,23 +254,26 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
                     top: list,           # the top-k classes from `top_classes`
                     holdout: float = 0., # fraction of even-year rows moved to `valid` for tuning (0: validate on test)
                     seed: int = 42,      # seed for the holdout draw
+                    by: tuple = (RANDOM,), # holdout rules (holdout.RULES): what the held photos differ from training by
                     ) -> pd.DataFrame:
-    """Add `split` (train|valid|test|none) and `part` (top|rare); the holdout is drawn per class, so no part is left out.
-    A part whose classes are each too small for their share to round to a photo (a small catalogue's rare part) still
-    holds one out, from its class with the most even-year photos, as long as that class keeps one to train on and the
-    part two (what training needs)."""
+    """Add `split` (train|valid|test|none), `part` (top|rare) and `held_by` (the holdout rule that moved a row to
+    `valid`, else ''); each rule draws per class, so no part is left out (holdout.py).  A part whose classes are each
+    too small for their share to round to a photo (a small catalogue's rare part) still holds one out, from its class
+    with the most even-year photos, as long as that class keeps one to train on and the part two (what training needs)."""
     df = df.copy()
     df['split'] = year_split(df['year'])
     df['part'] = np.where(df[LABEL].isin(top), TOP, RARE)
+    df['held_by'] = ''
     if holdout:
         train = df[df['split'] == 'train']
-        df.loc[train.groupby(LABEL).sample(frac=holdout, random_state=seed).index, 'split'] = 'valid'
+        df.loc[train.index, 'held_by'] = hold_out(train, LABEL, holdout, by, seed)
+        df.loc[df['held_by'] != '', 'split'] = 'valid'
         for part in (TOP, RARE):
             rows = df[(df['part'] == part) & df['split'].isin(['train', 'valid'])]
             counts = rows[rows['split'] == 'train'][LABEL].value_counts(sort=True)
             if (rows['split'] == 'valid').any() or not len(counts) or counts.iloc[0] < 2 or counts.sum() < 3: continue
             biggest = rows[(rows['split'] == 'train') & (rows[LABEL] == counts.index[0])]
-            df.loc[biggest.sample(n=1, random_state=seed).index, 'split'] = 'valid'
+            df.loc[biggest.sample(n=1, random_state=seed).index, ['split', 'held_by']] = ['valid', RANDOM]
     return df
 
 
@@ -366,6 +370,7 @@ def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
               rank_on: str = 'all',     # rank classes over `all` rows or `train` rows
               holdout: float = 0.,      # even-year fraction carved out for validation
               seed: int = 42,           # holdout seed
+              holdout_by: tuple = (RANDOM,), # holdout rules (holdout.RULES)
               attributes=(),            # other styles.csv columns to predict (ATTRIBUTES)
               ) -> FashionData:
     "The protocol's rows, parts and vocabs from a Kaggle folder, the folder checked before anything is read."
@@ -373,7 +378,7 @@ def load_data(data_dir: Path,           # Kaggle folder: styles.csv + images/
     if problem := data_folder_problem(data_dir): raise DataError(problem)
     styles, report = load_styles(data_dir / 'styles.csv')
     top = top_classes(styles, k, rank_on)
-    df = assign_protocol(attach_images(styles, data_dir / 'images', report), top, holdout, seed)
+    df = assign_protocol(attach_images(styles, data_dir / 'images', report), top, holdout, seed, holdout_by)
     vocabs = {p: part_vocab(df, p) for p in (*PARTS, ALL)}
     return FashionData(df, vocabs, report, top, check_attributes(df, attributes, report, data_dir / 'styles.csv'))
 

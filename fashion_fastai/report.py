@@ -140,7 +140,7 @@ def with_answer_numbers(table: pd.DataFrame, summary: dict, answering: dict) -> 
         joined = zs["table"]
         for k in _ks_of(summary): table[f"zs_top{k}"] = joined[f"top{k}"].reindex(table.index)
         table["zero_shot"] = table.index.isin(zs["classes"])
-    summary["answering"] = {**{k: v for k, v in answering.items() if k not in ("curves", "zero_shot", "seconds")},
+    summary["answering"] = {**{k: v for k, v in answering.items() if k not in ("curves", "zero_shot")},
                             "closed_summary": {k: summary[k] for k in ("all", "seen")},
                             **({"zero_shot": {k: v for k, v in zs.items() if k != "table"}} if zs else {})}
     return table, summary
@@ -242,12 +242,14 @@ def train_speed(results: dict) -> dict:
             for s, r in results.items() if r.get('train_seconds')}
 
 
-def header_markdown(run: Run, timings: dict, speed: dict = None) -> str:
-    c, w, speed = run.cfg, run.weights, speed or {}
+def header_markdown(run: Run, timings: dict, speed: dict = None, phases: dict = None) -> str:
+    c, w, speed, phases = run.cfg, run.weights, speed or {}, phases or {}
     scratch = '' if w.pretrained else (
         "\n> **Trained from scratch: no ImageNet weights were used** "
         f"({w.note}). Published numbers for this protocol use ImageNet-pretrained ResNet50 on a GPU.\n")
-    validated = ('a holdout of %.0f%% of the even years' % (100 * c.holdout) if c.holdout else
+    validated = (f"a holdout of {100 * c.holdout:g}% of the even years (rule{'s' * (len(c.holdout_by) > 1)} "
+                 f"{', '.join(c.holdout_by)}{', each drawing from what the one before left' * (len(c.holdout_by) > 1)})"
+                 if c.holdout else
                  'the odd-year test split itself, with a fixed schedule and no model selection (as the published runs did)')
     attributes = '' if not c.attributes else (
         f"\n| other attributes | a head each for {', '.join(c.attributes)} beside articleType's, in every model; loss "
@@ -276,6 +278,7 @@ Command: `{run.record['command']}`
 | validation during training | {validated} |{processes}
 | evaluation | odd-year test split, every image with a known class, fixed order{'; test-time augmentation: ' + ('each image averaged with its mirror image' if c.tta == FLIP else f'fastai tta, {c.tta} passes') if c.tta else ''} |
 | time | {', '.join(f"{m.name} {timings.get(m.name, 0) / 60:.1f} min" + (f" ({speed[m.name]:.0f} training images/s)" if m.name in speed else '') for m in run.models)}, total {timings['total'] / 60:.1f} min{' (since the last --resume; model times include the epochs before it)' if timings.get('resumed') else ''} |
+| time by phase, minutes | {'; '.join(f"{m}: " + ', '.join(f"{k.replace('_', ' ')} {v / 60:.1f}" for k, v in p.items()) for m, p in phases.items()) or '-'} |
 | versions | {', '.join(f'{k} {v}' for k, v in run.record['versions'].items())} |
 
 Loading: {run.data.report.summary()}. Skipped ids are listed in `load_report.json`.
@@ -307,12 +310,12 @@ def write_results(run: Run, results: dict) -> None:
                              f"{name}: reliability on the test split")
     speed = train_speed(results)
     run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings,
-                      calibration_seconds={s: r['answering']['seconds'] for s, r in results.items() if r.get('answering')},
+                      phase_seconds={s: r['phase_seconds'] for s, r in results.items()},
                       train_images_per_second=speed)
     atomic_write_text(run.dir / 'config.json', json.dumps(run.record, indent=1))
     load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
     write_report(run.dir, {s: with_answer_numbers(r['table'], r['summary'], r.get('answering')) for s, r in results.items()},
-                 header_markdown(run, timings, speed),
+                 header_markdown(run, timings, speed, run.record['phase_seconds']),
                  extra=dict(config=run.record, load_report=load_counts),
                  attributes={s: {a: (h['table'], h['summary']) for a, h in r['attributes'].items()}
                              for s, r in results.items() if r['attributes']})

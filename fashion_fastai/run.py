@@ -29,6 +29,7 @@ from .data import load_data, part_dataloaders, eval_rows, FashionData, LABEL
 from .demo import demo_dir
 from .distributed import init_distributed, from_main, per_process_bs, num_distrib, say, on_main
 from .errors import OptionError
+from .holdout import describe as describe_holdout
 from .models import MODELS, ALL, PARTS, ModelSpec, trained, body_source, heads_seen_part
 from .evaluate import evaluate_heads
 from .plots import plot_losses
@@ -102,9 +103,12 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
     data_dir = cfg.data if cfg.data is not None else demo_dir(scale=cfg.demo_scale)
     if cfg.data is None: say(f"No --data: using the built-in demo data set at {data_dir}")
     set_seed(cfg.seed, reproducible=True)
-    data = load_data(data_dir, k=cfg.topk, rank_on=cfg.rank_on, holdout=cfg.holdout, seed=cfg.seed,
-                     attributes=cfg.attributes)
+    data = load_data(data_dir, **cfg.data_options())
     say('Loaded: ' + data.report.summary())
+    held = describe_holdout(data.frame)
+    if held: say('Holdout: ' + '; '.join(f"{rule} {h['photos']} photos" + (f" (years {', '.join(map(str, h['years']))})"
+                                          if 'years' in h else f" ({h['products']} products)" if 'products' in h else '')
+                                          for rule, h in held.items()))
     if cfg.zero_shot_map: zmap = load_map(cfg.zero_shot_map, set(data.vocabs[ALL]))  # its rows name this data's classes
     imagenet, winfo = resolve_weights(cfg.arch, cfg.pretrained, cfg.weights)
     say(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})")
@@ -118,7 +122,7 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
     record = {**options.to_dict(), 'resolved': resolved,
               'command': 'python -m fashion_fastai.train ' + ' '.join(sys.argv[1:]),
               'data_dir': str(data_dir), 'distributed': processes, 'weights_info': winfo.to_dict(),
-              'versions': versions(), 'top_classes': data.top}
+              'versions': versions(), 'top_classes': data.top, 'holdout_rows': held}
     if resume:
         record['command'], record['resumed_by'] = previous['command'], previous.get('resumed_by', []) + [record['command']]
     on_main(lambda: (_write_json(run_dir / 'load_report.json', data.report.to_dict()),
@@ -131,6 +135,7 @@ def frozen_imagenet(cfg: TrainConfig, imagenet: dict | None, winfo: WeightsInfo,
     """(the frozen ImageNet network's `Scorer`, why there is none, its record for the models' JSON), the network saved
     once in the run folder; with no holdout to fit the gate on, none (the models then have no zero-shot path)."""
     if not cfg.holdout: return None, 'trained without a holdout (--holdout 0)', None
+    if not cfg.zero_shot: return None, 'turned off with --zero-shot no', None
     net, why = imagenet_classifier.network(cfg.arch, imagenet)
     if net is None: return None, why, None
     on_main(imagenet_classifier.save, net, run_dir)
@@ -164,6 +169,14 @@ def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
                 train_images=len(learn.dls.train_ds))
 
 
+def epoch_seconds(rows: list) -> dict:
+    """Seconds of a model's epochs by phase, from its history rows (`stages.EpochLog`): head-only epochs, whole-network
+    epochs, and the validation pass that ends each epoch.  Rows of an older run without timings count nothing."""
+    def total(key, phase=None): return round(sum(r.get(key, 0) for r in rows if phase in (None, r['phase'])), 1)
+    return dict(head_epochs=total('train_seconds', 'head'), whole_network_epochs=total('train_seconds', 'all'),
+                validation_passes=total('valid_seconds'))
+
+
 def attribute_counts(run: Run, m: ModelSpec) -> dict:
     "{attribute: training images per value} that the model's other heads have seen (`models.heads_seen_part`)."
     seen = heads_seen_part(m, run.cfg)
@@ -178,24 +191,30 @@ def evaluate_and_export(run: Run, m: ModelSpec, learn: Learner, fit: dict) -> di
     predicted = kept.result if kept is not None else None  # None: reloaded, or validated elsewhere than the test split
     rows = pd.DataFrame(learn.dls.valid_ds.items) if predicted is not None else eval_rows(run.data, m.part)
     counts = {LABEL: run.data.train_counts(m.part), **attribute_counts(run, m)}
+    t0 = time.time()
     heads = evaluate_heads(learn, rows, counts, run.cfg.tta, predicted)
+    phases = dict(epoch_seconds(learn.epoch_log.rows), evaluation=round(time.time() - t0, 1))
     t0 = time.time()
     answering, answer_numbers = calibrate(learn, eval_rows(run.data, m.part, 'valid') if run.cfg.holdout else None,
                                           heads, list(rows['file']), counts, run.zmap, run.scorer, run.no_scorer,
                                           run.network, run.cfg.tta)
-    answer_numbers['seconds'] = round(time.time() - t0, 1)
+    phases['calibration'] = round(time.time() - t0, 1)
     table, summary, probs, targs = heads.pop(LABEL)
     if m.part == ALL: summary['parts'] = by_part(table, {p: run.data.vocabs[p] for p in PARTS})
     say(f"{m.name}: {headline(summary)}")
     if 'zero_shot' in answer_numbers: say(f"{m.name} with zero-shot answers: {headline(answer_numbers['zero_shot']['summary'])}")
     else: say(f"{m.name}: no zero-shot answers ({answering.why_not})")
     for a, (_, s, _, _) in heads.items(): say(f"{m.name} {a}: {headline(s)}")
+    t0 = time.time()
     if not fit['exported']:
         export_stage(learn, run.dir, m.name, run.cfg.arch, run.cfg.size)
         write_state(run.dir, m.name, dict(done=True, lr=fit['lr'], train_seconds=fit['train_seconds'],
                                           rows=learn.epoch_log.rows, vocab=article_vocab(learn.dls)))
     record_answering(run.dir, m.name, answering)
+    phases['export'] = round(time.time() - t0, 1)
+    say(f"{m.name}: time, minutes: " + ', '.join(f"{k.replace('_', ' ')} {v / 60:.1f}" for k, v in phases.items()))
     plot_losses(history, run.dir / f'losses_{m.name}.png', f'{m.name}: losses and metrics per epoch')
     return dict(fit, table=table, summary=summary, probs=probs, targs=targs, files=list(rows['file']), answering=answer_numbers,
+                phase_seconds=phases,
                 vocab=article_vocab(learn.dls),
                 attributes={a: dict(table=t, summary=s, probs=p, targs=y, vocab=list(t.index)) for a, (t, s, p, y) in heads.items()})

@@ -8,7 +8,7 @@ are always built with `pretrained=False` and the body loaded afterwards, so that
 """
 from __future__ import annotations
 
-import sys
+import sys, time
 
 import torch
 from fastcore.imports import in_notebook
@@ -30,9 +30,10 @@ def top5(inp, targ, axis=-1):
 
 
 class EpochLog(Callback):
-    """Keeps every epoch's metrics across the two fits of `fine_tune` (for history_stage*.csv), and, when stdout is neither
-    a terminal nor a notebook (CI, nohup, pipes), prints one flushed line per epoch instead of progress bars that would
-    fill the log.  A notebook's stdout is not a TTY either, but it draws fastprogress's HTML bars, so it keeps them."""
+    """Keeps every epoch's metrics across the two fits of `fine_tune` (for history_stage*.csv), with the seconds its
+    training and its validation pass took apart (where a run's time goes: `run.phase_seconds`), and, when stdout is
+    neither a terminal nor a notebook (CI, nohup, pipes), prints one flushed line per epoch instead of progress bars that
+    would fill the log.  A notebook's stdout is not a TTY either, but it draws fastprogress's HTML bars, so it keeps them."""
     order = 61  # after Recorder (50) has computed the epoch's values, after ProgressCallback (60)
     training_only = True  # left out of the exported learner (artifacts.export_stage)
     def __init__(self, stage: str, plain: bool | None = None):
@@ -45,11 +46,17 @@ class EpochLog(Callback):
             self.old_logger, self.learn.logger = self.learn.logger, self._line
     def after_fit(self):
         if hasattr(self, 'old_logger'): self.learn.logger = self.old_logger; del self.old_logger
+    def before_train(self): self.seconds, self.t0 = {}, time.perf_counter()
+    def after_train(self): self.seconds['train_seconds'] = round(time.perf_counter() - self.t0, 2)
+    def before_validate(self): self.t0 = time.perf_counter()
+    def after_validate(self):  # also the end of a `get_preds` outside training, which is no epoch's
+        if hasattr(self, 'seconds'): self.seconds['valid_seconds'] = round(time.perf_counter() - self.t0, 2)
     def after_epoch(self):
         if not hasattr(self.recorder, 'log') or getattr(self.learn, 'lr_finder', None) or skipped_epoch(self.learn): return
         row = dict(zip(self.recorder.metric_names, self.recorder.log))
         row.pop('epoch', None)
-        self.rows.append({'stage': self.stage, 'phase': self.phase, 'epoch': len(self.rows), **row})
+        self.rows.append({'stage': self.stage, 'phase': self.phase, 'epoch': len(self.rows), **row,
+                          **getattr(self, 'seconds', {})})
     def _line(self, log):
         if skipped_epoch(self.learn): return  # an epoch finished before a resume
         vals = [f'{n} {v:.4f}' if isinstance(v, float) else f'{n} {v}' for n, v in zip(self.recorder.metric_names, log)]

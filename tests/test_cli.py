@@ -60,6 +60,25 @@ def test_history_has_both_phases(run):
     import pandas as pd
     h = pd.read_csv(run[0] / 'history_stage1.csv')
     assert list(h['phase']) == ['head', 'all'] and {'train_loss', 'valid_loss', 'accuracy', 'top5'} <= set(h.columns)
+    assert (h['train_seconds'] > 0).all() and (h['valid_seconds'] > 0).all()
+
+
+@pytest.mark.slow
+def test_time_by_model_and_phase_in_log_config_and_report(run):
+    "Where a run's time goes: each model's epochs by phase, its evaluation, calibration and export."
+    import pandas as pd
+    run_dir, p = run
+    phases = json.loads((run_dir / 'metrics.json').read_text())['config']['phase_seconds']
+    assert phases == json.loads((run_dir / 'config.json').read_text())['phase_seconds']
+    assert set(phases) == {'stage1', 'stage2', 'all'}
+    keys = {'head_epochs', 'whole_network_epochs', 'validation_passes', 'evaluation', 'calibration', 'export'}
+    for model, ph in phases.items():
+        assert set(ph) == keys and all(v >= 0 for v in ph.values()), model
+        h = pd.read_csv(run_dir / f'history_{model}.csv')
+        assert ph['head_epochs'] == round(h.loc[h['phase'] == 'head', 'train_seconds'].sum(), 1) > 0  # --freeze-epochs 1
+        assert ph['validation_passes'] == round(h['valid_seconds'].sum(), 1)
+        assert f'{model}: time, minutes: head epochs' in p.stdout
+    assert '| time by phase, minutes | stage1: head epochs' in (run_dir / 'results.md').read_text()
 
 
 @pytest.mark.slow

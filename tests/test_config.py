@@ -35,6 +35,8 @@ from fashion_fastai.weights import default_arch
     (dict(epochs='four'), ['--epochs', 'four', 'integer']), (dict(holdout='a tenth'), ['--holdout', 'a tenth']),
     (dict(tta='mirror'), ['--tta', 'mirror', 'flip']),
     (dict(rank_on='test'), ['--rank-on', 'test', 'train']),
+    (dict(holdout_by='colour'), ['--holdout-by', 'colour', 'years, products, random']),
+    (dict(zero_shot='maybe'), ['--zero-shot', 'maybe', 'yes, no']),
     (dict(weights=Path('/nonexistent/resnet18.pth')), ['--weights', '/nonexistent/resnet18.pth']),
 ])
 def test_bad_options_are_refused_naming_the_option_and_value(change, named):
