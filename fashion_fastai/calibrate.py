@@ -74,16 +74,17 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
         return Answering(temperatures, holdout=holdout_record, why_not=why), numbers
     hold_p, hold_y = np.asarray(held[LABEL][2], np.float64), np.asarray(held[LABEL][3])
     hold_imagenet = scorer.probs(holdout['file'])
-    path = path.fitted(hold_p, hold_imagenet, max_routed)
+    path = path.fitted(hold_p, hold_imagenet, max_routed, hold_y)
     joined_hold = path.joined(hold_p, hold_imagenet)
     joined_t = fit_temperature(joined_hold, hold_y)
+    of_trained = np.isin(hold_y, path.trained_index)  # the bound's photos (`fitted`)
     test_p = np.asarray(test[LABEL][2], np.float64)
     before = path.joined(test_p, scorer.probs(test_files))
     after = temper(before, joined_t)
     y = targets[LABEL]
     table = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts[LABEL])
     zs = np.isin(y, path.zero_shot_index)
-    routed_hold = float(path.routed(joined_hold).mean())
+    routed_hold = float(path.routed(joined_hold[of_trained]).mean()) if of_trained.any() else 0.
     holdout_record['routed'] = routed_hold
     curves['with zero-shot, calibrated'] = reliability(after, y)
     numbers['zero_shot'] = dict(

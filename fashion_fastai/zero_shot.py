@@ -196,8 +196,14 @@ class ZeroShotPath:
         out[:, self.trained_index], out[:, self.zero_shot_index] = small[:, :k], small[:, k:]
         return out
 
-    def fitted(self, probs: np.ndarray, imagenet_probs: np.ndarray, max_routed: float = 0.01) -> 'ZeroShotPath':
-        "This path with the boost `fit_boost` chooses on held-out images of trained classes."
+    def fitted(self, probs: np.ndarray, imagenet_probs: np.ndarray, max_routed: float = 0.01,
+               targets: np.ndarray = None) -> 'ZeroShotPath':
+        """This path with the boost `fit_boost` chooses on held-out images of trained classes.  `targets` (class indices):
+        the images of classes without a training photo are left out first (a holdout of whole years can hold such
+        images, which a zero-shot answer gets right, not wrong)."""
+        if targets is not None:
+            keep = np.isin(np.asarray(targets), self.trained_index)
+            probs, imagenet_probs = np.asarray(probs)[keep], np.asarray(imagenet_probs)[keep]
         return ZeroShotPath(self.vocab, self.untrained, self.head,
                             fit_boost(*self.parts(probs, imagenet_probs), max_routed))
 

@@ -80,6 +80,21 @@ def test_the_boost_keeps_the_holdout_bound_and_is_the_largest_that_does(max_rout
     assert routed(b * (1 + 1e-6)) > max_routed  # any larger boost routes one image too many
 
 
+def test_the_gate_is_fitted_on_photos_of_trained_classes_alone():
+    "Held-out photos of a class without training photos (a held year can have some) do not spend the routing bound."
+    vocab = ['Shirts', 'Lipstick', 'Watches']
+    path = ZeroShotPath.of(vocab, ['Lipstick'], load_map())
+    rng = np.random.default_rng(0)
+    probs, imagenet = rng.dirichlet(np.ones(3), 200), rng.dirichlet(np.ones(1000) * .05, 200)
+    targets = rng.choice([0, 2], 200)
+    lipstick = imagenet_index('lipstick')
+    imagenet[:20] = 0; imagenet[:20, lipstick] = 1  # twenty photos that are plainly lipsticks
+    targets_with_lipsticks = targets.copy(); targets_with_lipsticks[:20] = 1
+    trained_only = path.fitted(probs[20:], imagenet[20:], 0.05)
+    assert path.fitted(probs, imagenet, 0.05, targets_with_lipsticks).boost == trained_only.boost
+    assert path.fitted(probs, imagenet, 0.05).boost < trained_only.boost  # counted, they would close the gate
+
+
 def test_a_path_joins_in_the_models_vocab_and_survives_its_json(tmp_path):
     vocab = ['Shirts', 'Lipstick', 'Watches', 'Shoe Laces', 'Perfume and Body Mist']
     path = ZeroShotPath.of(vocab, ['Lipstick', 'Shoe Laces', 'Perfume and Body Mist'], load_map(), boost=2.5)
