@@ -171,7 +171,8 @@ def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
 
 def epoch_seconds(rows: list) -> dict:
     """Seconds of a model's epochs by phase, from its history rows (`stages.EpochLog`): head-only epochs, whole-network
-    epochs, and the validation pass that ends each epoch.  Rows of an older run without timings count nothing."""
+    epochs, and the validation pass that ends each epoch; none from the rows of a run trained before they were kept."""
+    if not any('train_seconds' in r for r in rows): return {}
     def total(key, phase=None): return round(sum(r.get(key, 0) for r in rows if phase in (None, r['phase'])), 1)
     return dict(head_epochs=total('train_seconds', 'head'), whole_network_epochs=total('train_seconds', 'all'),
                 validation_passes=total('valid_seconds'))
