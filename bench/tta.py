@@ -49,6 +49,15 @@ def scores(probs, targs, vocab, counts) -> dict:
     return dict(top1=s['all']['micro_top1'], top5=s['all']['micro_top5'], seen_top1=s['seen']['micro_top1'])
 
 
+def exported_stages(run: Path):
+    "(stage, its part, its exported learner on the CPU) for each stage the run exported (--epochs2 0: stage one alone)."
+    for stage, part in PARTS.items():
+        if not (run / f'{stage}.pkl').is_file(): continue
+        with warnings.catch_warnings():  # our own file: the pickle warning is noise here
+            warnings.filterwarnings('ignore', message='load_learner` uses Python', category=UserWarning)
+            yield stage, part, load_learner(run / f'{stage}.pkl', cpu=True)
+
+
 @call_parse
 def main(run: Path,            # a `train` run folder trained with --holdout
          n: int = 4,           # fastai tta's augmented passes (0: plain and flip only)
@@ -57,11 +66,7 @@ def main(run: Path,            # a `train` run folder trained with --holdout
     cfg = TrainConfig.of_run(run)
     ways = {'plain': 0, 'flip': FLIP, **({f'tta{n}': n} if n else {})}
     record = dict(command=' '.join(['python', *sys.argv]), run=str(run), n=n, stages={})
-    for stage, part in PARTS.items():
-        if not (run / f'{stage}.pkl').is_file(): continue  # a run with --epochs2 0 has no stage two
-        with warnings.catch_warnings():  # our own file: the pickle warning is noise here
-            warnings.filterwarnings('ignore', message='load_learner` uses Python', category=UserWarning)
-            learn = load_learner(run / f'{stage}.pkl', cpu=True)
+    for stage, part, learn in exported_stages(run):
         vocab, counts = article_vocab(learn.dls), data.train_counts(part)
         dl = learn.dls.test_dl(as_items(rows[stage], cfg.attributes), with_labels=True, shuffle=False)
         r = record['stages'][stage] = dict(images=len(rows[stage]))

@@ -1,0 +1,182 @@
+"""Benchmark: which holdout ranks settings as the odd-year test split does.
+
+Takes finished `train` runs that held out photos by several rules at once (`--holdout-by years,products,random`, each
+photo recording the rule that held it: fashion_fastai/holdout.py), rebuilds that holdout from each run's config.json,
+and scores each exported stage on each rule's photos apart, next to the run's own test-split numbers (metrics.json,
+written by the run itself).  A pair of runs that differ by one setting then shows, per rule, whether its photos order
+the two settings as the test split does, and by how much.
+
+Evaluation-only settings are scored from the same models: `--tta flip`, and other input sizes (`--sizes 160x120`: the
+train/test resolution discrepancy, a model trained at one size and evaluated at a larger one); those test-split numbers
+are measured here too, with `--test` (off by default: the test split judges final settings, so scoring it is a choice
+made once per setting, not a default).
+
+    .venv/bin/python bench/holdout_agreement.py runs/agr-80-f0 runs/agr-80-f1 --flip
+    .venv/bin/python bench/holdout_agreement.py runs/agr-128-f0 --sizes 160x120
+
+Writes bench/results/holdout-agreement-<run name>.json per run and prints a markdown table.
+"""
+from __future__ import annotations
+
+import json, sys, time
+from pathlib import Path
+
+import numpy as np
+
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
+from fastcore.script import call_parse
+
+from fashion_fastai.attributes import article_vocab
+from fashion_fastai.calibration import ece, fit_temperature, temper
+from fashion_fastai.compat import PadResize
+from fashion_fastai.config import TrainConfig, FLIP, parse_size
+from fashion_fastai.data import load_data, as_items, eval_rows
+from fashion_fastai.holdout import RULES, product_stems
+from fashion_fastai.tta import predict_with_tta
+from tta import PARTS, exported_stages, scores  # each stage's learner; top-1, top-5 and seen-class top-1 as bench/tta.py scores them
+
+
+
+def at_size(dl, size):
+    "`dl` with its images resized to `size` (height, width) instead of the model's training size; None: as it is."
+    if size is None: return dl
+    dl.after_item.fs = [PadResize(size) if isinstance(f, PadResize) else f for f in dl.after_item.fs]
+    return dl
+
+
+def product_in_training(frame) -> dict:
+    """Per rule, and for the test split: the share of photos whose product (holdout.product_stems: the name without
+    colour words) has a photo in training, what a model can recognise rather than generalise to."""
+    stems = product_stems(frame)
+    trained = set(stems[frame['split'] == 'train'])
+    sets = {**{r: frame['held_by'] == r for r in RULES}, 'test': frame['split'] == 'test'}
+    return {k: round(float(stems[m].isin(trained).mean()), 4) for k, m in sets.items() if m.any()}
+
+
+def article_probs(learn, rows, attributes):
+    "(probabilities, targets) of the article type's head on `rows`, plain (no test-time augmentation)."
+    dl = learn.dls.test_dl(as_items(rows, attributes), with_labels=True, shuffle=False)
+    with learn.no_bar(): probs, targs = learn.get_preds(dl=dl)
+    if isinstance(probs, (tuple, list)): probs, targs = probs[-1], targs[-1]  # with --attributes: the article type last
+    return probs.numpy().astype(np.float64), targs.numpy()
+
+
+def calibration_transfer(learn, sets: dict, test_rows, attributes) -> dict:
+    """A temperature fitted on each rule's photos (and on all of them, as the run fits it), and the expected calibration
+    error it leaves on the test split: which holdout's photos calibrate for the test years."""
+    test_p, test_y = article_probs(learn, test_rows, attributes)
+    held = {k: article_probs(learn, rows, attributes) for k, rows in sets.items() if k != 'test'}
+    held['all held'] = tuple(np.concatenate(x) for x in zip(*held.values()))
+    out = {'softmax': dict(temperature=1., test_ece=ece(test_p, test_y))}
+    for k, (p, y) in held.items():
+        t = fit_temperature(p, y)
+        out[k] = dict(temperature=t, test_ece=ece(temper(test_p, t), test_y), holdout_ece_before=ece(p, y))
+    return out
+
+
+def score_run(run: Path, flip: bool, sizes: list, test: bool, calibration: bool = False) -> dict:
+    cfg = TrainConfig.of_run(run)
+    record = json.loads((run / 'config.json').read_text())
+    if not cfg.holdout:
+        raise SystemExit(f"holdout_agreement: error: {run} validated on the test split (no --holdout): nothing to compare.")
+    data = load_data(record['data_dir'], **cfg.data_options())
+    metrics = json.loads((run / 'metrics.json').read_text())
+    ways = {'plain': (0, None), **({'flip': (FLIP, None)} if flip else {}),
+            **{f'size {h}x{w}': (0, (h, w)) for h, w in sizes}}
+    out = dict(command=' '.join(['python', *sys.argv]), run=str(run), options=record.get('command'),
+               holdout_rows=record.get('holdout_rows'), product_in_training=product_in_training(data.frame), stages={})
+    for stage, part, learn in exported_stages(run):
+        vocab, counts = article_vocab(learn.dls), data.train_counts(part)
+        held = eval_rows(data, part, 'valid')
+        sets = {rule: held[held['held_by'] == rule] for rule in RULES if (held['held_by'] == rule).any()}
+        if test: sets['test'] = eval_rows(data, part, 'test')
+        r = out['stages'][stage] = dict(images={k: len(v) for k, v in sets.items()},
+                                        run_test=metrics['stages'][stage]['all']['micro_top1'])
+        for name, (tta, size) in ways.items():
+            for k, rows in sets.items():
+                if k == 'test' and name == 'plain': continue  # the run's own evaluation is that number
+                dl = at_size(learn.dls.test_dl(as_items(rows, cfg.attributes), with_labels=True, shuffle=False), size)
+                t0 = time.time()
+                with learn.no_bar(): s = scores(*predict_with_tta(learn, dl, tta), vocab, counts)
+                r.setdefault(name, {})[k] = dict(s, seconds=round(time.time() - t0, 1))
+        if calibration: r['calibration'] = calibration_transfer(learn, sets, eval_rows(data, part, 'test'), cfg.attributes)
+        print(f"{run.name} {stage}: {json.dumps(r)}", flush=True)
+    return out
+
+
+def merged(path: Path, new: dict) -> dict:
+    """`new` written to `path` over what an earlier scoring of the same run wrote there (its other ways and splits kept,
+    with the command that measured them), so that measurements made one at a time add up."""
+    if path.is_file():
+        old = json.loads(path.read_text())
+        for stage, s in new['stages'].items():
+            for way, v in s.items():
+                if isinstance(v, dict): old['stages'].setdefault(stage, {}).setdefault(way, {}).update(v)
+                else: old['stages'].setdefault(stage, {})[way] = v
+        new = dict(new, stages=old['stages'], commands=[*old.get('commands', [old['command']]), new['command']])
+    path.write_text(json.dumps(new, indent=1))
+    return new
+
+
+def top1(scored: dict, run: str, stage: str, way: str, where: str):
+    "A run's top-1 on a rule's photos or the test split, from its scoring; None where it was not measured."
+    s = scored[run]['stages'].get(stage)
+    if s is None: return None
+    if where == 'test' and way == 'plain': return s['run_test']
+    return s.get(way, {}).get(where, {}).get('top1')
+
+
+def agreement(scored: dict, pairs: str) -> list[str]:
+    """Markdown rows, one per pair and stage: the second setting minus the first on each rule's photos and on the test
+    split, in points, and whether each rule orders the two as the test split does.  `pairs`: 'label=RUN[/WAY]:RUN[/WAY]'
+    separated by ';' (WAY: plain, flip, 'size HxW'; plain by default)."""
+    rows = []
+    for pair in (p for p in pairs.split(';') if p.strip()):
+        label, sides = pair.split('=', 1)
+        (ra, _, wa), (rb, _, wb) = (side.strip().partition('/') for side in sides.split(':'))
+        for stage in PARTS:
+            cells = []
+            for where in (*RULES, 'test'):
+                a, b = top1(scored, ra, stage, wa or 'plain', where), top1(scored, rb, stage, wb or 'plain', where)
+                cells.append(None if a is None or b is None else 100 * (b - a))
+            if cells[-1] is None and all(c is None for c in cells): continue
+            test = cells[-1]
+            same = ['-' if c is None or test is None else 'yes' if (c > 0) == (test > 0) else 'no' for c in cells[:-1]]
+            rows.append(f"| {label.strip()} | {stage} | " + ' | '.join(
+                '-' if c is None else f"{c:+.2f} ({o})" for c, o in zip(cells[:-1], same))
+                + f" | {'-' if test is None else f'{test:+.2f}'} |")
+    return rows
+
+
+@call_parse
+def main(runs: Path = None,        # `train` run folders trained with --holdout-by naming several rules
+         *more: Path,
+         flip: bool = False,       # also score each image averaged with its mirror image (--tta flip)
+         sizes: str = '',          # also score at these input sizes, comma-separated HxW (e.g. 160x120)
+         test: bool = False,       # also score the evaluation-only settings on the test split
+         calibration: bool = False, # also fit a temperature on each rule's photos and give the test split's ECE after it
+         pairs: str = '',          # print the agreement of pairs of scored runs (see `agreement`), read from `out`
+         out: Path = Path(__file__).parent / 'results'):
+    sizes = [parse_size(s) for s in sizes.split(',') if s.strip()]
+    out.mkdir(parents=True, exist_ok=True)
+    table = []
+    for run in (r for r in (runs, *more) if r is not None):
+        r = merged(out / f'holdout-agreement-{Path(run).name}.json', score_run(Path(run), flip, sizes, test, calibration))
+        table.append(r)
+    if pairs:
+        names = {n for p in pairs.split(';') if '=' in p for side in p.split('=', 1)[1].split(':')
+                 for n in [side.strip().partition('/')[0]]}
+        scored = {n: json.loads((out / f'holdout-agreement-{n}.json').read_text()) for n in sorted(names)}
+        print("\n| pair (second minus first) | stage | " + ' | '.join(f'{k} (orders as the test split?)' for k in RULES)
+              + " | test split |\n|---|---|" + "---:|" * (len(RULES) + 1))
+        print('\n'.join(agreement(scored, pairs)))
+    rules = [k for k in (*RULES,) if any(k in s['images'] for r in table for s in r['stages'].values())]
+    if table: print("\n| run | stage | way | " + ' | '.join(f'{k} top-1' for k in rules) + " | test top-1 |\n|---|---|---|"
+          + "---:|" * (len(rules) + 1))
+    for r in table:
+        for stage, s in r['stages'].items():
+            for way in (w for w in s if w not in ('images', 'run_test')):
+                test_top1 = s['run_test'] if way == 'plain' else s[way].get('test', {}).get('top1')
+                print(f"| {Path(r['run']).name} | {stage} | {way} | "
+                      + ' | '.join(f"{100 * s[way][k]['top1']:.2f}%" if k in s[way] else '-' for k in rules)
+                      + f" | {'-' if test_top1 is None else f'{100 * test_top1:.2f}%'} |")
