@@ -18,7 +18,7 @@ Writes bench/results/holdout-agreement-<run name>.json per run and prints a mark
 """
 from __future__ import annotations
 
-import json, sys, time
+import json, math, sys, time
 from pathlib import Path
 
 import numpy as np
@@ -126,25 +126,37 @@ def top1(scored: dict, run: str, stage: str, way: str, where: str):
     return s.get(way, {}).get(where, {}).get('top1')
 
 
+def noise(p: float, n: int) -> float:
+    """Two standard errors, in points, of the difference between two models' accuracies near `p` on `n` photos, as if
+    their errors were independent: what one setting against another can show on that many photos."""
+    return 200 * math.sqrt(2 * p * (1 - p) / n) if n else math.inf
+
+
 def agreement(scored: dict, pairs: str) -> list[str]:
     """Markdown rows, one per pair and stage: the second setting minus the first on each rule's photos and on the test
-    split, in points, and whether each rule orders the two as the test split does.  `pairs`: 'label=RUN[/WAY]:RUN[/WAY]'
-    separated by ';' (WAY: plain, flip, 'size HxW'; plain by default)."""
+    split, in points, and whether the rule orders the two as the test split does: 'yes' or 'no' where both differences
+    pass their `noise`, '≈' where the rule's is within it, 'test ≈' where the test split's is.  `pairs`:
+    'label=RUN[/WAY]:RUN[/WAY]' separated by ';' (WAY: plain, flip, 'size HxW'; plain by default)."""
     rows = []
     for pair in (p for p in pairs.split(';') if p.strip()):
         label, sides = pair.split('=', 1)
         (ra, _, wa), (rb, _, wb) = (side.strip().partition('/') for side in sides.split(':'))
         for stage in PARTS:
-            cells = []
+            if stage not in scored[ra]['stages'] or stage not in scored[rb]['stages']: continue
+            images = scored[ra]['stages'][stage]['images']
+            cells = {}
             for where in (*RULES, 'test'):
                 a, b = top1(scored, ra, stage, wa or 'plain', where), top1(scored, rb, stage, wb or 'plain', where)
-                cells.append(None if a is None or b is None else 100 * (b - a))
-            if cells[-1] is None and all(c is None for c in cells): continue
-            test = cells[-1]
-            same = ['-' if c is None or test is None else 'yes' if (c > 0) == (test > 0) else 'no' for c in cells[:-1]]
+                if a is not None and b is not None: cells[where] = (100 * (b - a), noise(a, images.get(where, 0)))
+            if 'test' not in cells: continue
+            test, test_noise = cells['test']
+            def verdict(d, band):
+                if abs(d) < band: return '≈'
+                if abs(test) < test_noise: return 'test ≈'
+                return 'yes' if (d > 0) == (test > 0) else 'no'
             rows.append(f"| {label.strip()} | {stage} | " + ' | '.join(
-                '-' if c is None else f"{c:+.2f} ({o})" for c, o in zip(cells[:-1], same))
-                + f" | {'-' if test is None else f'{test:+.2f}'} |")
+                f"{cells[k][0]:+.2f} ({verdict(*cells[k])})" if k in cells else '-' for k in RULES)
+                + f" | {test:+.2f}{' (≈)' if abs(test) < test_noise else ''} |")
     return rows
 
 
@@ -167,7 +179,10 @@ def main(runs: Path = None,        # `train` run folders trained with --holdout-
         names = {n for p in pairs.split(';') if '=' in p for side in p.split('=', 1)[1].split(':')
                  for n in [side.strip().partition('/')[0]]}
         scored = {n: json.loads((out / f'holdout-agreement-{n}.json').read_text()) for n in sorted(names)}
-        print("\n| pair (second minus first) | stage | " + ' | '.join(f'{k} (orders as the test split?)' for k in RULES)
+        for r in scored.values():  # the test split's photos per stage, from the run's own report
+            tested = json.loads((Path(r['run']) / 'metrics.json').read_text())['stages']
+            for stage, st in r['stages'].items(): st['images']['test'] = tested[stage]['n_test']
+        print("\n| pair (second minus first, points) | stage | " + ' | '.join(f'{k} (orders as the test split?)' for k in RULES)
               + " | test split |\n|---|---|" + "---:|" * (len(RULES) + 1))
         print('\n'.join(agreement(scored, pairs)))
     rules = [k for k in (*RULES,) if any(k in s['images'] for r in table for s in r['stages'].values())]

@@ -124,16 +124,21 @@ def test_real_data_rules_hold_out_unseen_products_and_years():
 
 
 def test_agreement_table_compares_each_rule_with_the_test_split(tmp_path):
-    "bench/holdout_agreement.py's arithmetic: second minus first, in points, and whether each rule has the test's sign."
+    """bench/holdout_agreement.py's arithmetic: second minus first, in points; a verdict only where both differences pass
+    two standard errors of a difference on their photos (1,000 photos near 70%: 4.10 points; 10,000 near 80%: 1.13)."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
     import holdout_agreement as ha
+    assert round(ha.noise(0.7, 1000), 2) == 4.10 and round(ha.noise(0.8, 10000), 2) == 1.13
     rules = lambda **t: {k: {'top1': v} for k, v in t.items()}
-    scored = {'a': {'stages': {'stage1': {'run_test': 0.80, 'plain': rules(years=.70, products=.90, random=.91),
-                                          'flip': rules(years=.71, test=.79)}}},
-              'b': {'stages': {'stage1': {'run_test': 0.83, 'plain': rules(years=.75, products=.89, random=.92)}}}}
-    assert ha.agreement(scored, 'size=a:b') == ['| size | stage1 | +5.00 (yes) | -1.00 (no) | +1.00 (yes) | +3.00 |']
-    assert ha.agreement(scored, 'flip=a:a/flip') == ['| flip | stage1 | +1.00 (no) | - | - | -1.00 |']
+    images = dict(years=1000, products=1000, random=1000, test=10000)
+    run = lambda test, **ways: {'stages': {'stage1': {'images': images, 'run_test': test, **ways}}}
+    scored = {'a': run(.80, plain=rules(years=.70, products=.90, random=.91), flip=rules(years=.71, test=.79)),
+              'b': run(.83, plain=rules(years=.75, products=.89, random=.92)),
+              'c': run(.83, plain=rules(years=.64, products=.90, random=.91))}
+    assert ha.agreement(scored, 'size=a:b') == ['| size | stage1 | +5.00 (yes) | -1.00 (≈) | +1.00 (≈) | +3.00 |']
+    assert ha.agreement(scored, 'other=a:c') == ['| other | stage1 | -6.00 (no) | +0.00 (≈) | +0.00 (≈) | +3.00 |']
+    assert ha.agreement(scored, 'flip=a:a/flip') == ['| flip | stage1 | +1.00 (≈) | - | - | -1.00 (≈) |']
     path = tmp_path / 'holdout-agreement-a.json'
     ha.merged(path, {'command': 'one', 'stages': {'stage1': {'images': {'years': 3}, 'run_test': .8,
                                                              'plain': rules(years=.7)}}})
