@@ -136,27 +136,61 @@ def agreement(scored: dict, pairs: str) -> list[str]:
     """Markdown rows, one per pair and stage: the second setting minus the first on each rule's photos and on the test
     split, in points, and whether the rule orders the two as the test split does: 'yes' or 'no' where both differences
     pass their `noise`, '≈' where the rule's is within it, 'test ≈' where the test split's is.  `pairs`:
-    'label=RUN[/WAY]:RUN[/WAY]' separated by ';' (WAY: plain, flip, 'size HxW'; plain by default)."""
+    'label[@STAGE]=RUN[/WAY]:RUN[/WAY]' separated by ';' (WAY: plain, flip, 'size HxW'; plain by default; STAGE: that
+    stage alone)."""
     rows = []
     for pair in (p for p in pairs.split(';') if p.strip()):
         label, sides = pair.split('=', 1)
+        label, _, only = label.partition('@')  # 'label@stage1': that stage alone
         (ra, _, wa), (rb, _, wb) = (side.strip().partition('/') for side in sides.split(':'))
         for stage in PARTS:
-            if stage not in scored[ra]['stages'] or stage not in scored[rb]['stages']: continue
+            if stage not in scored[ra]['stages'] or stage not in scored[rb]['stages'] or only.strip() not in ('', stage):
+                continue
             images = scored[ra]['stages'][stage]['images']
             cells = {}
             for where in (*RULES, 'test'):
                 a, b = top1(scored, ra, stage, wa or 'plain', where), top1(scored, rb, stage, wb or 'plain', where)
                 if a is not None and b is not None: cells[where] = (100 * (b - a), noise(a, images.get(where, 0)))
-            if 'test' not in cells: continue
-            test, test_noise = cells['test']
+            test, test_noise = cells.get('test', (None, None))
             def verdict(d, band):
                 if abs(d) < band: return '≈'
+                if test is None: return 'test not measured'
                 if abs(test) < test_noise: return 'test ≈'
                 return 'yes' if (d > 0) == (test > 0) else 'no'
             rows.append(f"| {label.strip()} | {stage} | " + ' | '.join(
                 f"{cells[k][0]:+.2f} ({verdict(*cells[k])})" if k in cells else '-' for k in RULES)
-                + f" | {test:+.2f}{' (≈)' if abs(test) < test_noise else ''} |")
+                + (" | not measured |" if test is None else f" | {test:+.2f}{' (≈)' if abs(test) < test_noise else ''} |"))
+    return rows
+
+
+WAYS_LEFT_OUT = ('images', 'run_test', 'calibration')  # a stage's keys that are no way of scoring
+
+
+def score_rows(scored: list) -> list[str]:
+    "Markdown rows: per run, stage and way, top-1 on each rule's photos and on the test split."
+    rows = ["| run | stage | way | " + ' | '.join(f'{k} top-1' for k in RULES) + " | test top-1 |",
+            "|---|---|---|" + "---:|" * (len(RULES) + 1)]
+    for r in scored:
+        for stage, s in r['stages'].items():
+            for way in (w for w in s if w not in WAYS_LEFT_OUT):
+                test_top1 = s['run_test'] if way == 'plain' else s[way].get('test', {}).get('top1')
+                rows.append(f"| {Path(r['run']).name} | {stage} | {way} | "
+                            + ' | '.join(f"{100 * s[way][k]['top1']:.2f}%" if k in s[way] else '-' for k in RULES)
+                            + f" | {'-' if test_top1 is None else f'{100 * test_top1:.2f}%'} |")
+    return rows
+
+
+def calibration_rows(scored: list) -> list[str]:
+    "Markdown rows: per run and stage, the test split's ECE after a temperature fitted on each rule's photos."
+    kinds = ('softmax', *RULES, 'all held')
+    rows = ["| run | stage | " + ' | '.join(f'{k}: T / test ECE' if k != 'softmax' else 'softmax: test ECE' for k in kinds)
+            + " |", "|---|---|" + "---:|" * len(kinds)]
+    for r in scored:
+        for stage, s in r['stages'].items():
+            c = s.get('calibration')
+            if c: rows.append(f"| {Path(r['run']).name} | {stage} | " + ' | '.join(
+                '-' if k not in c else f"{100 * c[k]['test_ece']:.2f}%" if k == 'softmax' else
+                f"{c[k]['temperature']:.3f} / {100 * c[k]['test_ece']:.2f}%" for k in kinds) + " |")
     return rows
 
 
@@ -167,31 +201,22 @@ def main(runs: Path = None,        # `train` run folders trained with --holdout-
          sizes: str = '',          # also score at these input sizes, comma-separated HxW (e.g. 160x120)
          test: bool = False,       # also score the evaluation-only settings on the test split
          calibration: bool = False, # also fit a temperature on each rule's photos and give the test split's ECE after it
-         pairs: str = '',          # print the agreement of pairs of scored runs (see `agreement`), read from `out`
+         pairs: str = '',          # print the tables and the agreement of pairs of scored runs (see `agreement`), from `out`
          out: Path = Path(__file__).parent / 'results'):
     sizes = [parse_size(s) for s in sizes.split(',') if s.strip()]
     out.mkdir(parents=True, exist_ok=True)
-    table = []
-    for run in (r for r in (runs, *more) if r is not None):
-        r = merged(out / f'holdout-agreement-{Path(run).name}.json', score_run(Path(run), flip, sizes, test, calibration))
-        table.append(r)
+    scored = [merged(out / f'holdout-agreement-{Path(run).name}.json', score_run(Path(run), flip, sizes, test, calibration))
+              for run in (r for r in (runs, *more) if r is not None)]
     if pairs:
         names = {n for p in pairs.split(';') if '=' in p for side in p.split('=', 1)[1].split(':')
                  for n in [side.strip().partition('/')[0]]}
-        scored = {n: json.loads((out / f'holdout-agreement-{n}.json').read_text()) for n in sorted(names)}
-        for r in scored.values():  # the test split's photos per stage, from the run's own report
+        by_name = {n: json.loads((out / f'holdout-agreement-{n}.json').read_text()) for n in sorted(names)}
+        for r in by_name.values():  # the test split's photos per stage, from the run's own report
             tested = json.loads((Path(r['run']) / 'metrics.json').read_text())['stages']
             for stage, st in r['stages'].items(): st['images']['test'] = tested[stage]['n_test']
+        scored = list(by_name.values())
         print("\n| pair (second minus first, points) | stage | " + ' | '.join(f'{k} (orders as the test split?)' for k in RULES)
               + " | test split |\n|---|---|" + "---:|" * (len(RULES) + 1))
-        print('\n'.join(agreement(scored, pairs)))
-    rules = [k for k in (*RULES,) if any(k in s['images'] for r in table for s in r['stages'].values())]
-    if table: print("\n| run | stage | way | " + ' | '.join(f'{k} top-1' for k in rules) + " | test top-1 |\n|---|---|---|"
-          + "---:|" * (len(rules) + 1))
-    for r in table:
-        for stage, s in r['stages'].items():
-            for way in (w for w in s if w not in ('images', 'run_test')):
-                test_top1 = s['run_test'] if way == 'plain' else s[way].get('test', {}).get('top1')
-                print(f"| {Path(r['run']).name} | {stage} | {way} | "
-                      + ' | '.join(f"{100 * s[way][k]['top1']:.2f}%" if k in s[way] else '-' for k in rules)
-                      + f" | {'-' if test_top1 is None else f'{100 * test_top1:.2f}%'} |")
+        print('\n'.join(agreement(by_name, pairs)))
+    print('\n' + '\n'.join(score_rows(scored)))
+    if any('calibration' in s for r in scored for s in r['stages'].values()): print('\n' + '\n'.join(calibration_rows(scored)))

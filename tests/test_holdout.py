@@ -133,12 +133,15 @@ def test_agreement_table_compares_each_rule_with_the_test_split(tmp_path):
     rules = lambda **t: {k: {'top1': v} for k, v in t.items()}
     images = dict(years=1000, products=1000, random=1000, test=10000)
     run = lambda test, **ways: {'stages': {'stage1': {'images': images, 'run_test': test, **ways}}}
-    scored = {'a': run(.80, plain=rules(years=.70, products=.90, random=.91), flip=rules(years=.71, test=.79)),
+    scored = {'a': run(.80, plain=rules(years=.70, products=.90, random=.91), flip=rules(years=.71, test=.79),
+                       **{'size 9x9': rules(years=.60)}),
               'b': run(.83, plain=rules(years=.75, products=.89, random=.92)),
               'c': run(.83, plain=rules(years=.64, products=.90, random=.91))}
     assert ha.agreement(scored, 'size=a:b') == ['| size | stage1 | +5.00 (yes) | -1.00 (≈) | +1.00 (≈) | +3.00 |']
     assert ha.agreement(scored, 'other=a:c') == ['| other | stage1 | -6.00 (no) | +0.00 (≈) | +0.00 (≈) | +3.00 |']
     assert ha.agreement(scored, 'flip=a:a/flip') == ['| flip | stage1 | +1.00 (≈) | - | - | -1.00 (≈) |']
+    assert ha.agreement(scored, 'big=a:a/size 9x9') == ['| big | stage1 | -10.00 (test not measured) | - | - | not measured |']
+    assert ha.agreement(scored, 'size@stage2=a:b') == []  # that stage alone: these runs have none
     path = tmp_path / 'holdout-agreement-a.json'
     ha.merged(path, {'command': 'one', 'stages': {'stage1': {'images': {'years': 3}, 'run_test': .8,
                                                              'plain': rules(years=.7)}}})
