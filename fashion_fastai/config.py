@@ -24,6 +24,7 @@ BODIES = (MODELS[0].name, 'imagenet', 'scratch')  # where stage two's body start
 HEADS = ('imprint', 'new')  # how the stage-two and all-classes heads start
 RANK_ON = ('all', 'train')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+HOLDOUT_RULES = ('years', 'products', 'random')  # --holdout-by's rules, in the order they apply (holdout.py)
 
 
 def parse_size(size) -> tuple[int, int]:
@@ -87,13 +88,12 @@ def resolve_precision(precision: str) -> str:
 
 
 def parse_holdout_by(rules) -> tuple:
-    "'years,products' (or a list) -> ('years', 'products'): holdout rules (holdout.RULES), in the order they apply."
-    from .holdout import RULES
+    "'years,products' (or a list) -> ('years', 'products'): holdout rules (HOLDOUT_RULES), in the order they apply."
     names = [r.strip() for r in (rules.split(',') if isinstance(rules, str) else rules or ()) if r.strip()]
-    if not names or any(r not in RULES for r in names) or len(set(names)) != len(names):
-        raise OptionError(f"--holdout-by takes one or more of {', '.join(RULES)}, comma-separated, each once; got "
-                          f"{','.join(names) or 'nothing'}.")
-    return tuple(r for r in RULES if r in names)
+    if not names or any(r not in HOLDOUT_RULES for r in names) or len(set(names)) != len(names):
+        raise OptionError(f"--holdout-by takes one or more of {', '.join(HOLDOUT_RULES)}, comma-separated, each once; "
+                          f"got {','.join(names) or 'nothing'}.")
+    return tuple(r for r in HOLDOUT_RULES if r in names)
 
 
 def parse_attributes(attributes) -> tuple:
@@ -194,7 +194,7 @@ class TrainConfig:
     holdout_by: Annotated[tuple[str, ...], "what the holdout differs from training by, comma-separated rules, each "
                                            "drawing --holdout of what the others leave: random (a share of the photos), "
                                            "years (whole even years, the smallest first), products (whole products: "
-                                           "the photos whose names differ only by colour words)", S] = 'random'
+                                           "the photos whose names differ only by colour words)", S] = HOLDOUT_RULES[-1]
     stage2_body: Annotated[str, f"where stage two's body starts: {BODIES[0]} (the protocol), imagenet or scratch",
                            S] = BODIES[0]
     stage2_head: Annotated[str, "stage two's head: new (fastai's fresh head, the protocol) or imprint (stage one's "
@@ -263,6 +263,9 @@ class TrainConfig:
                               f"got {self.label_smoothing}.")
         self.tta = parse_tta(self.tta)
         self.holdout_by = parse_holdout_by(self.holdout_by)
+        if not self.holdout and self.holdout_by != (HOLDOUT_RULES[-1],):
+            raise OptionError(f"--holdout-by {','.join(self.holdout_by)} needs a holdout, and --holdout 0 holds nothing "
+                              f"out: give --holdout a fraction (e.g. 0.05), or leave --holdout-by out.")
         self.zero_shot = parse_yes_no('--zero-shot', self.zero_shot)
         self.attributes = parse_attributes(self.attributes)
         self.attribute_weights = parse_attribute_weights(self.attribute_weights, self.attributes)

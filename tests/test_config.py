@@ -36,6 +36,7 @@ from fashion_fastai.weights import default_arch
     (dict(tta='mirror'), ['--tta', 'mirror', 'flip']),
     (dict(rank_on='test'), ['--rank-on', 'test', 'train']),
     (dict(holdout_by='colour'), ['--holdout-by', 'colour', 'years, products, random']),
+    (dict(holdout=0, holdout_by='years'), ['--holdout-by years', '--holdout 0', 'fraction']),
     (dict(zero_shot='maybe'), ['--zero-shot', 'maybe', 'yes, no']),
     (dict(weights=Path('/nonexistent/resnet18.pth')), ['--weights', '/nonexistent/resnet18.pth']),
 ])
