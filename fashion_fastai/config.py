@@ -24,7 +24,6 @@ BODIES = (MODELS[0].name, 'imagenet', 'scratch')  # where stage two's body start
 HEADS = ('imprint', 'new')  # how the stage-two and all-classes heads start
 RANK_ON = ('all', 'train')
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
-HOLDOUT_RULES = ('years', 'products', 'random')  # --holdout-by's rules, in the order they apply (holdout.py)
 
 
 def parse_size(size) -> tuple[int, int]:
@@ -88,12 +87,13 @@ def resolve_precision(precision: str) -> str:
 
 
 def parse_holdout_by(rules) -> tuple:
-    "'years,products' (or a list) -> ('years', 'products'): holdout rules (HOLDOUT_RULES), in the order they apply."
+    "'years,products' (or a list) -> ('years', 'products'): holdout rules (holdout.RULES), in the order they apply."
+    from .holdout import RULES  # the module that applies them defines them (it imports pandas: only when parsing)
     names = [r.strip() for r in (rules.split(',') if isinstance(rules, str) else rules or ()) if r.strip()]
-    if not names or any(r not in HOLDOUT_RULES for r in names) or len(set(names)) != len(names):
-        raise OptionError(f"--holdout-by takes one or more of {', '.join(HOLDOUT_RULES)}, comma-separated, each once; "
+    if not names or any(r not in RULES for r in names) or len(set(names)) != len(names):
+        raise OptionError(f"--holdout-by takes one or more of {', '.join(RULES)}, comma-separated, each once; "
                           f"got {','.join(names) or 'nothing'}.")
-    return tuple(r for r in HOLDOUT_RULES if r in names)
+    return tuple(r for r in RULES if r in names)
 
 
 def parse_attributes(attributes) -> tuple:
@@ -194,7 +194,7 @@ class TrainConfig:
     holdout_by: Annotated[tuple[str, ...], "what the holdout differs from training by, comma-separated rules, each "
                                            "drawing --holdout of what the others leave: random (a share of the photos), "
                                            "years (whole even years, the smallest first), products (whole products: "
-                                           "the photos whose names differ only by colour words)", S] = HOLDOUT_RULES[-1]
+                                           "the photos whose names differ only by colour words)", S] = 'random'
     stage2_body: Annotated[str, f"where stage two's body starts: {BODIES[0]} (the protocol), imagenet or scratch",
                            S] = BODIES[0]
     stage2_head: Annotated[str, "stage two's head: new (fastai's fresh head, the protocol) or imprint (stage one's "
@@ -263,7 +263,7 @@ class TrainConfig:
                               f"got {self.label_smoothing}.")
         self.tta = parse_tta(self.tta)
         self.holdout_by = parse_holdout_by(self.holdout_by)
-        if not self.holdout and self.holdout_by != (HOLDOUT_RULES[-1],):
+        if not self.holdout and self.holdout_by != parse_holdout_by(_default('holdout_by')):
             raise OptionError(f"--holdout-by {','.join(self.holdout_by)} needs a holdout, and --holdout 0 holds nothing "
                               f"out: give --holdout a fraction (e.g. 0.05), or leave --holdout-by out.")
         self.zero_shot = parse_yes_no('--zero-shot', self.zero_shot)
@@ -378,6 +378,11 @@ class TrainConfig:
 
 RENAMED = {'stage2_init': 'stage2_body', 'all_init': 'all_head'}  # config.json keys of older versions
 RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot', 'zero_shot_map')  # how the run computes or answers, not what it learns
+
+
+def _default(name: str):
+    "A TrainConfig field's default, as declared."
+    return next(f.default for f in fields(TrainConfig) if f.name == name)
 
 
 def _flag(name: str) -> str: return '--' + name.replace('_', '-')

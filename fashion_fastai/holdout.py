@@ -21,8 +21,7 @@ import re
 
 import pandas as pd
 
-from .config import HOLDOUT_RULES as RULES  # the order rules are applied in, whatever order they are given in
-
+RULES = ('years', 'products', 'random')  # --holdout-by's rules, in the order they apply whatever order they are given in
 RANDOM = RULES[-1]
 _WORD = re.compile(r"[\w&']+")
 

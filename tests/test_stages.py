@@ -70,7 +70,7 @@ def test_stage_two_scratch_and_imagenet(stage1, demo_dls, tmp_path):
         build_model(STAGE2, demo_dls["rare"], "resnet18", "stage0", source=stage1, path=tmp_path)
 
 
-LOG_KEYS = {"stage", "phase", "epoch", "train_loss", "valid_loss", "accuracy", "top5", "time"}
+LOG_KEYS = {"stage", "phase", "epoch", "train_loss", "valid_loss", "accuracy", "top5", "time", "train_seconds", "valid_seconds"}
 
 
 def check_rows(rows, phases):
@@ -80,6 +80,7 @@ def check_rows(rows, phases):
         assert set(r) == LOG_KEYS and r["stage"] == "stage1"
         assert math.isfinite(r["train_loss"]) and math.isfinite(r["valid_loss"])
         assert 0 <= r["accuracy"] <= r["top5"] <= 1
+        assert r["train_seconds"] > 0 and r["valid_seconds"] > 0  # each epoch's two passes timed apart
 
 
 def test_train_stage_with_head_phase(tiny_dls, tmp_path):
