@@ -78,11 +78,18 @@ def hold_out(train: pd.DataFrame,   # the even-year rows (`id`, the label, `year
     return held
 
 
-def describe(frame: pd.DataFrame) -> dict:
-    "What each rule held out, for the log and config.json: photos, and the years where whole years were held."
+def describe(frame: pd.DataFrame, by: tuple = ()) -> dict:
+    """What each rule held out, for the log and config.json: photos, and the years where whole years were held.  A rule
+    of `by` (the rules asked for) that held nothing is there too, with 0 photos: `years` holds none where no whole even
+    year comes nearer the fraction than none does (its record then gives the even years' photos, to choose another)."""
     held = frame[frame['held_by'] != '']
-    out = {rule: dict(photos=int((held['held_by'] == rule).sum())) for rule in RULES if (held['held_by'] == rule).any()}
-    if 'years' in out: out['years']['years'] = sorted(int(y) for y in held.loc[held['held_by'] == 'years', 'year'].unique())
+    out = {rule: dict(photos=int((held['held_by'] == rule).sum())) for rule in RULES
+           if rule in by or (held['held_by'] == rule).any()}
+    if 'years' in out:
+        out['years']['years'] = sorted(int(y) for y in held.loc[held['held_by'] == 'years', 'year'].unique())
+    if 'years' in out and not out['years']['photos']:
+        even = frame.loc[frame['split'].isin(['train', 'valid']), 'year'].astype('int64').value_counts().sort_index()
+        out['years']['even_years'] = {int(y): int(n) for y, n in even.items()}
     if 'products' in out:  # stems over the rows the rule drew from, as it drew them
         stems = product_stems(frame[frame['split'].isin(['train', 'valid'])])
         out['products']['products'] = int(stems[held.index[held['held_by'] == 'products']].nunique())

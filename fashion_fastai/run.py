@@ -105,10 +105,8 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
     set_seed(cfg.seed, reproducible=True)
     data = load_data(data_dir, **cfg.data_options())
     say('Loaded: ' + data.report.summary())
-    held = describe_holdout(data.frame)
-    if held: say('Holdout: ' + '; '.join(f"{rule} {h['photos']} photos" + (f" (years {', '.join(map(str, h['years']))})"
-                                          if 'years' in h else f" ({h['products']} products)" if 'products' in h else '')
-                                          for rule, h in held.items()))
+    held = describe_holdout(data.frame, cfg.holdout_by if cfg.holdout else ())
+    if held: say('Holdout: ' + '; '.join(f"{rule} {h['photos']} photos" + holdout_words(h) for rule, h in held.items()))
     if cfg.zero_shot_map: zmap = load_map(cfg.zero_shot_map, set(data.vocabs[ALL]))  # its rows name this data's classes
     imagenet, winfo = resolve_weights(cfg.arch, cfg.pretrained, cfg.weights)
     say(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})")
@@ -129,6 +127,15 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
                      _write_json(run_dir / 'config.json', record)))
     return Run(cfg, run_dir, data, imagenet, winfo, resumed, record, started, zmap,
                *frozen_imagenet(cfg, imagenet, winfo, run_dir))
+
+
+def holdout_words(h: dict) -> str:
+    "What the log adds to a rule's photo count: its years or products, or why whole years held none."
+    if 'even_years' in h:
+        return (f" (no whole even year is nearer --holdout's share than none: "
+                f"{', '.join(f'{y} {n} photos' for y, n in h['even_years'].items())}; use another rule)")
+    if 'years' in h: return f" (years {', '.join(map(str, h['years']))})"
+    return f" ({h['products']} products)" if 'products' in h else ''
 
 
 def frozen_imagenet(cfg: TrainConfig, imagenet: dict | None, winfo: WeightsInfo, run_dir: Path) -> tuple:

@@ -88,6 +88,14 @@ def test_assign_protocol_records_the_rule_and_describe_counts_it(tiny_dir):
     assert load_data(tiny_dir, k=3).frame['held_by'].eq('').all()  # no holdout, nothing held
 
 
+def test_a_years_rule_that_holds_nothing_says_so_with_the_years(tiny_dir):
+    "Even years of 10, 9 and 1 photos: at 1% none comes nearer 0.2 photos than none does, and the record says which."
+    data = load_data(tiny_dir, k=3, holdout=0.01, seed=1, holdout_by=('years', 'random'))
+    d = describe(data.frame, ('years', 'random'))
+    assert d['years'] == dict(photos=0, years=[], even_years={2012: 10, 2014: 9, 2016: 1})
+    assert d['random']['photos'] == (data.frame['split'] == 'valid').sum()
+
+
 def test_a_held_year_is_held_whole_even_where_a_class_lives_in_it_alone(tmp_path):
     """A class whose even-year photos are all of a held year has none to train on, as a class of the test split
     without training photos: the year is not split to keep it (that would put the year back into training)."""
