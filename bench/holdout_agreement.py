@@ -53,20 +53,24 @@ def product_in_training(frame) -> dict:
     return {k: round(float(stems[m].isin(trained).mean()), 4) for k, m in sets.items() if m.any()}
 
 
-def article_probs(learn, rows, attributes):
-    "(probabilities, targets) of the article type's head on `rows`, plain (no test-time augmentation)."
-    dl = learn.dls.test_dl(as_items(rows, attributes), with_labels=True, shuffle=False)
-    with learn.no_bar(): probs, targs = learn.get_preds(dl=dl)
-    if isinstance(probs, (tuple, list)): probs, targs = probs[-1], targs[-1]  # with --attributes: the article type last
+def article_probs(probs, targs):
+    "(probabilities, targets) of the article type's head as numpy (with --attributes it is the last of the heads)."
+    if isinstance(probs, (tuple, list)): probs, targs = probs[-1], targs[-1]
     return probs.numpy().astype(np.float64), targs.numpy()
 
 
-def calibration_transfer(learn, sets: dict, test_rows, attributes) -> dict:
+def predict(learn, rows, attributes, tta=0, size=None):
+    "`predict_with_tta` on `rows` (at `size`, or the model's own)."
+    dl = at_size(learn.dls.test_dl(as_items(rows, attributes), with_labels=True, shuffle=False), size)
+    with learn.no_bar(): return predict_with_tta(learn, dl, tta)
+
+
+def calibration_transfer(held: dict, test: tuple) -> dict:
     """A temperature fitted on each rule's photos (and on all of them, as the run fits it), and the expected calibration
-    error it leaves on the test split: which holdout's photos calibrate for the test years."""
-    test_p, test_y = article_probs(learn, test_rows, attributes)
-    held = {k: article_probs(learn, rows, attributes) for k, rows in sets.items() if k != 'test'}
-    held['all held'] = tuple(np.concatenate(x) for x in zip(*held.values()))
+    error it leaves on the test split: which holdout's photos calibrate for the test years.  `held`: {rule: (probs,
+    targets)} of the plain pass; `test`: the test split's."""
+    test_p, test_y = test
+    held = dict(held, **{'all held': tuple(np.concatenate(x) for x in zip(*held.values()))})
     out = {'softmax': dict(temperature=1., test_ece=ece(test_p, test_y))}
     for k, (p, y) in held.items():
         t = fit_temperature(p, y)
@@ -92,14 +96,17 @@ def score_run(run: Path, flip: bool, sizes: list, test: bool, calibration: bool 
         if test: sets['test'] = eval_rows(data, part, 'test')
         r = out['stages'][stage] = dict(images={k: len(v) for k, v in sets.items()},
                                         run_test=metrics['stages'][stage]['all']['micro_top1'])
+        plain = {}  # the plain pass on each rule's photos, which calibration reuses
         for name, (tta, size) in ways.items():
             for k, rows in sets.items():
                 if k == 'test' and name == 'plain': continue  # the run's own evaluation is that number
-                dl = at_size(learn.dls.test_dl(as_items(rows, cfg.attributes), with_labels=True, shuffle=False), size)
                 t0 = time.time()
-                with learn.no_bar(): s = scores(*predict_with_tta(learn, dl, tta), vocab, counts)
-                r.setdefault(name, {})[k] = dict(s, seconds=round(time.time() - t0, 1))
-        if calibration: r['calibration'] = calibration_transfer(learn, sets, eval_rows(data, part, 'test'), cfg.attributes)
+                preds = predict(learn, rows, cfg.attributes, tta, size)
+                r.setdefault(name, {})[k] = dict(scores(*preds, vocab, counts), seconds=round(time.time() - t0, 1))
+                if name == 'plain': plain[k] = article_probs(*preds)
+        if calibration:
+            r['calibration'] = calibration_transfer(
+                plain, article_probs(*predict(learn, eval_rows(data, part, 'test'), cfg.attributes)))
         print(f"{run.name} {stage}: {json.dumps(r)}", flush=True)
     return out
 

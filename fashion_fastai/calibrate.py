@@ -77,7 +77,7 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     path = path.fitted(hold_p, hold_imagenet, max_routed, hold_y)
     joined_hold = path.joined(hold_p, hold_imagenet)
     joined_t = fit_temperature(joined_hold, hold_y)
-    of_trained = np.isin(hold_y, path.trained_index)  # the bound's photos (`fitted`)
+    of_trained = path.of_trained(hold_y)  # the photos the bound counts
     test_p = np.asarray(test[LABEL][2], np.float64)
     before = path.joined(test_p, scorer.probs(test_files))
     after = temper(before, joined_t)

@@ -202,10 +202,14 @@ class ZeroShotPath:
         the images of classes without a training photo are left out first (a holdout of whole years can hold such
         images, which a zero-shot answer gets right, not wrong)."""
         if targets is not None:
-            keep = np.isin(np.asarray(targets), self.trained_index)
+            keep = self.of_trained(targets)
             probs, imagenet_probs = np.asarray(probs)[keep], np.asarray(imagenet_probs)[keep]
         return ZeroShotPath(self.vocab, self.untrained, self.head,
                             fit_boost(*self.parts(probs, imagenet_probs), max_routed))
+
+    def of_trained(self, targets) -> np.ndarray:
+        "Which images (by class index) are of a class with training photos: those the gate's bound counts."
+        return np.isin(np.asarray(targets), self.trained_index)
 
     def routed(self, joined: np.ndarray) -> np.ndarray:
         "Which images the joined probabilities answer with a zero-shot class."
