@@ -32,15 +32,18 @@ def resnet_splitter(arch_fn):
     return model_meta.get(arch_fn, _default_meta)['split']
 
 
-def fine_tune_phases(epochs: int, lr: float, freeze_epochs: int) -> list:
+def fine_tune_phases(epochs: int, lr, freeze_epochs: int) -> list:
     """`[(phase, n_epoch, fit_one_cycle kwargs)]`: fastai's `fine_tune` written out (its constants: head at `lr` with
     pct_start 0.99, then everything at lr/2 with discriminative rates lr/200..lr/2, pct_start 0.3, div 5), because a resumed
     run must re-enter it at any epoch and `fine_tune` has no `start_epoch`.  Remove when `fine_tune` can start mid-way;
     `tests/test_checkpoint.py` checks the rates equal `fine_tune`'s batch by batch.  Without a head phase (a random body is
-    not worth protecting): one one-cycle fit of the whole network."""
-    if not freeze_epochs: return [('all', epochs, dict(lr_max=lr))]
-    return [('head', freeze_epochs, dict(lr_max=slice(lr), pct_start=0.99)),
-            ('all', epochs, dict(lr_max=slice(lr / 2 / 100, lr / 2), pct_start=0.3, div=5.))]
+    not worth protecting): one one-cycle fit of the whole network.  `lr` may be a (body, head) pair: the whole network's
+    `slice(body, head)` without a head phase; with one, `fine_tune(head, lr_mult=head / body)`."""
+    lo, hi = lr if isinstance(lr, (tuple, list)) else (None, lr)
+    if not freeze_epochs: return [('all', epochs, dict(lr_max=hi if lo is None else slice(lo, hi)))]
+    mult = 100 if lo is None else hi / lo
+    return [('head', freeze_epochs, dict(lr_max=slice(hi), pct_start=0.99)),
+            ('all', epochs, dict(lr_max=slice(hi / 2 / mult, hi / 2), pct_start=0.3, div=5.))]
 
 
 def patch_distributed_broadcast() -> None:

@@ -67,13 +67,23 @@ def parse_tta(tta) -> int | str:
     return n
 
 
-def parse_lr(lr, option: str = '--lr') -> float | str:
-    "A positive learning rate, or 'auto' (fastai's `lr_find` valley)."
+def parse_lr(lr, option: str = '--lr') -> float | str | tuple[float, float]:
+    """A positive learning rate, 'auto' (fastai's `lr_find` valley), or 'LO:HI' (config.json: [LO, HI]): discriminative
+    rates, LO for the body and HI for the head, as fastai's `slice(LO, HI)`: a body that already knows the images can
+    move less than the head that has to learn new classes."""
     if str(lr) == 'auto': return 'auto'
-    try: v = float(lr)
-    except (TypeError, ValueError): v = -1.
-    if not v > 0: raise OptionError(f"{option} must be a positive number or 'auto', got {lr!r}.")
-    return v
+    parts = lr.split(':') if isinstance(lr, str) else list(lr) if isinstance(lr, (list, tuple)) else [lr]
+    try: v = [float(x) for x in parts]
+    except (TypeError, ValueError): v = [-1.]
+    if len(v) not in (1, 2) or not min(v) > 0 or v[0] > v[-1]:
+        raise OptionError(f"{option} must be a positive number, 'auto', or LO:HI with 0 < LO <= HI (the body's rate, then "
+                          f"the head's, e.g. 2e-4:2e-3); got {lr!r}.")
+    return v[0] if len(v) == 1 else tuple(v)
+
+
+def rate_words(lr) -> str:
+    "A learning rate as the log says it: '0.002', or '0.0002:0.002' (body:head) for discriminative rates."
+    return ':'.join(f'{v:.3g}' for v in lr) if isinstance(lr, (tuple, list)) else f'{lr:.3g}'
 
 
 def resolve_precision(precision: str) -> str:
@@ -178,11 +188,12 @@ class TrainConfig:
     epochs2: Annotated[int, "stage-two epochs (0 skips stage two)", I] = 10
     freeze_epochs: Annotated[int | None, "head-only epochs before each model (default: 0 for the two stages, 1 for the "
                                          "all-classes model)", I] = None
-    lr: Annotated[float | str, "stage-one learning rate, or 'auto' for fastai lr_find's valley suggestion", S] = 2e-3
-    lr2: Annotated[float | str, "stage-two learning rate, or 'auto'", S] = 2e-3
+    lr: Annotated[float | str, "stage-one learning rate, 'auto' for fastai lr_find's valley suggestion, or LO:HI for "
+                              "discriminative rates (the body LO, the head HI, fastai's slice)", S] = 2e-3
+    lr2: Annotated[float | str, "stage-two learning rate, 'auto', or LO:HI", S] = 2e-3
     epochs_all: Annotated[int, "epochs of the all-classes model (one answer among every article type, body from the "
                                "last stage), after the two stages; 0 skips it", I] = 1
-    lr_all: Annotated[float | str, "the all-classes model's learning rate, or 'auto'", S] = 2e-3
+    lr_all: Annotated[float | str, "the all-classes model's learning rate, 'auto', or LO:HI", S] = 2e-3
     all_head: Annotated[str, "the all-classes model's head: imprint (the last stage's head, its last layer set from "
                              "each class's mean features) or new (fastai's fresh head)", S] = 'imprint'
     topk: Annotated[int, "number of most frequent classes in stage one", I] = 20

@@ -23,7 +23,7 @@ from .artifacts import export_stage, record_answering
 from . import imagenet_classifier
 from .calibrate import calibrate
 from .checkpoint import read_state, write_state
-from .config import TrainConfig, read_run_record
+from .config import TrainConfig, read_run_record, rate_words
 from .attributes import article_vocab
 from .data import load_data, part_dataloaders, eval_rows, FashionData, LABEL
 from .demo import demo_dir
@@ -171,7 +171,7 @@ def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
     t0 = time.time()
     used_lr = train_stage(learn, epochs, m.lr(run.cfg), fe, run_dir=run.dir, resume=state)
     train_s = round(time.time() - t0 + (state['train_seconds'] if state else 0.), 1)
-    say(f"{m.name}: trained in {train_s / 60:.1f} min (lr {used_lr:.3g})")
+    say(f"{m.name}: trained in {train_s / 60:.1f} min (lr {rate_words(used_lr)})")
     return dict(lr=used_lr, train_seconds=train_s, epochs=epochs, freeze_epochs=fe, exported=False,
                 train_images=len(learn.dls.train_ds))
 

@@ -209,7 +209,7 @@ def suggest_lr(learn: Learner) -> float:
 
 def train_stage(learn: Learner,
                 epochs: int,            # epochs with the whole network trainable
-                lr,                     # a float, or 'auto' for lr_find's valley
+                lr,                     # a float, a (body, head) pair, or 'auto' for lr_find's valley
                 freeze_epochs: int = 0, # head-only epochs first (fine_tune); 0 trains everything from the start
                 run_dir=None,           # checkpoint every epoch into run_dir/checkpoints (None: no checkpoints)
                 resume: dict = None,    # a checkpoint state to continue from (see checkpoint.py)
@@ -219,6 +219,6 @@ def train_stage(learn: Learner,
     them together (see distributed.py).  Returns the learning rate used."""
     if freeze_epochs: learn.freeze()
     if lr == 'auto': lr = resume['lr'] if resume else from_main(suggest_lr(learn))  # a resumed run keeps its rate
-    lr = float(lr)
+    lr = tuple(map(float, lr)) if isinstance(lr, (tuple, list)) else float(lr)
     with training_ctx(learn): fit_schedule(learn, lr, epochs, freeze_epochs, run_dir, resume)
     return lr

@@ -47,6 +47,24 @@ def test_schedule_is_fastais_fine_tune(tiny_dls, tmp_path):
     assert [p for p, *_ in fine_tune_phases(3, 1e-3, 0)] == ["all"] and [p for p, *_ in fine_tune_phases(3, 1e-3, 2)] == ["head", "all"]
 
 
+def test_discriminative_rates_are_fastais(tiny_dls, tmp_path):
+    """A (body, head) pair is fastai's own: `fit_one_cycle(slice(body, head))` without a head phase, and
+    `fine_tune(lr_mult=head / body)` with one, batch by batch; the body's group gets the lower rate."""
+    a, b = _learner(tiny_dls, tmp_path), _learner(tiny_dls, tmp_path)
+    ra, rb = _LRs(), _LRs()
+    a.add_cb(ra); b.add_cb(rb)
+    a.unfreeze(); a.fit_one_cycle(2, slice(1e-4, 1e-3))
+    train_stage(b, 2, (1e-4, 1e-3), freeze_epochs=0)
+    assert len(rb.lrs) == 4 and ra.lrs == rb.lrs
+    assert all(r == sorted(r) and r[0] * 9 < r[-1] for r in rb.lrs)  # the body's groups below the head, by 10x at the ends
+    c, d = _learner(tiny_dls, tmp_path), _learner(tiny_dls, tmp_path)
+    rc, rd = _LRs(), _LRs()
+    c.add_cb(rc); d.add_cb(rd)
+    c.fine_tune(1, base_lr=1e-3, freeze_epochs=1, lr_mult=10)
+    train_stage(d, 1, (1e-4, 1e-3), freeze_epochs=1)
+    assert len(rc.lrs) == 4 and rc.lrs == rd.lrs
+
+
 def test_checkpoint_every_epoch(tiny_dls, tmp_path):
     learn = _learner(tiny_dls, tmp_path)
     train_stage(learn, 2, 1e-3, freeze_epochs=1, run_dir=tmp_path)

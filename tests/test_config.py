@@ -27,6 +27,8 @@ from fashion_fastai.weights import default_arch
     (dict(label_smoothing=1.), ['--label-smoothing', '1.0']), (dict(label_smoothing=-0.1), ['--label-smoothing', '-0.1']),
     (dict(tta=-1), ['--tta', '-1']),
     (dict(lr='-1'), ['--lr', '-1']), (dict(lr2='fast'), ['--lr2', 'fast', 'auto']),
+    (dict(lr2='2e-3:2e-4'), ['--lr2', '2e-3:2e-4', 'LO <= HI']), (dict(lr_all='1e-4:2e-3:1'), ['--lr-all', '1e-4:2e-3:1']),
+    (dict(lr='0:2e-3'), ['--lr', '0:2e-3']),
     (dict(precision='fp8'), ['--precision', 'fp8', 'bf16']),
     (dict(pretrained='maybe'), ['--pretrained', 'maybe', 'auto, yes, no']),
     (dict(stage2_body='random'), ['--stage2-body', 'random', 'scratch']),
@@ -143,7 +145,9 @@ def test_data_folder_without_styles_csv_says_where_it_is(tmp_path):
 
 
 def test_config_json_round_trip_and_resume(tmp_path):
-    c = TrainConfig(out=tmp_path, name='r', size='64x48', lr='auto', holdout=0.1, epochs2=0, seed=7, pretrained='no')
+    c = TrainConfig(out=tmp_path, name='r', size='64x48', lr='auto', lr2='2e-4:2e-3', holdout=0.1, epochs2=0, seed=7,
+                    pretrained='no')
+    assert c.lr2 == (2e-4, 2e-3)  # discriminative rates: the body's, the head's
     run = tmp_path / 'r'; run.mkdir()
     (run / 'config.json').write_text(json.dumps({**c.to_dict(), 'versions': {'torch': 'x'}, 'timings_seconds': {}}))
     assert TrainConfig.of_run(run) == c
