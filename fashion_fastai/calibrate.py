@@ -76,7 +76,8 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     hold_imagenet = scorer.probs(holdout['file'])
     path = path.fitted(hold_p, hold_imagenet, max_routed, hold_y)
     joined_hold = path.joined(hold_p, hold_imagenet)
-    joined_t = fit_temperature(joined_hold, hold_y)
+    answerable = path.answerable(hold_y)
+    joined_t = fit_temperature(joined_hold[answerable], hold_y[answerable])
     of_trained = path.of_trained(hold_y)  # the photos the bound counts
     test_p = np.asarray(test[LABEL][2], np.float64)
     before = path.joined(test_p, scorer.probs(test_files))

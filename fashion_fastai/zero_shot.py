@@ -211,6 +211,12 @@ class ZeroShotPath:
         "Which images (by class index) are of a class with training photos: those the gate's bound counts."
         return np.isin(np.asarray(targets), self.trained_index)
 
+    def answerable(self, targets) -> np.ndarray:
+        """Which images (by class index) the joined probabilities can get right: of a trained class or of a zero-shot one.
+        A class with neither (no training photo, no map row) has probability 0 there, which only an infinite temperature
+        explains, so the joined temperature is fitted without its images (a holdout of whole years can hold some)."""
+        return np.isin(np.asarray(targets), np.concatenate([self.trained_index, self.zero_shot_index]))
+
     def routed(self, joined: np.ndarray) -> np.ndarray:
         "Which images the joined probabilities answer with a zero-shot class."
         return np.isin(np.asarray(joined).argmax(1), self.zero_shot_index)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fashion_fastai.calibration import fit_temperature
 from fashion_fastai.errors import DataError
 from fashion_fastai.zero_shot import (SECONDARY, TABLE, ZeroShotHead, ZeroShotPath, fit_boost, imagenet_index, join,
                                      load_map, read_map)
@@ -106,3 +107,22 @@ def test_a_path_joins_in_the_models_vocab_and_survives_its_json(tmp_path):
     again = ZeroShotPath.from_dict(vocab, __import__('json').loads(__import__('json').dumps(path.to_dict())))
     assert np.array_equal(again.joined(probs, imagenet), joined)
     assert list(path.routed(joined)) == list(np.isin(joined.argmax(1), [1, 4]))
+
+
+def test_the_joined_temperature_leaves_out_classes_it_cannot_answer():
+    """A held-out photo of a class with no training photo and no map row (Gloves: a held year can have some) has joined
+    probability 0; fitted with it, the temperature runs off to flatten everything, as a stage two of whole held years did."""
+    vocab = ['Shirts', 'Lipstick', 'Watches', 'Gloves']
+    path = ZeroShotPath.of(vocab, ['Lipstick', 'Gloves'], load_map())
+    assert path.head.classes == ('Lipstick',)
+    rng = np.random.default_rng(0)
+    targets = rng.choice([0, 2], 300)
+    probs = np.full((300, 4), .02); probs[np.arange(300), targets] = .94  # sure, and right on 87.5% of the photos below
+    wrong = rng.random(300) < .125; probs[wrong] = probs[wrong][:, [2, 1, 0, 3]]
+    probs[:, 3] = 1e-6; probs /= probs.sum(1, keepdims=True)
+    joined = path.joined(probs, rng.dirichlet(np.ones(1000) * .05, 300))
+    targets[:30] = 3  # thirty photos of gloves
+    assert joined[:, 3].max() == 0 and path.answerable(targets).tolist() == [False] * 30 + [True] * 270
+    keep = path.answerable(targets)
+    assert fit_temperature(joined, targets) > 50 * fit_temperature(joined[keep], targets[keep])
+    assert 0.5 < fit_temperature(joined[keep], targets[keep]) < 3
