@@ -97,11 +97,13 @@ def resolve_precision(precision: str) -> str:
 
 
 def parse_holdout_by(rules) -> tuple:
-    "'years,products' (or a list) -> ('years', 'products'): holdout rules (holdout.RULES), in the order they apply."
-    from .holdout import RULES  # the module that applies them defines them (it imports pandas: only when parsing)
+    """'years,products' (or a list) -> ('years', 'products'): holdout rules (holdout.RULES), in the order they apply; or
+    ('auto',), settled on the data (holdout.resolve)."""
+    from .holdout import RULES, AUTO  # the module that applies them defines them (it imports pandas: only when parsing)
     names = [r.strip() for r in (rules.split(',') if isinstance(rules, str) else rules or ()) if r.strip()]
+    if names == [AUTO]: return (AUTO,)
     if not names or any(r not in RULES for r in names) or len(set(names)) != len(names):
-        raise OptionError(f"--holdout-by takes one or more of {', '.join(RULES)}, comma-separated, each once; "
+        raise OptionError(f"--holdout-by takes {AUTO}, or one or more of {', '.join(RULES)}, comma-separated, each once; "
                           f"got {','.join(names) or 'nothing'}.")
     return tuple(r for r in RULES if r in names)
 
@@ -205,7 +207,9 @@ class TrainConfig:
     holdout_by: Annotated[tuple[str, ...], "what the holdout differs from training by, comma-separated rules, each "
                                            "drawing --holdout of what the others leave: random (a share of the photos), "
                                            "years (whole even years, the smallest first), products (whole products: "
-                                           "the photos whose names differ only by colour words)", S] = 'random'
+                                           "the photos whose names differ only by colour words); auto: years where "
+                                           "whole even years come near the share (the Kaggle data), else random "
+                                           "(chosen on the real data: BENCHMARKS.md)", S] = 'auto'
     stage2_body: Annotated[str, f"where stage two's body starts: {BODIES[0]} (the protocol), imagenet or scratch",
                            S] = BODIES[0]
     stage2_head: Annotated[str, "stage two's head: new (fastai's fresh head, the protocol) or imprint (stage one's "
@@ -274,7 +278,7 @@ class TrainConfig:
                               f"got {self.label_smoothing}.")
         self.tta = parse_tta(self.tta)
         self.holdout_by = parse_holdout_by(self.holdout_by)
-        if not self.holdout and self.holdout_by != parse_holdout_by(_default('holdout_by')):
+        if not self.holdout and self.holdout_by not in (parse_holdout_by(_default('holdout_by')), parse_holdout_by('random')):
             raise OptionError(f"--holdout-by {','.join(self.holdout_by)} needs a holdout, and --holdout 0 holds nothing "
                               f"out: give --holdout a fraction (e.g. 0.05), or leave --holdout-by out.")
         self.zero_shot = parse_yes_no('--zero-shot', self.zero_shot)
@@ -353,7 +357,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> 'TrainConfig':
         "The options among `d`'s keys (a run's config.json holds more: versions, weights, timings); older names read too."
         names = {f.name for f in fields(cls)}
-        d = {RENAMED.get(k, k): v for k, v in d.items()}
+        d = {'holdout_by': 'random', **{RENAMED.get(k, k): v for k, v in d.items()}}  # older runs: before --holdout-by
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod

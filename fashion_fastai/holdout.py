@@ -14,6 +14,10 @@ other rules hold out what the test split differs by:
 
 Rules combine (`years,products`): each draws from what the ones before it left to train on, in the order of `RULES`.
 Each held photo records the rule that held it (`held_by`), so that one run can score each rule's photos apart.
+
+`auto` (the default) is `years` where whole even years come near the share (the Kaggle data's do), else `random` (a
+small catalogue whose even years are each far from it, such as the demo's four quarters): of the three, `years` ranks
+settings at the test split's level and gives the temperatures that calibrate for the test years.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import pandas as pd
 
 RULES = ('years', 'products', 'random')  # --holdout-by's rules, in the order they apply whatever order they are given in
 RANDOM = RULES[-1]
+AUTO = 'auto'  # --holdout-by's default: one of the rules, chosen on the rows (`resolve`)
 _WORD = re.compile(r"[\w&']+")
 
 
@@ -50,6 +55,12 @@ def held_years(years: pd.Series, fraction: float) -> list[int]:
     return sorted(held)
 
 
+def resolve(by: tuple, years: pd.Series, fraction: float) -> tuple:
+    "The rules `by` names, with `auto` settled on the even years (one per training row): years if any is held, else random."
+    if tuple(by) != (AUTO,): return tuple(by)
+    return ('years',) if held_years(years, fraction) else (RANDOM,)
+
+
 def _products(train: pd.DataFrame, stems: pd.Series, label: str, fraction: float, seed: int) -> pd.Index:
     "Rows of a `fraction` of each article type's products (a product belongs to the type most of its photos have)."
     stems = stems[train.index]
@@ -61,9 +72,10 @@ def _products(train: pd.DataFrame, stems: pd.Series, label: str, fraction: float
 def hold_out(train: pd.DataFrame,   # the even-year rows (`id`, the label, `year`, `productDisplayName`, `baseColour`)
              label: str,            # the column the holdout is stratified on
              fraction: float,       # each rule's share
-             by: tuple,             # rules of RULES
+             by: tuple,             # rules of RULES, or (AUTO,)
              seed: int) -> pd.Series:
     "The rule that holds each row out ('' where the row trains), indexed like `train`."
+    by = resolve(by, train['year'], fraction)
     held = pd.Series('', index=train.index, dtype=object)
     stems = product_stems(train) if 'products' in by else None
     for rule in (r for r in RULES if r in by):

@@ -247,8 +247,9 @@ def header_markdown(run: Run, timings: dict, speed: dict = None, phases: dict = 
     scratch = '' if w.pretrained else (
         "\n> **Trained from scratch: no ImageNet weights were used** "
         f"({w.note}). Published numbers for this protocol use ImageNet-pretrained ResNet50 on a GPU.\n")
-    validated = (f"a holdout of {100 * c.holdout:g}% of the even years (rule{'s' * (len(c.holdout_by) > 1)} "
-                 f"{', '.join(c.holdout_by)}{', each drawing from what the one before left' * (len(c.holdout_by) > 1)})"
+    rules = list(run.record.get('holdout_rows') or c.holdout_by)  # what held photos: `auto` settled on the data
+    validated = (f"a holdout of {100 * c.holdout:g}% of the even years (rule{'s' * (len(rules) > 1)} {', '.join(rules)}"
+                 f"{' (auto)' * (c.holdout_by == ('auto',))}{', each drawing from what the one before left' * (len(rules) > 1)})"
                  if c.holdout else
                  'the odd-year test split itself, with a fixed schedule and no model selection (as the published runs did)')
     attributes = '' if not c.attributes else (

@@ -29,7 +29,7 @@ from .data import load_data, part_dataloaders, eval_rows, FashionData, LABEL
 from .demo import demo_dir
 from .distributed import init_distributed, from_main, per_process_bs, num_distrib, say, on_main
 from .errors import OptionError
-from .holdout import describe as describe_holdout
+from .holdout import AUTO, describe as describe_holdout
 from .models import MODELS, ALL, PARTS, ModelSpec, trained, body_source, heads_seen_part
 from .evaluate import evaluate_heads
 from .plots import plot_losses
@@ -106,7 +106,8 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
     data = load_data(data_dir, **cfg.data_options())
     say('Loaded: ' + data.report.summary())
     held = describe_holdout(data.frame, cfg.holdout_by if cfg.holdout else ())
-    if held: say('Holdout: ' + '; '.join(f"{rule} {h['photos']} photos" + holdout_words(h) for rule, h in held.items()))
+    if held: say(f"Holdout{f' (--holdout-by {AUTO})' if cfg.holdout_by == (AUTO,) else ''}: "
+                 + '; '.join(f"{rule} {h['photos']} photos" + holdout_words(h) for rule, h in held.items()))
     if cfg.zero_shot_map: zmap = load_map(cfg.zero_shot_map, set(data.vocabs[ALL]))  # its rows name this data's classes
     imagenet, winfo = resolve_weights(cfg.arch, cfg.pretrained, cfg.weights)
     say(f"Starting weights: {'ImageNet ' + winfo.source if winfo.pretrained else 'scratch'} ({winfo.note})")

@@ -9,7 +9,7 @@ import pytest
 from fashion_fastai.config import TrainConfig, parse_holdout_by
 from fashion_fastai.data import LABEL, assign_protocol, load_data, load_styles, top_classes
 from fashion_fastai.errors import OptionError
-from fashion_fastai.holdout import RULES, describe, hold_out, held_years, product_stems
+from fashion_fastai.holdout import AUTO, RULES, describe, hold_out, held_years, product_stems
 
 from helpers import REAL_DATA, style_line, tiny_lines, write_dataset
 
@@ -114,7 +114,20 @@ def test_holdout_by_option():
     for bad in ('', 'year', 'random,random', 'random,colour'):
         with pytest.raises(OptionError, match='--holdout-by'):
             parse_holdout_by(bad)
-    assert TrainConfig(holdout=0.1).data_options()['holdout_by'] == ('random',)
+    assert TrainConfig(holdout=0.1).data_options()['holdout_by'] == (AUTO,)  # the default, settled on the rows
+    assert TrainConfig(holdout=0).holdout_by == (AUTO,) and TrainConfig(holdout=0, holdout_by='random').holdout == 0
+    old = {k: v for k, v in TrainConfig(holdout=0.1).to_dict().items() if k != 'holdout_by'}
+    assert TrainConfig.from_dict(old).holdout_by == ('random',)  # a run from before --holdout-by held a random share
+    with pytest.raises(OptionError, match='--holdout-by'): parse_holdout_by('auto,years')
+
+
+def test_auto_holds_whole_years_where_they_come_near_the_share_else_a_random_one(tiny_dir):
+    f = catalogue()  # 2010 is a tenth of the photos
+    assert hold_out(f, LABEL, 0.1, (AUTO,), seed=0).equals(hold_out(f, LABEL, 0.1, ('years',), seed=0))
+    assert set(f.loc[hold_out(f, LABEL, 0.1, (AUTO,), seed=0) == 'years', 'year']) == {2010}
+    data = load_data(tiny_dir, k=3, holdout=0.01, seed=1, holdout_by=(AUTO,))  # even years of 10, 9 and 1 photos
+    assert set(data.frame.loc[data.frame['split'] == 'valid', 'held_by']) == {'random'}
+    assert describe(data.frame, (AUTO,)).keys() == {'random'}
 
 
 @pytest.mark.skipif(not (REAL_DATA / 'styles.csv').is_file(), reason=f"real data not at {REAL_DATA}")
@@ -145,10 +158,13 @@ def test_agreement_table_compares_each_rule_with_the_test_split(tmp_path):
                        **{'size 9x9': rules(years=.60)}),
               'b': run(.83, plain=rules(years=.75, products=.89, random=.92)),
               'c': run(.83, plain=rules(years=.64, products=.90, random=.91))}
-    assert ha.agreement(scored, 'size=a:b') == ['| size | stage1 | +5.00 (yes) | -1.00 (≈) | +1.00 (≈) | +3.00 |']
-    assert ha.agreement(scored, 'other=a:c') == ['| other | stage1 | -6.00 (no) | +0.00 (≈) | +0.00 (≈) | +3.00 |']
-    assert ha.agreement(scored, 'flip=a:a/flip') == ['| flip | stage1 | +1.00 (≈) | - | - | -1.00 (≈) |']
-    assert ha.agreement(scored, 'big=a:a/size 9x9') == ['| big | stage1 | -10.00 (test not measured) | - | - | not measured |']
+    # all held: the rules pooled by their photos (83.67% against 85.33% and 81.67%), its band over 3,000 photos 1.91
+    assert ha.agreement(scored, 'size=a:b') == ['| size | stage1 | +5.00 (yes) | -1.00 (≈) | +1.00 (≈) | +1.67 (≈) | +3.00 |']
+    assert ha.agreement(scored, 'other=a:c') == ['| other | stage1 | -6.00 (no) | +0.00 (≈) | +0.00 (≈) | -2.00 (no) | +3.00 |']
+    assert ha.agreement(scored, 'flip=a:a/flip') == ['| flip | stage1 | +1.00 (≈) | - | - | - | -1.00 (≈) |']
+    assert ha.agreement(scored, 'big=a:a/size 9x9') == [
+        '| big | stage1 | -10.00 (test not measured) | - | - | - | not measured |']
+    assert ha.score_rows([dict(scored['b'], run='runs/b')])[2] == '| b | stage1 | plain | 75.00% | 89.00% | 92.00% | 85.33% | 83.00% |'
     assert ha.agreement(scored, 'size@stage2=a:b') == []  # that stage alone: these runs have none
     path = tmp_path / 'holdout-agreement-a.json'
     ha.merged(path, {'command': 'one', 'stages': {'stage1': {'images': {'years': 3}, 'run_test': .8,
