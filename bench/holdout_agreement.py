@@ -35,6 +35,8 @@ from fashion_fastai.holdout import RULES, product_stems
 from fashion_fastai.tta import predict_with_tta
 from tta import PARTS, exported_stages, scores  # each stage's learner; top-1, top-5 and seen-class top-1 as bench/tta.py scores them
 
+ALL_HELD = 'all held'  # every rule's photos together: the largest holdout a run has, so the narrowest band
+
 
 
 def at_size(dl, size):
@@ -70,7 +72,7 @@ def calibration_transfer(held: dict, test: tuple) -> dict:
     error it leaves on the test split: which holdout's photos calibrate for the test years.  `held`: {rule: (probs,
     targets)} of the plain pass; `test`: the test split's."""
     test_p, test_y = test
-    held = dict(held, **{'all held': tuple(np.concatenate(x) for x in zip(*held.values()))})
+    held = dict(held, **{ALL_HELD: tuple(np.concatenate(x) for x in zip(*held.values()))})
     out = {'softmax': dict(temperature=1., test_ece=ece(test_p, test_y))}
     for k, (p, y) in held.items():
         t = fit_temperature(p, y)
@@ -125,11 +127,22 @@ def merged(path: Path, new: dict) -> dict:
     return new
 
 
+def held_images(images: dict, where: str) -> int:
+    "Photos of a rule, of the test split, or of every rule together (ALL_HELD)."
+    return sum(images.get(r, 0) for r in RULES) if where == ALL_HELD else images.get(where, 0)
+
+
 def top1(scored: dict, run: str, stage: str, way: str, where: str):
-    "A run's top-1 on a rule's photos or the test split, from its scoring; None where it was not measured."
+    """A run's top-1 on a rule's photos, on all of them (ALL_HELD: each rule's weighted by its photos, which pools micro
+    top-1 exactly) or on the test split, from its scoring; None where it was not measured."""
     s = scored[run]['stages'].get(stage)
     if s is None: return None
     if where == 'test' and way == 'plain': return s['run_test']
+    if where == ALL_HELD:
+        rules = [r for r in RULES if s['images'].get(r)]
+        scores = s.get(way, {})
+        if not rules or any(r not in scores for r in rules): return None
+        return sum(scores[r]['top1'] * s['images'][r] for r in rules) / held_images(s['images'], ALL_HELD)
     return s.get(way, {}).get(where, {}).get('top1')
 
 
@@ -155,9 +168,9 @@ def agreement(scored: dict, pairs: str) -> list[str]:
                 continue
             images = scored[ra]['stages'][stage]['images']
             cells = {}
-            for where in (*RULES, 'test'):
+            for where in (*RULES, ALL_HELD, 'test'):
                 a, b = top1(scored, ra, stage, wa or 'plain', where), top1(scored, rb, stage, wb or 'plain', where)
-                if a is not None and b is not None: cells[where] = (100 * (b - a), noise(a, images.get(where, 0)))
+                if a is not None and b is not None: cells[where] = (100 * (b - a), noise(a, held_images(images, where)))
             test, test_noise = cells.get('test', (None, None))
             def verdict(d, band):
                 if abs(d) < band: return '≈'
@@ -165,7 +178,7 @@ def agreement(scored: dict, pairs: str) -> list[str]:
                 if abs(test) < test_noise: return 'test ≈'
                 return 'yes' if (d > 0) == (test > 0) else 'no'
             rows.append(f"| {label.strip()} | {stage} | " + ' | '.join(
-                f"{cells[k][0]:+.2f} ({verdict(*cells[k])})" if k in cells else '-' for k in RULES)
+                f"{cells[k][0]:+.2f} ({verdict(*cells[k])})" if k in cells else '-' for k in (*RULES, ALL_HELD))
                 + (" | not measured |" if test is None else f" | {test:+.2f}{' (≈)' if abs(test) < test_noise else ''} |"))
     return rows
 
@@ -175,21 +188,23 @@ WAYS_LEFT_OUT = ('images', 'run_test', 'calibration')  # a stage's keys that are
 
 def score_rows(scored: list) -> list[str]:
     "Markdown rows: per run, stage and way, top-1 on each rule's photos and on the test split."
-    rows = ["| run | stage | way | " + ' | '.join(f'{k} top-1' for k in RULES) + " | test top-1 |",
-            "|---|---|---|" + "---:|" * (len(RULES) + 1)]
+    rows = ["| run | stage | way | " + ' | '.join(f'{k} top-1' for k in (*RULES, ALL_HELD)) + " | test top-1 |",
+            "|---|---|---|" + "---:|" * (len(RULES) + 2)]
     for r in scored:
         for stage, s in r['stages'].items():
             for way in (w for w in s if w not in WAYS_LEFT_OUT):
                 test_top1 = s['run_test'] if way == 'plain' else s[way].get('test', {}).get('top1')
+                pooled = top1({'r': r}, 'r', stage, way, ALL_HELD)
                 rows.append(f"| {Path(r['run']).name} | {stage} | {way} | "
                             + ' | '.join(f"{100 * s[way][k]['top1']:.2f}%" if k in s[way] else '-' for k in RULES)
+                            + f" | {'-' if pooled is None else f'{100 * pooled:.2f}%'}"
                             + f" | {'-' if test_top1 is None else f'{100 * test_top1:.2f}%'} |")
     return rows
 
 
 def calibration_rows(scored: list) -> list[str]:
     "Markdown rows: per run and stage, the test split's ECE after a temperature fitted on each rule's photos."
-    kinds = ('softmax', *RULES, 'all held')
+    kinds = ('softmax', *RULES, ALL_HELD)
     rows = ["| run | stage | " + ' | '.join(f'{k}: T / test ECE' if k != 'softmax' else 'softmax: test ECE' for k in kinds)
             + " |", "|---|---|" + "---:|" * len(kinds)]
     for r in scored:
@@ -222,8 +237,9 @@ def main(runs: Path = None,        # `train` run folders trained with --holdout-
             tested = json.loads((Path(r['run']) / 'metrics.json').read_text())['stages']
             for stage, st in r['stages'].items(): st['images']['test'] = tested[stage]['n_test']
         scored = list(by_name.values())
-        print("\n| pair (second minus first, points) | stage | " + ' | '.join(f'{k} (orders as the test split?)' for k in RULES)
-              + " | test split |\n|---|---|" + "---:|" * (len(RULES) + 1))
+        print("\n| pair (second minus first, points) | stage | " + ' | '.join(f'{k} (orders as the test split?)'
+                                                                        for k in (*RULES, ALL_HELD))
+              + " | test split |\n|---|---|" + "---:|" * (len(RULES) + 2))
         print('\n'.join(agreement(by_name, pairs)))
     print('\n' + '\n'.join(score_rows(scored)))
     if any('calibration' in s for r in scored for s in r['stages'].values()): print('\n' + '\n'.join(calibration_rows(scored)))
