@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .atomic import atomic_write_text
 from .config import FLIP
+from .holdout import AUTO
 from .models import ALL, FIRST, TOP, ModelSpec, body_source, spec
 from .plots import plot_confusion, plot_per_class, plot_reliability, plot_top_losses
 
@@ -249,7 +250,8 @@ def header_markdown(run: Run, timings: dict, speed: dict = None, phases: dict = 
         f"({w.note}). Published numbers for this protocol use ImageNet-pretrained ResNet50 on a GPU.\n")
     rules = list(run.record.get('holdout_rows') or c.holdout_by)  # what held photos: `auto` settled on the data
     validated = (f"a holdout of {100 * c.holdout:g}% of the even years (rule{'s' * (len(rules) > 1)} {', '.join(rules)}"
-                 f"{' (auto)' * (c.holdout_by == ('auto',))}{', each drawing from what the one before left' * (len(rules) > 1)})"
+                 f"{' (auto)' * (c.holdout_by == (AUTO,))}"
+                 f"{', each drawing from what the one before left' * (len(rules) > 1)})"
                  if c.holdout else
                  'the odd-year test split itself, with a fixed schedule and no model selection (as the published runs did)')
     attributes = '' if not c.attributes else (

@@ -44,6 +44,9 @@ def test_config_and_report_say_what_happened(run):
     assert cfg['versions']['fastai'].startswith('2.8')
     md = (run_dir / 'results.md').read_text()
     assert 'Trained from scratch' in md and 'Perfume and Body Mist' in md and 'ceiling' in md.lower()
+    # the default holdout, settled on the demo's four even years (a quarter each, none near a tenth): a random share
+    assert cfg['holdout_by'] == ['auto'] and list(cfg['holdout_rows']) == ['random'] and 'rule random (auto)' in md
+    assert 'Holdout (--holdout-by auto): random ' in run[1].stdout
     for png in ('confusion_top20', 'per_class_accuracy', 'top_losses', 'losses_stage1', 'losses_stage2'):
         assert f'![{png}]({png}.png)' in md, png
     m = json.loads((run_dir / 'metrics.json').read_text())
