@@ -38,7 +38,6 @@ from tta import PARTS, exported_stages, scores  # each stage's learner; top-1, t
 ALL_HELD = 'all held'  # every rule's photos together: the largest holdout a run has, so the narrowest band
 
 
-
 def at_size(dl, size):
     "`dl` with its images resized to `size` (height, width) instead of the model's training size; None: as it is."
     if size is None: return dl
@@ -132,17 +131,20 @@ def held_images(images: dict, where: str) -> int:
     return sum(images.get(r, 0) for r in RULES) if where == ALL_HELD else images.get(where, 0)
 
 
+def pooled_top1(s: dict, way: str):
+    """A stage's top-1 on every rule's photos together: each rule's weighted by its photos, which pools micro top-1
+    exactly; None where a rule's was not measured that way."""
+    rules, measured = [r for r in RULES if s['images'].get(r)], s.get(way, {})
+    if not rules or any(r not in measured for r in rules): return None
+    return sum(measured[r]['top1'] * s['images'][r] for r in rules) / held_images(s['images'], ALL_HELD)
+
+
 def top1(scored: dict, run: str, stage: str, way: str, where: str):
-    """A run's top-1 on a rule's photos, on all of them (ALL_HELD: each rule's weighted by its photos, which pools micro
-    top-1 exactly) or on the test split, from its scoring; None where it was not measured."""
+    "A run's top-1 on a rule's photos, on all of them (ALL_HELD) or on the test split; None where it was not measured."
     s = scored[run]['stages'].get(stage)
     if s is None: return None
     if where == 'test' and way == 'plain': return s['run_test']
-    if where == ALL_HELD:
-        rules = [r for r in RULES if s['images'].get(r)]
-        scores = s.get(way, {})
-        if not rules or any(r not in scores for r in rules): return None
-        return sum(scores[r]['top1'] * s['images'][r] for r in rules) / held_images(s['images'], ALL_HELD)
+    if where == ALL_HELD: return pooled_top1(s, way)
     return s.get(way, {}).get(where, {}).get('top1')
 
 
@@ -194,7 +196,7 @@ def score_rows(scored: list) -> list[str]:
         for stage, s in r['stages'].items():
             for way in (w for w in s if w not in WAYS_LEFT_OUT):
                 test_top1 = s['run_test'] if way == 'plain' else s[way].get('test', {}).get('top1')
-                pooled = top1({'r': r}, 'r', stage, way, ALL_HELD)
+                pooled = pooled_top1(s, way)
                 rows.append(f"| {Path(r['run']).name} | {stage} | {way} | "
                             + ' | '.join(f"{100 * s[way][k]['top1']:.2f}%" if k in s[way] else '-' for k in RULES)
                             + f" | {'-' if pooled is None else f'{100 * pooled:.2f}%'}"
