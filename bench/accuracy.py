@@ -33,13 +33,14 @@ from torch import nn
 from torchvision import transforms as T
 from fastcore.script import call_parse
 
-from fashion_fastai.data import load_data, part_dataloaders, eval_rows, default_workers, LABEL
-from fashion_fastai.scores import class_table, summarize
-from fashion_fastai.pixels import open_rgb
-from fashion_fastai.models import spec
-from fashion_fastai.stages import build_model, train_stage
-from fashion_fastai.config import TrainConfig, parse_size, parse_lr
-from fashion_fastai.evaluate import evaluate_learner
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.data.styles import load_data, part_dataloaders, eval_rows, default_workers
+from fashion_fastai.evaluation.scores import class_table, summarize
+from fashion_fastai.data.pixels import open_rgb
+from fashion_fastai.core.models import spec
+from fashion_fastai.training.stages import build_model, train_stage
+from fashion_fastai.training.config import TrainConfig, parse_size, parse_lr
+from fashion_fastai.evaluation.evaluate import evaluate_learner
 from fashion_fastai.train import train
 from fastai.vision.all import set_seed
 

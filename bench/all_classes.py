@@ -26,12 +26,12 @@ import torch
 from fastai.vision.all import set_seed
 from fastcore.script import call_parse
 
-from fashion_fastai.config import TrainConfig
-from fashion_fastai.data import ALL, load_data, part_dataloaders
-from fashion_fastai.scores import by_part
-from fashion_fastai.evaluate import evaluate_learner
-from fashion_fastai.models import spec
-from fashion_fastai.stages import build_model, build_learner, train_stage
+from fashion_fastai.training.config import TrainConfig
+from fashion_fastai.data.styles import ALL, load_data, part_dataloaders
+from fashion_fastai.evaluation.scores import by_part
+from fashion_fastai.evaluation.evaluate import evaluate_learner
+from fashion_fastai.core.models import spec
+from fashion_fastai.training.stages import build_model, build_learner, train_stage
 from accuracy import eval_split_rows  # the validation rows exactly as the accuracy benchmark scores them
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 from fastcore.script import call_parse
 
-from fashion_fastai.atomic import atomic_write_text
-from fashion_fastai.audit_page import STYLE, group_row, thumbnail
+from fashion_fastai.core.atomic import atomic_write_text
+from fashion_fastai.catalogue.audit_page import STYLE, group_row, thumbnail
 
 
 @call_parse

@@ -20,10 +20,10 @@ import imagehash
 import numpy as np
 from fastcore.script import call_parse
 
-from fashion_fastai.audit import audited_rows, candidate_pairs
-from fashion_fastai.index import weights_only
-from fashion_fastai.inference import WeightsOnlyModel
-from fashion_fastai.pixels import open_rgb
+from fashion_fastai.catalogue.audit import audited_rows, candidate_pairs
+from fashion_fastai.catalogue.index import weights_only
+from fashion_fastai.inference.predictors import WeightsOnlyModel
+from fashion_fastai.data.pixels import open_rgb
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
 COSINES = (0.85, 0.90, 0.95, 0.98)

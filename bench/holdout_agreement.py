@@ -26,13 +26,13 @@ import numpy as np
 import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 from fastcore.script import call_parse
 
-from fashion_fastai.attributes import article_vocab
-from fashion_fastai.calibration import ece, fit_temperature, temper
-from fashion_fastai.compat import PadResize
-from fashion_fastai.config import TrainConfig, FLIP, parse_size
-from fashion_fastai.data import load_data, as_items, eval_rows
-from fashion_fastai.holdout import RULES, product_stems
-from fashion_fastai.tta import predict_with_tta
+from fashion_fastai.networks.attributes import article_vocab
+from fashion_fastai.answering.temperature import ece, fit_temperature, temper
+from fashion_fastai.core.compat import PadResize
+from fashion_fastai.training.config import TrainConfig, FLIP, parse_size
+from fashion_fastai.data.styles import load_data, as_items, eval_rows
+from fashion_fastai.data.holdout import RULES, product_stems
+from fashion_fastai.evaluation.tta import predict_with_tta
 from tta import PARTS, exported_stages, scores  # each stage's learner; top-1, top-5 and seen-class top-1 as bench/tta.py scores them
 
 ALL_HELD = 'all held'  # every rule's photos together: the largest holdout a run has, so the narrowest band

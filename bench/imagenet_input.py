@@ -20,10 +20,10 @@ import timm
 import torch
 from fastcore.script import call_parse
 
-from fashion_fastai.lite_weights import timm_weights_file
-from fashion_fastai.pixels import image_batch
-from fashion_fastai.weights import normalization
-from fashion_fastai.zero_shot import imagenet_index
+from fashion_fastai.networks.lite_weights import timm_weights_file
+from fashion_fastai.data.pixels import image_batch
+from fashion_fastai.networks.weights import normalization
+from fashion_fastai.answering.zero_shot import imagenet_index
 
 ARCH = 'tf_efficientnet_lite0'
 PROBE = {'Sunglasses': ['sunglasses', 'sunglass'], 'Backpacks': ['backpack'], 'Wallets': ['wallet'], 'Jeans': ['jean'],

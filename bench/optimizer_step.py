@@ -22,11 +22,11 @@ import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script 
 import torch
 from fastai.optimizer import Adam, OptimWrapper
 from fastai.vision.all import create_vision_model, norm_bias_params
-from fashion_fastai.compat import resnet_splitter
+from fashion_fastai.core.compat import resnet_splitter
 from fastcore.script import call_parse
 
-from fashion_fastai.optimizer import FusedAdam
-from fashion_fastai.weights import get_arch
+from fashion_fastai.networks.optimizer import FusedAdam
+from fashion_fastai.networks.weights import get_arch
 
 
 @call_parse

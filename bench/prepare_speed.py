@@ -25,10 +25,11 @@ import torch
 from fastcore.script import call_parse
 from PIL import Image, ImageDraw
 
-from fashion_fastai.data import COLUMNS, load_data, part_dataloaders
-from fashion_fastai.models import MODELS
-from fashion_fastai.prepare import prepare
-from fashion_fastai.stages import build_model
+from fashion_fastai.core.schema import COLUMNS
+from fashion_fastai.data.styles import load_data, part_dataloaders
+from fashion_fastai.core.models import MODELS
+from fashion_fastai.data.prepare import prepare
+from fashion_fastai.training.stages import build_model
 
 CLASSES = ['Tshirts', 'Shirts', 'Watches', 'Casual Shoes']
 HEADER = ','.join(COLUMNS) + '\n'

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from fastcore.script import call_parse
 
-from fashion_fastai.data import LABEL, load_data
-from fashion_fastai.index import Index, build, weights_only
-from fashion_fastai.inference import WeightsOnlyModel
-from fashion_fastai.models import ALL
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.data.styles import load_data
+from fashion_fastai.catalogue.index import Index, build, weights_only
+from fashion_fastai.inference.predictors import WeightsOnlyModel
+from fashion_fastai.core.models import ALL
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
 

@@ -44,13 +44,13 @@ from fastai.vision.all import Callback, DataLoader, DataLoaders, find_bs, load_l
 from fastcore.script import call_parse
 from torchvision.io import ImageReadMode, decode_image, read_file
 
-from fashion_fastai.artifacts import export_stage
-from fashion_fastai.data import load_data, part_dataloaders
-from fashion_fastai.models import ALL
-from fashion_fastai.inference import load_model_file
-from fashion_fastai.stages import build_learner
-from fashion_fastai.config import parse_size
-from fashion_fastai.weights import create_model, normalization
+from fashion_fastai.training.artifacts import export_stage
+from fashion_fastai.data.styles import load_data, part_dataloaders
+from fashion_fastai.core.models import ALL
+from fashion_fastai.inference.load import load_model_file
+from fashion_fastai.training.stages import build_learner
+from fashion_fastai.training.config import parse_size
+from fashion_fastai.networks.weights import create_model, normalization
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
 
@@ -87,7 +87,7 @@ def bench_data(data: Path, images: int, tmp: Path, record: dict):
     "The first `images` rows of the real data when it is there, else the built-in demo data, loaded; noted in `record`."
     if (data / 'styles.csv').is_file(): record['data'], folder = str(data), subset(data, images, tmp)
     else:
-        from fashion_fastai.demo import demo_dir
+        from fashion_fastai.data.demo import demo_dir
         record['data'], folder = 'built-in demo data', demo_dir()
     return load_data(folder)
 
@@ -263,13 +263,13 @@ def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int,
     (`WeightsOnlyModel`, decoding included) and the ONNX Runtime path (`OnnxPredictor`, decoding included), in one process
     and in `processes` worker processes; then one photo at a time, p50/p95 latency of each path.  `device`: where the
     PyTorch sides run (`auto`: CUDA when there is one); ONNX Runtime runs on the CPU (the PyPI build's provider)."""
-    from fashion_fastai.export import export_onnx
-    from fashion_fastai.inference import OnnxPredictor, PickledLearner, WeightsOnlyModel
-    from fashion_fastai.pixels import image_batch
+    from fashion_fastai.shipped.onnx_export import export_onnx
+    from fashion_fastai.inference.predictors import OnnxPredictor, PickledLearner, WeightsOnlyModel
+    from fashion_fastai.data.pixels import image_batch
     stats = normalization(arch)
     dls = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=0, seed=0, stats=stats)
     learn = build_learner(dls, arch, path=tmp, channels_last=None)
-    from fashion_fastai.config import resolve_channels_last
+    from fashion_fastai.training.config import resolve_channels_last
     if resolve_channels_last(None, 'fp32', arch): learn.to_channelslast(use_amp=False)  # as the CLI trains it here
     export_stage(learn, tmp, 'ship', arch, size)
     files = [str(f) for f in data.part(ALL).query("split == 'test'")['file'][:bs * batches]]

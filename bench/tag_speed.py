@@ -16,15 +16,15 @@ import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script 
 import torch
 from fastcore.script import call_parse
 
-from fashion_fastai.artifacts import export_stage
-from fashion_fastai.config import parse_size, resolve_channels_last
-from fashion_fastai.data import load_data, part_dataloaders
-from fashion_fastai.export import export_onnx
-from fashion_fastai.inference import load_model
-from fashion_fastai.models import ALL
-from fashion_fastai.stages import build_learner
-from fashion_fastai.tag import tag
-from fashion_fastai.weights import normalization
+from fashion_fastai.training.artifacts import export_stage
+from fashion_fastai.training.config import parse_size, resolve_channels_last
+from fashion_fastai.data.styles import load_data, part_dataloaders
+from fashion_fastai.shipped.onnx_export import export_onnx
+from fashion_fastai.inference.load import load_model
+from fashion_fastai.core.models import ALL
+from fashion_fastai.training.stages import build_learner
+from fashion_fastai.catalogue.tag import tag
+from fashion_fastai.networks.weights import normalization
 
 REAL = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'fashion-product-images-small'
 

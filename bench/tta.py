@@ -23,11 +23,11 @@ import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch
 from fastai.vision.all import load_learner
 from fastcore.script import call_parse
 
-from fashion_fastai.attributes import article_vocab
-from fashion_fastai.config import TrainConfig, FLIP
-from fashion_fastai.tta import predict_with_tta
-from fashion_fastai.data import load_data, as_items
-from fashion_fastai.scores import class_table, summarize
+from fashion_fastai.networks.attributes import article_vocab
+from fashion_fastai.training.config import TrainConfig, FLIP
+from fashion_fastai.evaluation.tta import predict_with_tta
+from fashion_fastai.data.styles import load_data, as_items
+from fashion_fastai.evaluation.scores import class_table, summarize
 from accuracy import eval_split_rows  # the holdout rows exactly as the accuracy benchmark scores them
 
 PARTS = {'stage1': 'top', 'stage2': 'rare'}

@@ -53,10 +53,11 @@ def stock(data: Path, arch: str, size: str, epochs: int, bs: int, seed: int, out
     "Stage one the way fastai's documentation trains an image classifier, on the project's rows; scored like ours."
     from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, aug_transforms, vision_learner,
                                    accuracy, set_seed)
-    from fashion_fastai.config import parse_size
-    from fashion_fastai.data import load_data, LABEL
-    from fashion_fastai.scores import class_table, summarize
-    from fashion_fastai.lite_weights import timm_weights_file
+    from fashion_fastai.training.config import parse_size
+    from fashion_fastai.core.schema import LABEL
+    from fashion_fastai.data.styles import load_data
+    from fashion_fastai.evaluation.scores import class_table, summarize
+    from fashion_fastai.networks.lite_weights import timm_weights_file
     set_seed(seed, reproducible=True)
     fd = load_data(data)
     rows = fd.part('top')

@@ -25,15 +25,16 @@ import numpy as np
 import torch
 from fastcore.script import call_parse
 
-from fashion_fastai import imagenet_classifier
-from fashion_fastai.calibration import ece, fit_temperature, temper
-from fashion_fastai.config import TrainConfig
-from fashion_fastai.data import LABEL, load_data
-from fashion_fastai.inference import WeightsOnlyModel
-from fashion_fastai.lite_weights import timm_weights_file
-from fashion_fastai.models import ALL
-from fashion_fastai.weights import normalization
-from fashion_fastai.zero_shot import ZeroShotPath, load_map
+from fashion_fastai.networks import imagenet_classifier
+from fashion_fastai.answering.temperature import ece, fit_temperature, temper
+from fashion_fastai.training.config import TrainConfig
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.data.styles import load_data
+from fashion_fastai.inference.predictors import WeightsOnlyModel
+from fashion_fastai.networks.lite_weights import timm_weights_file
+from fashion_fastai.core.models import ALL
+from fashion_fastai.networks.weights import normalization
+from fashion_fastai.answering.zero_shot import ZeroShotPath, load_map
 
 ARCH = 'tf_efficientnet_lite0'
 

@@ -14,7 +14,7 @@ import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script 
 import torch
 from fastcore.script import call_parse
 
-from fashion_fastai.inference import load_model
+from fashion_fastai.inference.load import load_model
 
 
 @call_parse

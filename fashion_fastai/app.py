@@ -26,14 +26,17 @@ from typing import Annotated
 
 from fastcore.script import call_parse
 
-from .cli import command
-from .errors import OptionError
-from .data import LABEL
-from .index import Index, similar_index
-from .inference import ANSWER_ORDER, DEVICES, ENGINES, WeightsOnlyModel, choose_engine, exported, default_model, \
-    find_model, load_model_file, models_help, readable, answers, resolve_device
-from .models import FIRST, NAMES, STAGES, spec
-from .pixels import open_rgb
+from fashion_fastai.cli import command
+from fashion_fastai.core.errors import OptionError
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.catalogue.index import Index, similar_index
+from fashion_fastai.core.models import ANSWER_ORDER
+from fashion_fastai.inference.answers import answers
+from fashion_fastai.inference.load import load_model_file
+from fashion_fastai.inference.locate import ENGINES, choose_engine, exported, default_model, find_model, models_help, readable
+from fashion_fastai.inference.predictors import DEVICES, WeightsOnlyModel, resolve_device
+from fashion_fastai.core.models import FIRST, NAMES, STAGES, spec
+from fashion_fastai.data.pixels import open_rgb
 
 STAGE_CHOICES = ('auto', *NAMES, 'both')  # auto: the model `predict` answers with; both: the protocol's two stages
 

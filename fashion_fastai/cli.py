@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from functools import wraps
 
-from .errors import FashionError
+from fashion_fastai.core.errors import FashionError
 
 
 def fail(name: str, error) -> None:
@@ -15,11 +15,17 @@ def fail(name: str, error) -> None:
     sys.exit(2)
 
 
+def as_command(name: str) -> None:
+    """The usage line says `python -m fashion_fastai.NAME`, as the user typed it (argparse would say the file's name).
+    A command module whose work lives in a subpackage calls this before its `main()`."""
+    sys.argv[0] = f'python -m fashion_fastai.{name}'
+
+
 def command(name: str):
     """Decorate a fastcore `call_parse` entry point (put it under `@call_parse`): `python -m fashion_fastai.NAME` in the
     usage line, and its `FashionError`s reported by `fail`."""
     def deco(main):
-        if main.__module__ == '__main__': sys.argv[0] = f'python -m fashion_fastai.{name}'
+        if main.__module__ == '__main__': as_command(name)
 
         @wraps(main)
         def wrapped(*args, **kwargs):

@@ -14,11 +14,15 @@ from typing import Annotated
 
 from fastcore.script import call_parse
 
-from .cli import command
-from .errors import OptionError
-from .index import similar_index
-from .inference import ANSWER_ORDER, DEVICES, ENGINES, FIRST, MODEL_HELP, REVIEW_PROB, answering_note, choose_engine, \
-    expand_paths, find_model, load_model_file, models_help, readable, answers, resolve_device
+from fashion_fastai.cli import command
+from fashion_fastai.core.errors import OptionError
+from fashion_fastai.catalogue.index import similar_index
+from fashion_fastai.answering.answering import REVIEW_PROB
+from fashion_fastai.core.models import ANSWER_ORDER, FIRST
+from fashion_fastai.inference.answers import answering_note, answers
+from fashion_fastai.inference.load import load_model_file
+from fashion_fastai.inference.locate import ENGINES, MODEL_HELP, choose_engine, expand_paths, find_model, models_help, readable
+from fashion_fastai.inference.predictors import DEVICES, resolve_device
 
 
 def check_options(paths, topk: int, processes: int, min_prob, device: str) -> None:

@@ -12,15 +12,15 @@ from pathlib import Path
 
 from fastcore.script import anno_parser
 
-from .cli import fail
-from .config import TrainConfig
-from .distributed import on_main
-from .errors import FashionError
-from .models import body_source
-from .report import write_results
-from .run import set_up_run, fit_model, evaluate_and_export
-from .stages import build_model
-from .checkpoint import started_models
+from fashion_fastai.cli import fail
+from fashion_fastai.training.config import TrainConfig
+from fashion_fastai.training.distributed import on_main
+from fashion_fastai.core.errors import FashionError
+from fashion_fastai.core.models import body_source
+from fashion_fastai.reporting.report import write_results
+from fashion_fastai.training.run import set_up_run, fit_model, evaluate_and_export
+from fashion_fastai.training.stages import build_model
+from fashion_fastai.training.checkpoint import started_models
 
 FASTCORE_FLAGS = ('pdb', 'xtra')  # fastcore's own hidden flags
 

@@ -30,21 +30,21 @@ def make_dataset(tmp_path):
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
-    from fashion_fastai.demo import generate_demo
+    from fashion_fastai.data.demo import generate_demo
     return generate_demo(tmp_path_factory.mktemp("demo"), scale=0.1)
 
 
 @pytest.fixture(scope="session")
 def demo_loaded(demo_data):
     "`load_data` on the demo set with the protocol's defaults (top-20 ranked over all rows, no holdout)."
-    from fashion_fastai.data import load_data
+    from fashion_fastai.data.styles import load_data
     return load_data(demo_data)
 
 
 @pytest.fixture(scope="session")
 def demo_dls(demo_loaded):
     "{'top': dls, 'rare': dls} of the demo set at 32x24, no augmentation."
-    from fashion_fastai.data import part_dataloaders
+    from fashion_fastai.data.styles import part_dataloaders
     return {p: part_dataloaders(demo_loaded, p, size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
             for p in ("top", "rare")}
 
@@ -56,14 +56,14 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_data(tiny_dir):
-    from fashion_fastai.data import load_data
+    from fashion_fastai.data.styles import load_data
     return load_data(tiny_dir, k=3)
 
 
 @pytest.fixture(scope="session")
 def tiny_dls(tiny_data):
     "The tiny top part (3 classes, 18 train / 6 test images) at 32x24, bs 8: 2 training + 1 validation batch per epoch."
-    from fashion_fastai.data import part_dataloaders
+    from fashion_fastai.data.styles import part_dataloaders
     return part_dataloaders(tiny_data, "top", size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
 
 
@@ -78,5 +78,5 @@ def preds():
 @pytest.fixture
 def table(preds):
     "`class_table` of `preds` with helpers.TRAIN's training counts."
-    from fashion_fastai.scores import class_table
+    from fashion_fastai.evaluation.scores import class_table
     return class_table(*preds, VOCAB, TRAIN)

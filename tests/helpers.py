@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fashion_fastai.data import COLUMNS
+from fashion_fastai.core.schema import COLUMNS
 
 HEADER = ",".join(COLUMNS)  # the Kaggle styles.csv header line
 SMALL = (32, 24)  # (height, width) fed to the models in these tests
@@ -143,8 +143,8 @@ def sigkill_when(cmd: list, ready, waiting_for: str, env=None, poll: float = 0.0
 def export_untrained(folder: Path, dls, stage="stage1", arch="resnet18", seed=0, attributes=None) -> Path:
     """An untrained learner on `dls` exported by `export_stage` into `folder` (all three files); returns its `.json`.
     `attributes` ({attribute: vocab}): a head each beside the article type's."""
-    from fashion_fastai.artifacts import export_stage
-    from fashion_fastai.stages import build_learner
+    from fashion_fastai.training.artifacts import export_stage
+    from fashion_fastai.training.stages import build_learner
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     weights = (2., *(.5 for _ in attributes)) if attributes else ()

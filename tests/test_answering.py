@@ -10,11 +10,11 @@ import torch
 
 from helpers import cli_env, distinctive_resnet_state, run_module, tiny_train_args
 
-from fashion_fastai import imagenet_classifier
-from fashion_fastai.answering import Answering
-from fashion_fastai.calibrate import MAX_ROUTED
-from fashion_fastai.inference import load_model
-from fashion_fastai.zero_shot import ZeroShotPath, load_map
+from fashion_fastai.networks import imagenet_classifier
+from fashion_fastai.answering.answering import Answering
+from fashion_fastai.evaluation.calibrate import MAX_ROUTED
+from fashion_fastai.inference.load import load_model
+from fashion_fastai.answering.zero_shot import ZeroShotPath, load_map
 
 PERFUME = 'Perfume and Body Mist'  # the demo's top-20 class with test photos only, like the Kaggle data's
 

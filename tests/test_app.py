@@ -18,7 +18,7 @@ CHROMIUM = Path('/usr/bin/chromium')
 @pytest.fixture(scope='module')
 def run_dir(tmp_path_factory, tiny_data, tiny_dls):
     "A run folder with both stages exported from untrained tiny learners (3 top classes, 1 rare class)."
-    from fashion_fastai.data import part_dataloaders
+    from fashion_fastai.data.styles import part_dataloaders
     out = tmp_path_factory.mktemp('run')
     rare = part_dataloaders(tiny_data, 'rare', size=SMALL, bs=8, num_workers=0, augment=False, seed=0)
     for name, dls in (('stage1', tiny_dls), ('stage2', rare)):
@@ -34,7 +34,7 @@ def photo(tiny_dir):
 @pytest.fixture(scope='module')
 def indexes(run_dir, tiny_dir, tmp_path_factory):
     "{stage: index file} of the tiny data set's photos, embedded by each stage of `run_dir`."
-    from fashion_fastai.index import build
+    from fashion_fastai.catalogue.index import build
     out = tmp_path_factory.mktemp('indexes')
     for stage in ('stage1', 'stage2'):
         build(run_dir / f'{stage}.json', [tiny_dir / 'images'], log=lambda *a: None)[0].save(out / f'{stage}.npz')
@@ -43,15 +43,16 @@ def indexes(run_dir, tiny_dir, tmp_path_factory):
 
 def expected_similar(run_dir, stage, index, path, k):
     "What `predict --similar k` adds for `path`: the index's neighbours of its embedding by the model that made the index."
-    from fashion_fastai.index import Index, model_identity
-    from fashion_fastai.inference import WeightsOnlyModel
+    from fashion_fastai.catalogue.index import Index, model_identity
+    from fashion_fastai.inference.predictors import WeightsOnlyModel
     embeddings, _ = WeightsOnlyModel(run_dir / f'{stage}.json').embed([path])
     return Index.load(index, model_identity(run_dir / f'{stage}.json')).neighbours(embeddings.numpy(), k)[0]
 
 
 def expected(run_dir, stage, path, topk=5):
     "What `predict` answers for `path`: its top-k as {class: prob}, best first."
-    from fashion_fastai.inference import load_model, predict_paths
+    from fashion_fastai.inference.answers import predict_paths
+    from fashion_fastai.inference.load import load_model
     (res,), skipped = predict_paths(load_model(run_dir, stage), [path], topk)
     assert not skipped
     return {t['class']: t['prob'] for t in res['top']}
@@ -96,7 +97,7 @@ def test_both_is_every_stage_the_run_has(run_dir, tmp_path):
 def test_the_page_shows_the_all_classes_model_by_default(run_dir, tiny_data, tmp_path):
     "As predict: one answer among every article type when the run has that model; else stage one, with a note."
     from fashion_fastai.app import load_predictors
-    from fashion_fastai.data import ALL, part_dataloaders
+    from fashion_fastai.data.styles import ALL, part_dataloaders
     with pytest.warns(UserWarning, match='no all-classes model'):
         assert [t.split(':')[0] for t in load_predictors(run_dir)] == ['Stage one']
     both = tmp_path / 'both'; shutil.copytree(run_dir, both)
@@ -152,7 +153,7 @@ def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys, kind):
 def test_similar_option_errors(run_dir, indexes, tiny_dir, tiny_dls, tmp_path, capsys, monkeypatch, kind):
     "predict's checks, and a catalogue whose photos the page cannot show: one line, before any model is loaded."
     import fashion_fastai.app as app
-    from fashion_fastai.index import build
+    from fashion_fastai.catalogue.index import build
     index = str(indexes['stage1'])
     if kind == 'other_model':
         other = export_untrained(tmp_path / 'other', tiny_dls, seed=1)
@@ -203,7 +204,7 @@ def test_device_cuda_without_a_gpu(run_dir, capsys, monkeypatch):
 def test_help_documents_every_option():
     from fastcore.script import anno_parser
     from fashion_fastai.app import main
-    from fashion_fastai.models import NAMES, spec
+    from fashion_fastai.core.models import NAMES, spec
     text = ' '.join(anno_parser(main.__wrapped__).format_help().split())  # argparse wraps lines anywhere
     for opt in ('--port', '--stage', '--host', '--trust-pickle', '--device', '--engine', '--similar', '--index'):
         assert opt in text

@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from helpers import HEADER, SMALL, write_dataset
-from fashion_fastai.attributes import (AttributeHeads, AttributeLoss, HeadAccuracy, article_vocab, attribute_heads,
+from fashion_fastai.networks.attributes import (AttributeHeads, AttributeLoss, HeadAccuracy, article_vocab, attribute_heads,
                                        head_vocabs)
-from fashion_fastai.config import TrainConfig
-from fashion_fastai.data import MISSING_CODE, load_data, part_dataloaders
-from fashion_fastai.errors import DataError, OptionError
-from fashion_fastai.stages import body_of, build_learner, build_model, CPUAutocast
-from fashion_fastai.models import MODELS
+from fashion_fastai.training.config import TrainConfig
+from fashion_fastai.core.schema import MISSING_CODE
+from fashion_fastai.data.styles import load_data, part_dataloaders
+from fashion_fastai.core.errors import DataError, OptionError
+from fashion_fastai.training.stages import body_of, build_learner, build_model, CPUAutocast
+from fashion_fastai.core.models import MODELS
 
 STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
@@ -185,7 +186,7 @@ def test_bf16_on_cpu_with_several_heads(attr_data, attr_dls, tmp_path, monkeypat
 
 
 def test_stage_two_and_all_classes_keep_the_other_heads(attr_data, attr_dls, tmp_path):
-    from fashion_fastai.data import ALL
+    from fashion_fastai.data.styles import ALL
     kw = dict(path=tmp_path, attributes=attr_data.attributes, attribute_weights=(2., .5, .5))
     learn1 = build_model(STAGE1, attr_dls["top"], "resnet18", "imagenet", **kw)
     with torch.no_grad():  # trained-looking heads, unlike fresh ones
@@ -207,8 +208,8 @@ def test_stage_two_and_all_classes_keep_the_other_heads(attr_data, attr_dls, tmp
 def test_learn_predict_and_both_exported_forms_answer_every_attribute(attr_data, attr_dls, tmp_path):
     import json
     from fastai.vision.all import load_learner
-    from fashion_fastai.artifacts import export_stage
-    from fashion_fastai.inference import PickledLearner, WeightsOnlyModel
+    from fashion_fastai.training.artifacts import export_stage
+    from fashion_fastai.inference.predictors import PickledLearner, WeightsOnlyModel
     learn = build_learner(attr_dls["top"], "resnet18", path=tmp_path, attributes=attr_data.attributes,
                           attribute_weights=(2., .5, .5))
     learn.fit(1, 1e-3)  # trained BatchNorm statistics: the two forms must agree on them too

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fashion_fastai.audit import TrainingSet, audit, disagreements, duplicate_groups, label_issues, summary_lines
-from fashion_fastai.errors import DataError, OptionError
+from fashion_fastai.catalogue.audit import TrainingSet, audit, disagreements, duplicate_groups, label_issues, summary_lines
+from fashion_fastai.core.errors import DataError, OptionError
 from helpers import run_module, style_line, write_dataset
 
 pytest.importorskip('cleanlab')
@@ -46,7 +46,7 @@ def shop(tmp_path_factory):
 @pytest.fixture(scope='module')
 def run(shop, tmp_path_factory):
     "A real (tiny) run on the shop: the all-classes model with a baseColour head, trained on the even years."
-    from fashion_fastai.config import TrainConfig
+    from fashion_fastai.training.config import TrainConfig
     from fashion_fastai.train import train
     cfg = TrainConfig(data=str(shop), arch='resnet18', size='32x24', bs=8, epochs=1, epochs2=0, epochs_all=1,
                       pretrained='no', lr=1e-3, lr_all=1e-3, topk=3, workers=0, attributes='baseColour', holdout=0,

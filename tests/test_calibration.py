@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_fastai.calibration import ece, fit_temperature, reliability, temper
+from fashion_fastai.answering.temperature import ece, fit_temperature, reliability, temper
 
 
 def sampled(n=20000, k=5, seed=0):

@@ -6,10 +6,10 @@ import pytest
 import torch
 from fastai.vision.all import Callback
 
-from fashion_fastai.checkpoint import read_state, skipped_epoch, started_models
-from fashion_fastai.compat import fine_tune_phases
-from fashion_fastai.errors import OptionError
-from fashion_fastai.stages import build_learner, train_stage
+from fashion_fastai.training.checkpoint import read_state, skipped_epoch, started_models
+from fashion_fastai.core.compat import fine_tune_phases
+from fashion_fastai.core.errors import OptionError
+from fashion_fastai.training.stages import build_learner, train_stage
 
 
 class _Kill(Callback):

@@ -100,7 +100,7 @@ def some_test_images(run_dir, n=3):
 @pytest.mark.slow
 def test_exported_learner_predicts_bare_paths_and_matches_weights_only(run):
     from fastai.vision.all import load_learner
-    from fashion_fastai.inference import WeightsOnlyModel, PickledLearner
+    from fashion_fastai.inference.predictors import WeightsOnlyModel, PickledLearner
     run_dir, _ = run
     imgs = some_test_images(run_dir)
     learn = load_learner(run_dir / 'stage1.pkl', cpu=True)
@@ -166,7 +166,7 @@ def test_predict_answers_among_every_article_type_by_default(run, env):
 @pytest.mark.slow
 def test_predict_prefers_weights_only_and_warns_on_lone_pickle(run, tmp_path):
     import shutil
-    from fashion_fastai.inference import find_model
+    from fashion_fastai.inference.locate import find_model
     run_dir, _ = run
     assert find_model(run_dir / 'stage1.pkl') == (run_dir / 'stage1.json', 'weights')
     assert find_model(run_dir / 'stage1.pkl', trust_pickle=True) == (run_dir / 'stage1.pkl', 'pickle')

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fashion_fastai.config import TrainConfig, resolve_precision
-from fashion_fastai.errors import DataError, OptionError
-from fashion_fastai.weights import default_arch
+from fashion_fastai.training.config import TrainConfig, resolve_precision
+from fashion_fastai.core.errors import DataError, OptionError
+from fashion_fastai.networks.weights import default_arch
 
 
 @pytest.mark.parametrize('change, named', [
@@ -97,7 +97,7 @@ def test_options_from_the_environment_are_parsed_as_the_cli_does(monkeypatch):
 
 def test_the_default_arch_is_one_whose_imagenet_weights_are_here(monkeypatch, tmp_path):
     "With --data and no --arch: ResNet50 where torchvision's weights can be had, else the installed Lite0, said why."
-    import fashion_fastai.weights as w
+    import fashion_fastai.networks.weights as w
     data = tmp_path / 'd'; (data / 'images').mkdir(parents=True)
     (data / 'styles.csv').write_text('id,articleType,year\n'); (data / 'images' / '1.jpg').write_bytes(b'x')
     monkeypatch.setattr(w, 'torchvision_weights_available', lambda arch: (False, 'offline'))

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fashion_fastai.data import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles, part_dataloaders,
+from fashion_fastai.data.styles import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles, part_dataloaders,
                                  part_vocab, top_classes, year_split)
 
 from helpers import TINY_RARE, tiny_lines, write_dataset, COLUMNS, REAL_DATA, SMALL, style_line
-from fashion_fastai.models import MODELS
+from fashion_fastai.core.models import MODELS
 
 STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
@@ -455,9 +455,9 @@ def test_part_empty_after_filtering_is_a_clear_error(make_dataset):
 def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
     """'Solo' has a single image (train), 'Lone' a single image (test only): both keep a vocab index, one epoch trains,
     and the evaluation counts them (Lone unseen, in the ceiling; Solo with no test image)."""
-    from fashion_fastai.stages import build_model, train_stage
-    from fashion_fastai.evaluate import evaluate_learner
-    from fashion_fastai.data import eval_rows
+    from fashion_fastai.training.stages import build_model, train_stage
+    from fashion_fastai.evaluation.evaluate import evaluate_learner
+    from fashion_fastai.data.styles import eval_rows
     lines = [style_line(i, c, y) for i, (c, y) in enumerate(
         [(c, y) for c in ("Belts", "Caps") for y in (2012, 2012, 2014, 2014, 2013, 2015)]
         + [("Solo", 2012), ("Lone", 2013)], start=1)]
@@ -481,7 +481,7 @@ def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
 
 def test_topk_covering_every_class_fails_before_stage_one(demo_data, tmp_path):
     "--topk 40 on the 27-class demo leaves stage two nothing: the run stops before training anything, saying what to do."
-    from fashion_fastai.config import TrainConfig
+    from fashion_fastai.training.config import TrainConfig
     from fashion_fastai.train import train
     cfg = TrainConfig(data=demo_data, out=tmp_path, name='all-top', arch='resnet18', pretrained='no', size='32x24', bs=8,
                       epochs=1, epochs2=1, lr='1e-3', lr2='1e-3', topk=40, precision='fp32', seed=0, workers=0)
@@ -492,7 +492,7 @@ def test_topk_covering_every_class_fails_before_stage_one(demo_data, tmp_path):
 
 def test_pad_resize_passes_target_sized_images_through_and_pads_others_like_fastai():
     from fastai.vision.all import PILImage, Resize, ResizeMethod, PadMode
-    from fashion_fastai.data import PadResize
+    from fashion_fastai.data.styles import PadResize
     rng = np.random.default_rng(0)
     exact = PILImage.create(rng.integers(0, 256, (80, 60, 3), dtype=np.uint8))  # height 80, width 60
     odd = PILImage.create(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8))
@@ -507,7 +507,7 @@ def test_pad_resize_passes_target_sized_images_through_and_pads_others_like_fast
 
 def test_train_only_affine_augments_training_like_fastai_and_leaves_validation_batches_alone():
     from fastai.vision.all import Pipeline, TensorImage, aug_transforms, Normalize, imagenet_stats, Zoom
-    from fashion_fastai.data import batch_tfms, TrainOnlyAffine
+    from fashion_fastai.data.styles import batch_tfms, TrainOnlyAffine
     x = TensorImage(torch.rand(4, 3, 80, 60))
     ours = [Pipeline(batch_tfms(), split_idx=i) for i in (0, 1)]
     fastai = [Pipeline([*aug_transforms(max_rotate=5., max_zoom=1.1, max_warp=0., max_lighting=0.2),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fashion_fastai.demo import DEMO_CLASSES, demo_dir, generate_demo
+from fashion_fastai.data.demo import DEMO_CLASSES, demo_dir, generate_demo
 
 from helpers import HEADER
 SCALE = 0.1
@@ -107,7 +107,7 @@ def test_classes_and_skew(demo):
 @pytest.mark.parametrize("scale", [0.05, 0.1, 1.0])
 def test_counts_at_scales(scale):
     "Top-20 membership stays unambiguous at every supported scale (counts only, no images)."
-    from fashion_fastai.demo import _N_FREQUENT, _SPEC, _count
+    from fashion_fastai.data.demo import _N_FREQUENT, _SPEC, _count
 
     freq = [_count(b, True, scale) for _, _, _, b, *_ in _SPEC[:_N_FREQUENT]]
     rare = [_count(b, False, scale) for _, _, _, b, *_ in _SPEC[_N_FREQUENT:]]
@@ -174,7 +174,7 @@ def test_generate_into_old_output_keeps_missing_image(tmp_path, demo):
 
 def test_cache_root(tmp_path, monkeypatch):
     "One cache folder for the demo data and converted weights: $FASHION_FASTAI_CACHE, else under the home folder."
-    from fashion_fastai.cache import cache_root
+    from fashion_fastai.core.cache import cache_root
     monkeypatch.setenv("FASHION_FASTAI_CACHE", str(tmp_path / "mine"))
     assert cache_root() == tmp_path / "mine"
     monkeypatch.delenv("FASHION_FASTAI_CACHE")

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from fashion_fastai import export, shipped
-from fashion_fastai.errors import ModelError, OptionError
-from fashion_fastai.inference import WeightsOnlyModel, choose_engine, find_model, load_model
+from fashion_fastai.shipped import onnx_export as export
+from fashion_fastai.shipped import runtime as shipped
+from fashion_fastai.core.errors import ModelError, OptionError
+from fashion_fastai.inference.load import load_model
+from fashion_fastai.inference.locate import choose_engine, find_model
+from fashion_fastai.inference.predictors import WeightsOnlyModel
 from helpers import export_untrained, run_module, save_image
 
 pytest.importorskip('onnxruntime')
@@ -118,7 +121,7 @@ def test_export_command_checks_its_inputs(tmp_path):
 
 def test_the_web_page_runs_the_graph_too(shipped_run, photos):
     from fashion_fastai.app import classify, load_predictors
-    from fashion_fastai.inference import OnnxPredictor
+    from fashion_fastai.inference.predictors import OnnxPredictor
     pages = {e: load_predictors(shipped_run, engine=e) for e in ('onnx', 'torch')}
     assert all(isinstance(p, OnnxPredictor) for p in pages['onnx'].values())
     ours, theirs = (classify(pages[e], photos / '3.jpg') for e in ('onnx', 'torch'))

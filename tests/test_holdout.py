@@ -6,10 +6,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fashion_fastai.config import TrainConfig, parse_holdout_by
-from fashion_fastai.data import LABEL, assign_protocol, load_data, load_styles, top_classes
-from fashion_fastai.errors import OptionError
-from fashion_fastai.holdout import AUTO, RULES, describe, hold_out, held_years, product_stems
+from fashion_fastai.training.config import TrainConfig, parse_holdout_by
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.data.styles import assign_protocol, load_data, load_styles, top_classes
+from fashion_fastai.core.errors import OptionError
+from fashion_fastai.data.holdout import AUTO, RULES, describe, hold_out, held_years, product_stems
 
 from helpers import REAL_DATA, style_line, tiny_lines, write_dataset
 

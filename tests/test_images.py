@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from helpers import save_image, style_line
-from fashion_fastai.data import load_data, part_dataloaders
-from fashion_fastai.images import ProductImage, check_images, image_problem
-from fashion_fastai.pixels import open_rgb, to_rgb
+from fashion_fastai.data.styles import load_data, part_dataloaders
+from fashion_fastai.data.images import ProductImage, check_images, image_problem
+from fashion_fastai.data.pixels import open_rgb, to_rgb
 
 GREY16 = (np.arange(80 * 60).reshape(80, 60) * 13 % 65536).astype(np.uint16)
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from fashion_fastai.errors import ModelError, OptionError
-from fashion_fastai.index import Index, build, model_identity, weights_only
-from fashion_fastai.inference import WeightsOnlyModel
+from fashion_fastai.core.errors import ModelError, OptionError
+from fashion_fastai.catalogue.index import Index, build, model_identity, weights_only
+from fashion_fastai.inference.predictors import WeightsOnlyModel
 from helpers import export_untrained, run_module, save_image, style_line, write_dataset
 
 
@@ -41,7 +41,7 @@ def test_build_embeds_labels_and_skips(run_dir, catalogue):
 
 
 def test_search_is_exact_cosine_in_blocks(monkeypatch):
-    import fashion_fastai.index as ix
+    import fashion_fastai.catalogue.index as ix
     rng = np.random.default_rng(0)
     v = rng.normal(size=(50, 8)).astype(np.float32); v /= np.linalg.norm(v, axis=1, keepdims=True)
     index = Index(v.astype(np.float16), [str(i) for i in range(50)], [''] * 50, ['x'] * 50, ['model'] * 50, {})

@@ -1,4 +1,4 @@
-"""inference.py as a module: what loading a model imports, the package's import graph, the one place the device is chosen
+"""The inference package: what loading a model imports, the package's import graph, the one place the device is chosen
 (tested with a CUDA that torch only pretends to have), and the export that leaves training-only callbacks out."""
 import ast, subprocess, sys
 from pathlib import Path
@@ -6,14 +6,18 @@ from pathlib import Path
 import pytest
 import torch
 
+import fashion_fastai
 import fashion_fastai.inference as inference
-from fashion_fastai.errors import OptionError
-from fashion_fastai.inference import PickledLearner, WeightsOnlyModel, load_model, resolve_device, worker_device
+import fashion_fastai.inference.load as loading
+import fashion_fastai.inference.predictors as predictors
+from fashion_fastai.core.errors import OptionError
+from fashion_fastai.inference.load import load_model
+from fashion_fastai.inference.predictors import PickledLearner, WeightsOnlyModel, resolve_device, worker_device
 
 from helpers import export_untrained, save_image
 
-PACKAGE = Path(inference.__file__).parent
-TRAINING = ('stages', 'run', 'train', 'checkpoint', 'optimizer', 'distributed')  # the modules that train
+PACKAGE = Path(fashion_fastai.__file__).parent
+TRAINING = ('fashion_fastai.training', 'fashion_fastai.train', 'fashion_fastai.networks.optimizer')  # what trains
 CUDA = torch.device('cuda')
 
 
@@ -38,8 +42,9 @@ def test_loading_a_model_imports_no_training_code(run_dir):
             f"print(sorted(m for m in sys.modules if m.startswith('fashion_fastai.')))")
     p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
-    loaded = {m.split('.')[1] for m in eval(p.stdout.strip().splitlines()[-1])}
-    assert 'inference' in loaded and not loaded & set(TRAINING), loaded & set(TRAINING)
+    loaded = eval(p.stdout.strip().splitlines()[-1])
+    training = [m for m in loaded if m.startswith(TRAINING)]
+    assert 'fashion_fastai.inference.load' in loaded and not training, training
 
 
 def runtime_nodes(tree):
@@ -50,25 +55,42 @@ def runtime_nodes(tree):
         yield from runtime_nodes(node)
 
 
+def module_name(f: Path) -> str:
+    "`fashion_fastai/inference/load.py` -> `fashion_fastai.inference.load` (a package by its `__init__.py`)."
+    parts = f.relative_to(PACKAGE.parent).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
 def package_imports() -> dict:
-    "{module: the package's modules it imports when run, at the top or inside a function} from the source."
+    """{module: the package's modules it imports when run, at the top or inside a function} from the source, by dotted
+    name (`from fashion_fastai.networks import attributes` counts as the module `fashion_fastai.networks.attributes`)."""
+    modules = {module_name(f): f for f in PACKAGE.rglob('*.py')}
     graph = {}
-    for f in PACKAGE.glob('*.py'):
+    for name, f in modules.items():
         deps = set()
         for node in runtime_nodes(ast.parse(f.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                deps |= {node.module.split('.')[0]} if node.module else {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('fashion_fastai.'):
-                deps.add(node.module.split('.')[1])
+            if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('fashion_fastai'):
+                subs = {f'{node.module}.{a.name}' for a in node.names} & modules.keys()
+                deps |= subs or {node.module}
             elif isinstance(node, ast.Import):
-                deps |= {a.name.split('.')[1] for a in node.names if a.name.startswith('fashion_fastai.')}
-        graph[f.stem] = deps - {'__init__'}
+                deps |= {a.name for a in node.names if a.name.startswith('fashion_fastai.')}
+        graph[name] = deps - {name, 'fashion_fastai'}
     return graph
+
+
+def test_the_package_imports_itself_by_absolute_names():
+    "No relative import is left to read two ways, and every name in the graph is a module of the package."
+    for f in PACKAGE.rglob('*.py'):
+        assert not [n for n in ast.walk(ast.parse(f.read_text())) if isinstance(n, ast.ImportFrom) and n.level], f
+    graph = package_imports()
+    assert set().union(*graph.values()) <= graph.keys()
 
 
 def test_no_import_circle_in_the_package():
     graph = package_imports()
-    assert 'processes' not in graph and 'stages' not in graph['artifacts']  # folded into inference; export needs no training
+    # export needs no training loop; inference imports no training code
+    assert 'fashion_fastai.training.stages' not in graph['fashion_fastai.training.artifacts']
+    assert not [d for m, deps in graph.items() if m.startswith('fashion_fastai.inference') for d in deps if d.startswith(TRAINING)]
     def circle(node, path):
         for dep in sorted(graph.get(node, ())):
             if dep in path: return path[path.index(dep):] + [dep]
@@ -120,8 +142,8 @@ def test_weights_only_model_and_batches_go_to_cuda(run_dir, images, fake_cuda):
 
 def test_pickled_learner_loads_on_cuda(run_dir, images, fake_cuda, monkeypatch):
     asked = []
-    real = inference.load_learner
-    monkeypatch.setattr(inference, 'load_learner', lambda f, cpu=True: asked.append(cpu) or real(f, cpu=True))
+    real = predictors.load_learner
+    monkeypatch.setattr(predictors, 'load_learner', lambda f, cpu=True: asked.append(cpu) or real(f, cpu=True))
     p = PickledLearner(run_dir / 'stage1.pkl')
     assert asked == [False] and p.device == CUDA and p.learn.dls.device == CUDA and fake_cuda  # fastai's cpu=False
     assert PickledLearner(run_dir / 'stage1.pkl', device='cpu').learn.dls.device == torch.device('cpu')
@@ -133,11 +155,12 @@ def test_worker_processes_use_the_cpu_unless_cuda_is_asked(run_dir, monkeypatch)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     started = []
     class Pool(inference.Predictor):  # records what the workers would get, and starts nothing
-        def __init__(self, path, form, vocabs, processes, device): started.append((path, form, processes, device))
-    monkeypatch.setattr(inference, 'ProcessPredictor', Pool)
+        def __init__(self, path, form, vocabs, processes, device, load):
+            started.append((path, form, processes, device))
+    monkeypatch.setattr(loading, 'ProcessPredictor', Pool)
     checked = []
-    real = inference.WeightsOnlyModel
-    monkeypatch.setattr(inference, 'WeightsOnlyModel', lambda path, device: checked.append(device) or real(path, 'cpu'))
+    real = predictors.WeightsOnlyModel
+    monkeypatch.setattr(loading, 'WeightsOnlyModel', lambda path, device: checked.append(device) or real(path, 'cpu'))
     load_model(run_dir, 'stage1', processes=2)
     load_model(run_dir, 'stage1', processes=3, device='cuda')
     assert started == [(run_dir / 'stage1.json', 'weights', 2, torch.device('cpu')),
@@ -155,8 +178,8 @@ def test_a_real_gpu_predicts_as_the_cpu(run_dir, images):
 def test_export_leaves_out_the_callbacks_marked_training_only(tiny_dls, tmp_path, monkeypatch):
     "bf16 autocast and the epoch log stay with the learner that trains, not in the .pkl; any marked callback goes too."
     from fastai.vision.all import Callback, load_learner
-    from fashion_fastai.artifacts import export_stage
-    from fashion_fastai.stages import build_learner
+    from fashion_fastai.training.artifacts import export_stage
+    from fashion_fastai.training.stages import build_learner
     class Scratch(Callback): training_only = True  # unpicklable from here: exporting it would fail the test
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     learn = build_learner(tiny_dls, 'resnet18', path=tmp_path, precision='bf16')

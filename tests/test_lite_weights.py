@@ -10,8 +10,8 @@ import timm
 import torch
 from PIL import Image
 
-from fashion_fastai import lite_weights as lw
-from fashion_fastai.errors import WeightsError
+from fashion_fastai.networks import lite_weights as lw
+from fashion_fastai.core.errors import WeightsError
 
 ARCH = "tf_efficientnet_lite0"
 ESPRESSO = 967  # ImageNet class index
@@ -57,7 +57,7 @@ def test_same_logits_as_reference(package_state, timm_model, hw):
 def test_classifies_a_photo(timm_model):
     import skimage.data
     img = Image.fromarray(skimage.data.coffee()).resize((224, 224), Image.BICUBIC)
-    from fashion_fastai.weights import normalization
+    from fashion_fastai.networks.weights import normalization
     mean, std = normalization(ARCH)  # what training uses for this arch
     assert mean == std == [0.5, 0.5, 0.5]
     x = (torch.from_numpy(np.array(img)).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]) \

@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from fashion_fastai.config import TrainConfig
+from fashion_fastai.training.config import TrainConfig
 
 NBS = Path(__file__).resolve().parents[1] / "nbs"
 NOTEBOOKS = sorted(NBS.glob("*.ipynb"))
@@ -52,7 +52,7 @@ def jupyter_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory) -> Path:
     "The demo data set generated once into a temporary cache shared by the notebooks (they find it via the cache env var)."
-    from fashion_fastai.demo import demo_dir
+    from fashion_fastai.data.demo import demo_dir
     cache = tmp_path_factory.mktemp("cache")
     demo_dir(cache, scale=float(TINY["DEMO_SCALE"]))
     return cache

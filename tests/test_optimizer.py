@@ -8,8 +8,8 @@ from torch import nn
 import torch.nn.functional as F
 from fastai.vision.all import Adam, DataLoader, DataLoaders, Learner, params
 
-from fashion_fastai.optimizer import FusedAdam
-from fashion_fastai.stages import build_learner
+from fashion_fastai.networks.optimizer import FusedAdam
+from fashion_fastai.training.stages import build_learner
 
 
 def small_learner(opt_func, wd_bn_bias: bool) -> Learner:

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fashion_fastai.compat import PadResize
-from fashion_fastai.images import ProductImage
-from fashion_fastai.pixels import image_batch, pad_resize
+from fashion_fastai.core.compat import PadResize
+from fashion_fastai.data.images import ProductImage
+from fashion_fastai.data.pixels import image_batch, pad_resize
 
 
 def _photo(w, h, seed=0) -> Image.Image:
@@ -37,14 +37,14 @@ def test_image_batch_is_uint8_nchw(tmp_path):
 
 def test_needs_neither_torch_nor_fastai():
     "A shipped model decodes where PyTorch is not installed."
-    code = ("import sys; import fashion_fastai.pixels; "
+    code = ("import sys; import fashion_fastai.data.pixels; "
             "print(sorted(m for m in ('torch', 'fastai', 'torchvision') if m in sys.modules))")
     assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == '[]'
 
 
 def test_decoded_ahead_keeps_order_and_decodes_one_batch_ahead():
     "The next batch decodes while this one is used, and never more than one ahead: memory stays flat in the file count."
-    from fashion_fastai.pixels import decoded_ahead
+    from fashion_fastai.data.pixels import decoded_ahead
     started, consumed = [], []
     def decode(chunk): started.append(chunk); return chunk * 10
     for out in decoded_ahead(decode, [1, 2, 3, 4]):

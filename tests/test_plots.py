@@ -1,4 +1,4 @@
-"""Tests for fashion_fastai.plots: every plot writes a PNG, atomically, and shows what it should."""
+"""Tests for fashion_fastai.reporting.plots: every plot writes a PNG, atomically, and shows what it should."""
 
 import math
 
@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-import fashion_fastai.plots as plots
-import fashion_fastai.scores as scores
+import fashion_fastai.reporting.plots as plots
+import fashion_fastai.evaluation.scores as scores
 from helpers import CASES, SCORES, VOCAB  # the hand-made prediction set (its fixtures are in conftest.py)
 
 
@@ -95,7 +95,7 @@ def test_plot_top_losses_checks_its_input(tmp_path, preds):
 def test_importing_plots_keeps_the_matplotlib_backend():
     "A notebook that imports the package must keep drawing its plots inline: no `matplotlib.use` at import."
     import subprocess, sys
-    code = ("import matplotlib; matplotlib.use('svg'); import fashion_fastai.plots, fashion_fastai.report, "
+    code = ("import matplotlib; matplotlib.use('svg'); import fashion_fastai.reporting.plots, fashion_fastai.reporting.report, "
             "fashion_fastai.train; print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"

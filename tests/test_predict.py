@@ -6,8 +6,11 @@ import json, subprocess, sys
 import pytest
 import torch
 
-from fashion_fastai.errors import ModelError
-from fashion_fastai.inference import ProcessPredictor, find_model, load_model, predict_paths
+from fashion_fastai.core.errors import ModelError
+from fashion_fastai.inference.answers import predict_paths
+from fashion_fastai.inference.load import load_model
+from fashion_fastai.inference.locate import find_model
+from fashion_fastai.inference.pool import ProcessPredictor
 from fashion_fastai.predict import main
 
 from helpers import TINY_TOP, export_untrained, save_image

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from fashion_fastai.errors import OptionError, DataError
-from fashion_fastai.prepare import prepare, shrunk_size, shrink_image
+from fashion_fastai.core.errors import OptionError, DataError
+from fashion_fastai.data.prepare import prepare, shrunk_size, shrink_image
 
 STYLES = ("id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName\n"
           "1,Men,Apparel,Topwear,Tshirts,Blue,Summer,2012,Casual,Blue tee\n"
@@ -94,7 +94,7 @@ def test_an_image_that_breaks_later_leaves_the_cache(full, tmp_path):
 
 def test_training_reads_the_cache(full, tmp_path):
     "The cache is a Kaggle folder: the loader finds every cached image and counts the skipped one as missing."
-    from fashion_fastai.data import load_data
+    from fashion_fastai.data.styles import load_data
     cache = tmp_path / 'cache'
     prepare(full, cache, size=64, workers=0, progress=False)
     data = load_data(cache, k=2)
@@ -124,7 +124,7 @@ def test_shrink_image_reports_a_bomb_without_decoding_it(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_train_runs_on_a_cache(tiny_dir, tmp_path):
     "`train --data CACHE` end to end (both stages) on a cache of a small data set shrunk to 40 pixels."
-    from fashion_fastai.config import TrainConfig
+    from fashion_fastai.training.config import TrainConfig
     from fashion_fastai.train import train
     cache = tmp_path / 'cache'
     r = prepare(tiny_dir, cache, size=40, workers=0, progress=False)
@@ -158,7 +158,7 @@ def test_command_line(full, tmp_path):
 
 def run_main(capsys, data, out) -> str:
     "The command's entry point in this process: its stderr line, after checking it exited 2 with nothing else."
-    from fashion_fastai.prepare import main
+    from fashion_fastai.data.prepare import main
     with pytest.raises(SystemExit) as e:
         main(data=data, out=out, workers=0)
     err = capsys.readouterr().err
@@ -255,7 +255,7 @@ def test_out_that_cannot_be_written(full, tmp_path, capsys, monkeypatch):
 def test_every_image_broken_is_an_error_after_the_counted_skips(full, tmp_path, capsys):
     "Bad images are counted skips; when none is left there is nothing to train on, which is said as an error."
     for p in (full / 'images').iterdir(): p.write_bytes(b'<html>404</html>')
-    from fashion_fastai.prepare import main
+    from fashion_fastai.data.prepare import main
     with pytest.raises(SystemExit) as e:
         main(data=full, out=tmp_path / 'cache', workers=0)
     out, err = capsys.readouterr()

@@ -1,4 +1,4 @@
-"""Tests for fashion_fastai.report: the exact markdown, and files an interrupted write never leaves half done."""
+"""Tests for fashion_fastai.reporting.report: the exact markdown, and files an interrupted write never leaves half done."""
 
 import json
 import os
@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import fashion_fastai.atomic as atomic
-import fashion_fastai.plots as plots
-import fashion_fastai.report as report
-import fashion_fastai.scores as scores
+import fashion_fastai.core.atomic as atomic
+import fashion_fastai.reporting.plots as plots
+import fashion_fastai.reporting.report as report
+import fashion_fastai.evaluation.scores as scores
 from helpers import VOCAB  # the hand-made prediction set (its fixtures are in conftest.py)
 
 

@@ -1,4 +1,4 @@
-"""Exact-number tests for fashion_fastai.scores on a hand-made prediction set (helpers.py, `preds`/`table` in conftest.py),
+"""Exact-number tests for fashion_fastai.evaluation.scores on a hand-made prediction set (helpers.py, `preds`/`table` in conftest.py),
 which test_report and test_plots share.
 
 Fixture: 6 classes a..f, 7 test images.
@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 
-import fashion_fastai.report as report
-import fashion_fastai.scores as scores
+import fashion_fastai.reporting.report as report
+import fashion_fastai.evaluation.scores as scores
 from helpers import CASES, TRAIN, VOCAB
 
 def test_fixture_ranks(preds):

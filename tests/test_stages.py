@@ -8,11 +8,11 @@ import torch
 from fastai.vision.all import Callback, Learner, accuracy
 from torch import nn
 
-from fashion_fastai.stages import CPUAutocast, build_learner, build_model, top5, train_stage
-from fashion_fastai.weights import body_state_from_imagenet
+from fashion_fastai.training.stages import CPUAutocast, build_learner, build_model, top5, train_stage
+from fashion_fastai.networks.weights import body_state_from_imagenet
 
 from helpers import distinctive_resnet_state
-from fashion_fastai.models import MODELS
+from fashion_fastai.core.models import MODELS
 
 STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
@@ -200,8 +200,8 @@ def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
 
 def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, demo_dls, tmp_path):
     "Every class of both parts, the body of the last stage, and a head whose last layer points at each class's features."
-    from fashion_fastai.data import ALL, part_dataloaders
-    from fashion_fastai.stages import build_model
+    from fashion_fastai.data.styles import ALL, part_dataloaders
+    from fashion_fastai.training.stages import build_model
     dls = part_dataloaders(demo_loaded, ALL, size=(32, 24), bs=8, num_workers=0, augment=False, seed=0)
     assert list(dls.vocab) == sorted(set(demo_dls["top"].vocab) | set(demo_dls["rare"].vocab))
     fresh = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path)  # finite features (the fixture's are not)
@@ -263,7 +263,7 @@ def assert_imprinted(learn, source, dls):
 
 def test_the_last_validation_pass_is_kept_for_the_evaluation(tiny_dls, tmp_path):
     "Validating on the test split, the last epoch's pass is the evaluation: the run does not predict those images again."
-    from fashion_fastai.stages import KeepValidPreds
+    from fashion_fastai.training.stages import KeepValidPreds
     learn = build_learner(tiny_dls, "resnet18", path=tmp_path)
     learn.add_cb(KeepValidPreds())
     learn.lr_find(num_it=3, show_plot=False, suggest_funcs=())  # a cancelled validation keeps nothing

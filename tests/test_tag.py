@@ -6,10 +6,10 @@ import csv, os, subprocess, sys
 
 import pytest
 
-from fashion_fastai.errors import DataError, OptionError
-from fashion_fastai.inference import load_model
-from fashion_fastai.data import image_id
-from fashion_fastai.tag import tag
+from fashion_fastai.core.errors import DataError, OptionError
+from fashion_fastai.inference.load import load_model
+from fashion_fastai.core.schema import image_id
+from fashion_fastai.catalogue.tag import tag
 from helpers import export_untrained, run_module, save_image, sigkill_when
 
 ATTRIBUTES = {'gender': ['Boys', 'Girls', 'Men', 'Women'], 'usage': ['Casual', 'Sports']}

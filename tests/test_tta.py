@@ -3,10 +3,10 @@ head, reusing a plain pass the run has) and `--tta N` (fastai's `tta`).  resnet1
 import pytest
 import torch
 
-from fashion_fastai.config import TrainConfig, parse_tta, FLIP
-from fashion_fastai.errors import OptionError
-from fashion_fastai.stages import build_learner
-from fashion_fastai.tta import predict_with_tta, mean_outputs
+from fashion_fastai.training.config import TrainConfig, parse_tta, FLIP
+from fashion_fastai.core.errors import OptionError
+from fashion_fastai.training.stages import build_learner
+from fashion_fastai.evaluation.tta import predict_with_tta, mean_outputs
 
 
 @pytest.mark.parametrize("given, parsed", [("flip", FLIP), ("Flip", FLIP), (" flip", FLIP), (0, 0), ("0", 0),
@@ -75,8 +75,9 @@ def test_outputs_of_several_heads_are_averaged_head_by_head():
 
 def test_the_run_evaluation_averages_its_kept_pass_with_the_mirrored_one(learner, tiny_data, tiny_dls):
     "`evaluate_heads` with a kept validation pass and `--tta flip`: one new pass, the mirrored one, averaged in."
-    from fashion_fastai.data import LABEL, eval_rows, as_items
-    from fashion_fastai.evaluate import evaluate_heads
+    from fashion_fastai.core.schema import LABEL
+    from fashion_fastai.data.styles import eval_rows, as_items
+    from fashion_fastai.evaluation.evaluate import evaluate_heads
     rows = eval_rows(tiny_data, "top")
     dl = tiny_dls.test_dl(as_items(rows), with_labels=True, shuffle=False)
     plain, mirrored = softmax_of(learner, dl, False), softmax_of(learner, dl, True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fashion_fastai.calibration import fit_temperature
-from fashion_fastai.errors import DataError
-from fashion_fastai.zero_shot import (SECONDARY, TABLE, ZeroShotHead, ZeroShotPath, fit_boost, imagenet_index, join,
+from fashion_fastai.answering.temperature import fit_temperature
+from fashion_fastai.core.errors import DataError
+from fashion_fastai.answering.zero_shot import (SECONDARY, TABLE, ZeroShotHead, ZeroShotPath, fit_boost, imagenet_index, join,
                                      load_map, read_map)
 
 

@@ -1,0 +1,152 @@
+"""`python -m fashion_fastai.tag MODEL FOLDER... --out tags.csv`: tag a catalogue's photos into a CSV in `styles.csv`'s
+column layout, one row per image, for the people behind a catalogue.
+
+A command of its own rather than `predict --csv`: its contract is a file that grows, not an answer to print.  Rows are
+written chunk by chunk as they are predicted (flushed and synced to disk), so a run killed at any moment loses at most
+the chunk in flight, and the same command run again continues after the last whole row: a row is never written twice
+(a line cut short by the kill is dropped, and its image tagged again).  Unreadable files are counted and listed in
+`<out>.skipped.csv` (path, reason), never fatal; so are two files whose names give the same id (`01.jpg`, `1.jpg`: the
+first keeps it).  Memory holds the file names and one chunk, whatever the number of images.
+
+`needs_review` is true when a row's article type, or any other attribute the model predicts, has a best probability
+under `--min-prob`.  These are the model's softmax probabilities, not calibrated ones: the threshold is the user's.
+"""
+from __future__ import annotations
+
+import csv, os, sys
+from pathlib import Path
+from typing import Annotated
+
+from fastcore.script import call_parse
+from fastprogress.fastprogress import progress_bar
+
+from fashion_fastai.cli import command
+from fashion_fastai.core.schema import COLUMNS, image_id
+from fashion_fastai.core.errors import DataError, OptionError
+from fashion_fastai.answering.answering import REVIEW_PROB
+from fashion_fastai.inference.load import load_model_file
+from fashion_fastai.inference.locate import ENGINES, choose_engine, expand_paths, find_model, models_help
+from fashion_fastai.inference.predictors import DEVICES
+from fashion_fastai.data.images import image_problem
+
+
+def header(vocabs: dict) -> list:
+    "`id`, then each head the model has in `styles.csv`'s column order with its probability, then `needs_review`, `file`."
+    heads = [c for c in COLUMNS if c in vocabs] + [h for h in vocabs if h not in COLUMNS]
+    return ['id', *(x for h in heads for x in (h, f'{h}_prob')), 'needs_review', 'file']
+
+
+def done_so_far(out: Path, skipped: Path, columns: list) -> tuple[dict, set]:
+    """What an earlier run of the same command finished: {id: file} tagged, and the files it skipped, after dropping a
+    last line the kill cut short.  An `out` from another model (other columns) is refused rather than mixed."""
+    tagged, skips = {}, set()
+    if out.is_file() and out.stat().st_size:
+        with open(out, 'rb+') as f:  # a kill mid-write leaves a line without its newline: it was not finished
+            data = f.read()
+            if not data.endswith(b'\n'): f.truncate(data.rfind(b'\n') + 1)
+        with open(out, newline='') as f:
+            rows = csv.reader(f)
+            found = next(rows, None)
+            if found != columns:
+                raise OptionError(f"--out {out} holds other columns ({', '.join(found or ['none'])}) than this model "
+                                  f"writes ({', '.join(columns)}): it comes from another model; choose another --out.")
+            tagged = {r[0]: r[-1] for r in rows if r}
+    if skipped.is_file():
+        with open(skipped, newline='') as f: skips = {r[0] for r in list(csv.reader(f))[1:] if r}
+    return tagged, skips
+
+
+def writable(out: Path) -> None:
+    "Refuse an --out that cannot be written now, before any image is read."
+    if out.is_dir(): raise OptionError(f"--out {out} is a folder: give a file name, e.g. {out / 'tags.csv'}.")
+    if not out.parent.is_dir():
+        raise OptionError(f"--out {out}: its folder {out.parent} does not exist; create it or choose another --out.")
+    try:
+        with open(out, 'a'): pass
+    except OSError as e:
+        raise OptionError(f"--out {out} cannot be written ({e.strerror}): choose another --out.") from e
+
+
+def append_rows(path: Path, rows: list, columns: list) -> None:
+    "Append whole rows (the header first, for a new file), flushed and synced: what is on disk is finished."
+    new = not path.is_file() or not path.stat().st_size
+    with open(path, 'a', newline='') as f:
+        w = csv.writer(f, lineterminator='\n')
+        if new: w.writerow(columns)
+        w.writerows(rows)
+        f.flush(); os.fsync(f.fileno())
+
+
+def tag_rows(predictor, files: list, min_prob: float) -> list:
+    "One row per file: every head's best class and its (calibrated) probability, `needs_review`, the file."
+    probs = predictor.answer_probs(files)[0]
+    heads = header(predictor.vocabs)[1:-2:2]
+    best = {h: probs[h].max(dim=1) for h in heads}
+    rows = []
+    for n, f in enumerate(files):
+        cells, review = [image_id(f)], False
+        for h in heads:
+            p = float(best[h].values[n])
+            cells += [predictor.vocabs[h][int(best[h].indices[n])], f'{p:.4f}']
+            review |= p < min_prob
+        rows.append([*cells, review, str(f)])
+    return rows
+
+
+def tag(predictor, paths, out: Path, min_prob: float = REVIEW_PROB, chunk: int = 256, show=None) -> dict:
+    """Tag the images under `paths` into `out`, continuing after what an earlier run finished; returns counts.  `show`:
+    a progress bar (None: on a terminal only)."""
+    out = Path(out)
+    writable(out)
+    skipped_path = out.with_name(out.name + '.skipped.csv')
+    columns = header(predictor.vocabs)
+    tagged, done_skips = done_so_far(out, skipped_path, columns)
+    done, seen = set(tagged.values()) | done_skips, dict(tagged)
+    files, skips = [], []
+    for f in expand_paths(paths):
+        if str(f) in done: continue
+        i = image_id(f)
+        if i in seen: skips.append([str(f), f'duplicate id {i}: {seen[i]} has it']); continue
+        seen[i] = str(f)
+        files.append(f)
+    counts = dict(tagged=0, skipped=0, already=len(tagged))
+    show = sys.stdout.isatty() if show is None else show
+    batches = [files[i:i + chunk] for i in range(0, len(files), chunk)]
+    for batch in (progress_bar(batches) if show and batches else batches):
+        readable = []
+        for f in batch:
+            why = image_problem(f) if Path(f).exists() else 'file not found'
+            (skips.append([str(f), why]) if why else readable.append(f))
+        if readable: append_rows(out, tag_rows(predictor, readable, min_prob), columns)
+        if skips: append_rows(skipped_path, skips, ['path', 'reason']); counts['skipped'] += len(skips); skips = []
+        counts['tagged'] += len(readable)
+        if not show: print(f"tag: {counts['tagged']} of {len(files)} images tagged into {out}", flush=True)
+    if skips: append_rows(skipped_path, skips, ['path', 'reason']); counts['skipped'] += len(skips)
+    return counts
+
+
+@call_parse
+@command('tag')
+def main(model: str,                 # run folder, <model>.json (weights-only) or <model>.pkl (exported learner)
+         *paths: Annotated[str, {'nargs': '+'}],  # image folders (searched recursively) and/or files
+         out: str = 'tags.csv',      # the CSV to write, or to continue when it exists
+         stage: Annotated[str, {'help': f"which model of a run folder: {models_help()} (default: as predict)"}] = None,
+         min_prob: float = REVIEW_PROB, # needs_review when a head's best probability is under this (calibrated where the run has a holdout)
+         chunk: int = 256,           # images predicted and written at a time (what a kill can lose)
+         engine: Annotated[str, {'help': f"what runs the model: {' or '.join(ENGINES)} (default: torch)"}] = 'torch',
+         device: Annotated[str, {'help': f"{', '.join(DEVICES)} (default: auto)"}] = 'auto',
+         processes: int = 1,         # worker processes sharing each chunk (see predict --processes)
+         trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
+         ):
+    "Tag every product photo under the folders into a CSV in styles.csv's layout, resumable after an interruption."
+    if not paths: raise OptionError("give at least one image folder or file after MODEL.")
+    if not 0 < min_prob <= 1: raise OptionError(f"--min-prob must be a probability in (0, 1], got {min_prob}.")
+    if chunk < 1 or processes < 1: raise OptionError(f"--chunk and --processes must be at least 1, got {chunk}, {processes}.")
+    writable(Path(out))
+    found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
+    with load_model_file(*found, device, processes) as predictor:
+        counts = tag(predictor, paths, Path(out), min_prob, chunk)
+    print(f"tag: {counts['tagged']} images tagged into {out}"
+          + (f", {counts['already']} done by an earlier run" if counts['already'] else '')
+          + (f"; {counts['skipped']} skipped, listed in {out}.skipped.csv" if counts['skipped'] else ''), flush=True)
+    if not counts['tagged'] and not counts['already']: raise DataError(f"no image under {', '.join(paths)} could be tagged.")

@@ -1,0 +1,98 @@
+"""The step after a model is evaluated: on its part's holdout (even-year photos it did not train on), fit a temperature
+per head and the zero-shot gate's boost, then score the test split the ways a user can ask for (closed-set: the
+trained head alone, as the published runs were scored; joined: with the zero-shot classes).  The fitted values become
+the model's `Answering` (answering.py), recorded in its JSON for predict; the numbers go to the report.
+
+The test split is only scored here: every fitted value comes from the holdout.  A run without a holdout (`--holdout 0`)
+has nothing to fit on, and its models answer with their plain softmax and no zero-shot classes, saying why.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fashion_fastai.answering.answering import REVIEW_PROB, Answering
+from fashion_fastai.answering.temperature import ece, fit_temperature, reliability, temper
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.evaluation.evaluate import evaluate_heads
+from fashion_fastai.evaluation.scores import class_table, summarize
+from fashion_fastai.answering.zero_shot import ZeroShotPath
+
+MAX_ROUTED = 0.01  # the share of holdout photos (all of trained classes) the gate may answer with a zero-shot class
+
+
+def review_numbers(probs, before, targets) -> dict:
+    "ECE before and after the temperature, and at `REVIEW_PROB` the share of photos above it and their accuracy."
+    probs, targets = np.asarray(probs), np.asarray(targets)
+    sure, hit = probs.max(1) >= REVIEW_PROB, probs.argmax(1) == targets
+    return dict(ece_before=ece(before, targets), ece_after=ece(probs, targets),
+                coverage=float(sure.mean()) if len(sure) else None, precision=float(hit[sure].mean()) if sure.any() else None)
+
+
+def untrained_classes(vocab, train_counts: dict) -> list:
+    return [c for c in vocab if not train_counts.get(c, 0)]
+
+
+def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_rows(data, part, 'valid')`)
+              test: dict,                     # {head: (table, summary, probs, targets)} of `evaluate_heads` on the test rows
+              test_files: list,               # the test rows' files, in that order
+              train_counts: dict,             # {head: {class: training images}}, as evaluated
+              zmap: dict,                     # the zero-shot map (zero_shot.load_map)
+              scorer=None,                    # imagenet_classifier.Scorer, or None (`no_scorer` says why)
+              no_scorer: str = '',
+              network: dict = None,           # the frozen network's record for the JSON ({'file', 'arch', 'size', ...})
+              tta=0,
+              max_routed: float = MAX_ROUTED) -> tuple[Answering, dict]:
+    """(the model's `Answering`, the report's numbers: per head its temperature and review numbers; with a zero-shot
+    path, the joined table and summary, routing and review numbers; `curves` for the reliability plot)."""
+    if holdout is None or not len(holdout):
+        why = ('trained without a holdout (--holdout 0): nothing to fit temperatures and the zero-shot gate on, so '
+               'the model answers with its softmax and no zero-shot classes')
+        return Answering(why_not=why), dict(why_not=why)
+    held = evaluate_heads(learn, holdout, train_counts, tta)
+    targets = {h: np.asarray(t[3]) for h, t in test.items()}
+    temperatures, heads, curves = {}, {}, {}
+    for h, (_, _, p, y) in held.items():
+        temperatures[h] = fit_temperature(p, y)
+        before = np.asarray(test[h][2], np.float64)
+        after = temper(before, temperatures[h])
+        heads[h] = dict(temperature=temperatures[h], **review_numbers(after, before, targets[h]))
+        if h == LABEL:
+            curves['closed-set, softmax'] = reliability(before, targets[h])
+            curves['closed-set, calibrated'] = reliability(after, targets[h])
+    numbers = dict(holdout_images=len(holdout), review_prob=REVIEW_PROB, heads=heads, curves=curves)
+    vocab = list(test[LABEL][0].index)
+    untrained = untrained_classes(vocab, train_counts[LABEL])
+    path = ZeroShotPath.of(vocab, untrained, zmap)
+    why = ('every class of this model had training photos' if not untrained else
+           f"no zero-shot map row for its classes without training photos ({', '.join(untrained)})"
+           if not path.head.classes else no_scorer if scorer is None else '')
+    holdout_record = dict(images=len(holdout), max_routed=max_routed)
+    if why:
+        numbers['why_not'] = why
+        return Answering(temperatures, holdout=holdout_record, why_not=why), numbers
+    hold_p, hold_y = np.asarray(held[LABEL][2], np.float64), np.asarray(held[LABEL][3])
+    hold_imagenet = scorer.probs(holdout['file'])
+    path = path.fitted(hold_p, hold_imagenet, max_routed, hold_y)
+    joined_hold = path.joined(hold_p, hold_imagenet)
+    answerable = path.answerable(hold_y)
+    joined_t = fit_temperature(joined_hold[answerable], hold_y[answerable])
+    of_trained = path.of_trained(hold_y)  # the photos the bound counts
+    test_p = np.asarray(test[LABEL][2], np.float64)
+    before = path.joined(test_p, scorer.probs(test_files))
+    after = temper(before, joined_t)
+    y = targets[LABEL]
+    table = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts[LABEL])
+    zs = np.isin(y, path.zero_shot_index)
+    routed_hold = float(path.routed(joined_hold[of_trained]).mean()) if of_trained.any() else 0.
+    holdout_record['routed'] = routed_hold
+    curves['with zero-shot, calibrated'] = reliability(after, y)
+    numbers['zero_shot'] = dict(
+        classes=list(path.head.classes), boost=path.boost, max_routed=max_routed, temperature=joined_t,
+        holdout_routed=routed_hold,
+        test_routed=float(path.routed(after).mean()), test_images_of_zero_shot_classes=int(zs.sum()),
+        zero_shot_classes_top1=float((after[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
+        closed_zero_shot_classes_top1=float((test_p[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
+        table=table, summary=summarize(table), **review_numbers(after, before, y))
+    return Answering(temperatures, path, joined_t, network, holdout_record), numbers

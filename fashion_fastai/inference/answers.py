@@ -1,0 +1,44 @@
+"""What a user is told for each photo: its top-k article types, each other attribute's best value, whether it is
+`uncertain` and whether a zero-shot class answered it; the one function every command that answers photos calls."""
+from __future__ import annotations
+
+from fashion_fastai.answering.answering import REVIEW_PROB
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.inference.locate import readable
+from fashion_fastai.inference.predictors import Predictor
+
+def answers(predictor: Predictor, files: list, heads: dict, topk: int = 5, min_prob: float = REVIEW_PROB,
+            routed: list = None) -> list:
+    """Per file, its top-k article types (and, from a model with other attributes, each one's best value under
+    `attributes`) from `heads` (`answer_probs` of `files`).  With `min_prob`, each says whether it is `uncertain` (its
+    best article type below that probability); with `routed` (`answer_probs`'), whether a zero-shot class answered it
+    (`zero_shot`).  Nothing is dropped or relabelled."""
+    heads = dict(heads)
+    probs = heads.pop(LABEL)
+    k = min(topk, probs.shape[1])
+    vals, idxs = probs.topk(k, dim=1)
+    best = {h: p.max(dim=1) for h, p in heads.items()}
+    results = []
+    for n, (f, v, i) in enumerate(zip(files, vals.tolist(), idxs.tolist())):
+        results.append({'path': str(f), 'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
+        if heads: results[-1]['attributes'] = {h: {'class': predictor.vocabs[h][int(b.indices[n])],
+                                                   'prob': round(float(b.values[n]), 4)} for h, b in best.items()}
+        if min_prob is not None: results[-1]['uncertain'] = v[0] < min_prob
+        if routed is not None: results[-1]['zero_shot'] = routed[n]
+    return results
+
+
+def answering_note(predictor: Predictor) -> dict:
+    "What the answers' probabilities are, for predict's JSON and its one line on stderr."
+    a = predictor.answering
+    why = ('--closed-set: the trained classes alone' if predictor.closed_set and a.has_zero_shot else a.why_not)
+    return dict(calibrated=bool(a.temperatures), zero_shot=predictor.zero_shot,
+                **({'zero_shot_classes': len(a.zero_shot.head.classes)} if predictor.zero_shot else {'why_not': why}))
+
+
+def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = REVIEW_PROB) -> tuple[list, list]:
+    "`answers` for the readable images under `paths`, and the skipped ones with reasons."
+    files, skipped = readable(paths)
+    if not files: return [], skipped
+    heads, routed = predictor.answer_probs(files)
+    return answers(predictor, files, heads, topk, min_prob, routed), skipped
