@@ -20,7 +20,7 @@ from __future__ import annotations
 import json, platform, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import numpy as np
 import torch
 from fastcore.script import call_parse
@@ -34,7 +34,7 @@ from fashion_fastai.inference.predictors import WeightsOnlyModel
 from fashion_fastai.networks.lite_weights import timm_weights_file
 from fashion_fastai.core.models import ALL
 from fashion_fastai.networks.weights import normalization
-from fashion_fastai.answering.zero_shot import ZeroShotPath, load_map
+from fashion_fastai.answering.zero_shot import MAX_ROUTED, ZeroShotPath, load_map
 
 ARCH = 'tf_efficientnet_lite0'
 
@@ -43,7 +43,8 @@ def imagenet_probs(files: list, size=(224, 224)) -> tuple[np.ndarray, float]:
     """[N, 1000] ImageNet probabilities of the starting network (imagenet_classifier.py's frozen network, here at the
     square 224x224 this benchmark was first run at; runs use `input_size`), and its photos per second (decoding
     included)."""
-    net, _ = imagenet_classifier.network(ARCH, torch.load(timm_weights_file(ARCH), map_location='cpu', weights_only=True))
+    net, _ = imagenet_classifier.network(ARCH,
+                                         torch.load(timm_weights_file(ARCH), map_location='cpu', weights_only=True))
     t0 = time.time()
     probs = imagenet_classifier.Scorer(net, size, *normalization(ARCH)).probs(files)
     return probs, len(files) / (time.time() - t0)
@@ -61,12 +62,13 @@ def scores_of(name: str, probs: np.ndarray, targets: np.ndarray, masks: dict) ->
 @call_parse
 def main(run: Path,                    # a run folder trained with --holdout (its all-classes model is measured)
          cache: Path = None,           # an .npz to keep the ImageNet probabilities in between runs of this script
-         max_routed: float = 0.01,     # holdout share the gate may route to zero-shot classes
+         max_routed: float = MAX_ROUTED, # holdout share the gate may route to zero-shot classes
          out: Path = Path(__file__).parent / 'results' / 'zero_shot.json',
          ):
     run = Path(run)
     cfg, record = TrainConfig.of_run(run), json.loads((run / 'config.json').read_text())
-    if not cfg.holdout: raise SystemExit(f"{run} was trained without --holdout: the gate needs held-out even-year photos.")
+    if not cfg.holdout: raise SystemExit(f"{run} was trained without --holdout: the gate needs held-out even-year "
+                                         "photos.")
     data = load_data(Path(record['data_dir']), **{**cfg.data_options(), 'attributes': ()})
     rows = data.part(ALL)
     holdout, test = rows[rows['split'] == 'valid'], rows[rows['split'] == 'test']
@@ -102,7 +104,8 @@ def main(run: Path,                    # a run folder trained with --holdout (it
                         f'{name}_test_ece_before': round(100 * ece(probs[t], targets[t]), 2),
                         f'{name}_test_ece_after': round(100 * ece(tempered, targets[t]), 2),
                         f'{name}_coverage_at_0.5': round(100 * float(sure.mean()), 2),
-                        f'{name}_precision_at_0.5': round(100 * float((tempered.argmax(1) == targets[t])[sure].mean()), 2)}
+                        f'{name}_precision_at_0.5':
+                            round(100 * float((tempered.argmax(1) == targets[t])[sure].mean()), 2)}
     result = dict(run=str(run), holdout_photos=n_hold, test_photos=len(test), zero_shot_classes=list(head.classes),
                   boost=path.boost, max_routed=max_routed,
                   holdout_routed=round(100 * float(routed[:n_hold].mean()), 3),

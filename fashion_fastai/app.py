@@ -31,10 +31,11 @@ from fashion_fastai.core.errors import OptionError
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.catalogue.index import Index, similar_index
 from fashion_fastai.core.models import ANSWER_ORDER
-from fashion_fastai.inference.answers import answers
+from fashion_fastai.inference.answers import predict_paths
 from fashion_fastai.inference.load import load_model_file
-from fashion_fastai.inference.locate import ENGINES, choose_engine, exported, default_model, find_model, models_help, readable
-from fashion_fastai.inference.predictors import DEVICES, WeightsOnlyModel, resolve_device
+from fashion_fastai.inference.locate import choose_engine, exported, default_model, find_model, models_help, readable
+from fashion_fastai.inference.options import DEFAULT, Device, Engine, Model, TrustPickle, check_model_options
+from fashion_fastai.inference.predictors import WeightsOnlyModel
 from fashion_fastai.core.models import FIRST, NAMES, STAGES, spec
 from fashion_fastai.data.pixels import open_rgb
 
@@ -70,11 +71,11 @@ class Catalogue:
     model: WeightsOnlyModel  # the only form that embeds (`similar_index` refuses the others)
     k: int
 
-    def answer(self, path) -> tuple[dict, list]:
-        """The embedding model's `answer_probs` of the photo and its `k` nearest catalogue products ({id, label, score,
-        file} each: what `predict --similar` adds), from one forward pass of the trained model."""
-        embeddings, heads = self.model.embed([path])
-        return self.model.answered(heads, [path])[0], self.index.neighbours(embeddings.numpy(), self.k)[0]
+    def answer(self, path, topk: int = 5) -> tuple[dict, list]:
+        """The embedding model's `predict_paths` answer for the photo and its `k` nearest catalogue products ({id,
+        label, score, file} each: what `predict --similar` adds), from one forward pass of the trained model."""
+        (result,), _, embeddings = predict_paths(self.model, [path], topk, embed=True)
+        return result, self.index.neighbours(embeddings.numpy(), self.k)[0]
 
     def neighbours(self, path) -> list: return self.answer(path)[1]
 
@@ -144,9 +145,8 @@ def classify(predictors: dict,            # {title: predictor}, as from `load_pr
     if skipped: raise ValueError(f"Not a readable image ({skipped[0]['error']}).")
     out, near = [], None
     for predictor in predictors.values():
-        if catalogue is not None and predictor is catalogue.model: heads, near = catalogue.answer(path)  # one pass
-        else: heads = predictor.answer_probs(files)[0]
-        (result,) = answers(predictor, files, heads, topk)
+        if catalogue is not None and predictor is catalogue.model: result, near = catalogue.answer(files[0], topk)
+        else: (result,), _ = predict_paths(predictor, files, topk)
         zero_shot = set(predictor.answering.zero_shot.head.classes) if predictor.zero_shot else set()
         out.append({t['class'] + (ZERO_SHOT_MARK if t['class'] in zero_shot else ''): t['prob'] for t in result['top']})
         out += [{a['class']: a['prob']} for a in result.get('attributes', {}).values()]
@@ -200,17 +200,15 @@ def build_app(predictors: dict,             # {title: predictor}, as from `load_
 
 @call_parse
 @command('app')
-def main(model: str,                 # run folder, <model>.json (weights-only) or <model>.pkl (exported learner)
+def main(model: Model,
          port: int = 7860,           # port to serve the page on
          stage: Annotated[str, {'help': f"which models to show: auto ({ANSWER_ORDER[0]} when the run has it, else "
                                         f"{FIRST}, as predict answers), both ({' and '.join(STAGES)} side by side) or "
                                         f"one of {models_help()} (default: auto)"}] = 'auto',
          host: str = '127.0.0.1',    # address to listen on (0.0.0.0 to let other machines in)
-         trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
-         device: Annotated[str, {'help': f"where the models run: {', '.join(DEVICES)} (auto: CUDA when torch sees a "
-                                         f"GPU, else the CPU) (default: auto)"}] = 'auto',
-         engine: Annotated[str, {'help': f"what runs the models: {' or '.join(ENGINES)} (ONNX Runtime on the graphs "
-                                         f"`python -m fashion_fastai.export RUN` wrote) (default: torch)"}] = 'torch',
+         trust_pickle: TrustPickle = DEFAULT.trust_pickle,
+         device: Device = DEFAULT.device,
+         engine: Engine = DEFAULT.engine,
          similar: int = 0,           # with --index: a gallery of the K catalogue products most alike the photo
          index: Annotated[str, {'help': "a catalogue index from `python -m fashion_fastai.index`, built with a shown "
                                         "model (the first shown that made it embeds the photo)"}] = None,
@@ -218,7 +216,7 @@ def main(model: str,                 # run folder, <model>.json (weights-only) o
          ):
     "Serve a web page that shows the top-5 article types of an uploaded product photo."
     if not 0 < port < 65536: raise OptionError(f"--port must be a port number from 1 to 65535, got {port}.")
-    resolve_device(device)
+    check_model_options(engine=engine, device=device)
     predictors, catalogue = load_page(Path(model), stage, trust_pickle, device, engine, similar, index, closed_set)
     demo = build_app(predictors, source=model, catalogue=catalogue)
     try: demo.launch(server_name=host, server_port=port, share=False)

@@ -17,22 +17,17 @@ from fastcore.script import call_parse
 from fashion_fastai.cli import command
 from fashion_fastai.core.errors import OptionError
 from fashion_fastai.catalogue.index import similar_index
-from fashion_fastai.answering.answering import REVIEW_PROB
-from fashion_fastai.core.models import ANSWER_ORDER, FIRST
-from fashion_fastai.inference.answers import answering_note, answers
+from fashion_fastai.inference.answers import answering_note, predict_paths
 from fashion_fastai.inference.load import load_model_file
-from fashion_fastai.inference.locate import ENGINES, MODEL_HELP, choose_engine, expand_paths, find_model, models_help, readable
-from fashion_fastai.inference.predictors import DEVICES, resolve_device
+from fashion_fastai.inference.locate import choose_engine, expand_paths, find_model
+from fashion_fastai.inference.options import (DEFAULT, Device, Engine, MinProb, Model, Processes, Stage, TrustPickle,
+                                              check_model_options)
 
 
-def check_options(paths, topk: int, processes: int, min_prob, device: str) -> None:
-    "Every option that cannot work, refused before the model is loaded or an image read."
-    if not paths: raise OptionError(f"give at least one image file or folder after MODEL ({MODEL_HELP}).")
+def check_options(paths, topk: int, **options) -> None:
+    "Every option that cannot work, refused before the model is loaded or an image read: the model options' one check."
+    check_model_options(paths, **options)
     if topk < 1: raise OptionError(f"--topk must be at least 1, got {topk}.")
-    if processes < 1: raise OptionError(f"--processes must be at least 1, got {processes}.")
-    if min_prob is not None and not 0 < min_prob <= 1:
-        raise OptionError(f"--min-prob must be a probability in (0, 1], e.g. 0.5; got {min_prob}.")
-    resolve_device(device)
 
 
 def print_table(results: list) -> None:
@@ -47,40 +42,30 @@ def print_table(results: list) -> None:
 
 @call_parse
 @command('predict')
-def main(model: str,                 # run folder, <model>.json (weights-only) or <model>.pkl (exported learner)
+def main(model: Model,
          *paths: Annotated[str, {'nargs': '+'}], # image files and/or folders (searched recursively)
          topk: int = 5,              # how many classes to show per image
-         stage: Annotated[str, {'help': f"which model of a run folder: {models_help()} (default: {ANSWER_ORDER[0]} "
-                                        f"when the run has it, else {FIRST})"}] = None,
+         stage: Stage = DEFAULT.stage,
          json: bool = False,         # print JSON (predictions and skipped inputs) instead of a table
-         trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
-         processes: int = 1,         # worker processes sharing the images, one torch thread each (many files, small models); they use the CPU unless --device cuda
-         min_prob: float = REVIEW_PROB, # mark a prediction whose best class has a lower (calibrated) probability as uncertain: it needs review
-         device: Annotated[str, {'help': f"where the model runs: {', '.join(DEVICES)} (auto: CUDA when torch sees a "
-                                         f"GPU, else the CPU) (default: auto)"}] = 'auto',
-         engine: Annotated[str, {'help': f"what runs the model: {' or '.join(ENGINES)} (ONNX Runtime on the graph "
-                                         f"`python -m fashion_fastai.export RUN` wrote; no PyTorch needed to run it) "
-                                         f"(default: torch)"}] = 'torch',
+         trust_pickle: TrustPickle = DEFAULT.trust_pickle,
+         processes: Processes = DEFAULT.processes,
+         min_prob: MinProb = DEFAULT.min_prob,
+         device: Device = DEFAULT.device,
+         engine: Engine = DEFAULT.engine,
          similar: int = 0,           # with --index: also the K most alike catalogue products of each photo
          index: str = None,          # a catalogue index from `python -m fashion_fastai.index`, built with this model
          closed_set: bool = False,   # the trained classes alone, without the zero-shot ones (as the published runs scored)
          ):
     "Predict the top-k article types of product images with a trained model."
-    check_options(paths, topk, processes, min_prob, device)
+    check_options(paths, topk, stage=stage, engine=engine, device=device, processes=processes, min_prob=min_prob)
     found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
     catalogue, _ = similar_index(index, similar, [found], engine, processes) or (None, 0)
     files = expand_paths(paths)  # a folder without images stops here, before the model is loaded
     with load_model_file(*found, device, processes, closed_set=closed_set) as predictor:
-        files, skipped = readable(files)
-        results, note = [], answering_note(predictor)
-        if files:
-            if catalogue is None: heads, routed = predictor.answer_probs(files)
-            else:  # one pass: answers and embeddings
-                embeddings, heads = predictor.embed(files)
-                heads, routed = predictor.answered(heads, files)
-            results = answers(predictor, files, heads, topk, min_prob, routed)
-        if catalogue is not None and results:
-            for r, near in zip(results, catalogue.neighbours(embeddings.numpy(), similar)): r['similar'] = near
+        note = answering_note(predictor)
+        results, skipped, *embedded = predict_paths(predictor, files, topk, min_prob, embed=catalogue is not None)
+        if catalogue is not None and results:  # the embeddings come from the pass that answered
+            for r, near in zip(results, catalogue.neighbours(embedded[0].numpy(), similar)): r['similar'] = near
     if json: print(jsonlib.dumps({'predictions': results, 'skipped': skipped, 'answering': note}, indent=1))
     else: print_table(results)
     if not note['zero_shot']: print(f"no zero-shot answers: {note['why_not']}", file=sys.stderr)

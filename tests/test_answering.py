@@ -12,9 +12,8 @@ from helpers import cli_env, distinctive_resnet_state, run_module, tiny_train_ar
 
 from fashion_fastai.networks import imagenet_classifier
 from fashion_fastai.answering.answering import Answering
-from fashion_fastai.evaluation.calibrate import MAX_ROUTED
 from fashion_fastai.inference.load import load_model
-from fashion_fastai.answering.zero_shot import ZeroShotPath, load_map
+from fashion_fastai.answering.zero_shot import MAX_ROUTED, ZeroShotPath, load_map
 
 PERFUME = 'Perfume and Body Mist'  # the demo's top-20 class with test photos only, like the Kaggle data's
 
@@ -205,3 +204,59 @@ def test_a_finished_run_takes_a_users_map_on_resume(run, env, tmp_path):
     assert refit.temperatures['articleType'] == pytest.approx(first.temperatures['articleType'], rel=1e-3)
     assert refit.zero_shot.boost == pytest.approx(first.zero_shot.boost, rel=1e-3)
     assert refit.joined_temperature == pytest.approx(first.joined_temperature, rel=1e-3)
+
+
+def split_photos(run_dir, name):
+    "(the test photos of model `name`'s part, their article types), as the run chose them (its config.json)."
+    from fashion_fastai.core.models import spec
+    from fashion_fastai.data.styles import eval_rows, load_data
+    from fashion_fastai.training.config import TrainConfig
+    record = json.loads((run_dir / 'config.json').read_text())
+    rows = eval_rows(load_data(Path(record['data_dir']), **TrainConfig.of_run(run_dir).data_options()), spec(name).part)
+    return list(rows['file']), list(rows['articleType'])
+
+
+TIE = 1e-5  # two probabilities this close may swap between two correct float32 passes (batch size, kernels)
+
+
+@pytest.mark.slow
+def test_the_report_holds_what_predict_answers(run):
+    """results.md and metrics.json's micro top-1 of the model `predict` answers with, both ways, are `predict_paths`'s
+    answers for that model's test photos: the same count of right answers, but for a photo whose two best
+    probabilities are within `TIE` (the report's pass and predict's may order those two either way)."""
+    from fashion_fastai.inference import answer_files, default_model, predict_paths
+    from fashion_fastai.reporting.report import _pct
+    name = default_model(run)
+    files, truth = split_photos(run, name)
+    stage = json.loads((run / 'metrics.json').read_text())['stages'][name]
+    reported = {True: stage['answering']['closed_summary'], False: stage['answering']['zero_shot']['summary']}
+    assert stage['n_test'] == len(files) and stage['answering']['closed_summary']['all'] == stage['all']
+    section = (run / 'results.md').read_text().split(f'## {name}\n')[1].split('\n## ')[0]
+    assert (f"| micro top-1 % | {_pct(reported[True]['all']['micro_top1'])} | "
+            f"{_pct(reported[False]['all']['micro_top1'])} |") in section
+    for closed_set, summary in reported.items():
+        model = load_model(run, device='cpu', closed_set=closed_set)
+        results, skipped = predict_paths(model, files, topk=1)
+        assert not skipped and [r['path'] for r in results] == list(map(str, files))
+        right = sum(r['top'][0]['class'] == y for r, y in zip(results, truth))
+        best = answer_files(model, files)[0]['articleType'].double().topk(2, dim=1).values  # unrounded, as answered
+        ties = int((best[:, 0] - best[:, 1] <= TIE).sum())
+        assert abs(right - round(summary['all']['micro_top1'] * len(files))) <= ties, (closed_set, right, ties)
+
+
+@pytest.mark.slow
+def test_the_index_labels_an_unlabelled_photo_as_predict_answers(run, tmp_path):
+    "A catalogue photo without a styles.csv row gets the article type `predict` gives it, zero-shot classes included."
+    import shutil
+    from fashion_fastai.catalogue.index import build
+    from fashion_fastai.inference import answer_files, default_model, predict_paths
+    files, _ = split_photos(run, default_model(run))
+    loose = tmp_path / 'loose'; loose.mkdir()
+    for f in files[:12]: shutil.copy(f, loose)
+    index, _ = build(run / f'{default_model(run)}.json', [loose], device='cpu', log=lambda *a: None)
+    model = load_model(run, device='cpu')
+    results, _ = predict_paths(model, [loose], topk=1)
+    answered = answer_files(model, [r['path'] for r in results])[0]['articleType']
+    assert set(index.label_source) == {'model'} and len(results) == len(index.labels) == 12
+    for label, r, p in zip(index.labels, results, answered):  # predict's answer, or a class tied with it exactly
+        assert label == r['top'][0]['class'] or p[model.vocab.index(label)] == p.max()

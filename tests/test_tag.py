@@ -80,6 +80,26 @@ def test_bad_inputs_are_refused_before_any_image_is_read(run_dir, tmp_path):
     assert p.returncode == 2 and 'tag: error:' in p.stderr and 'Traceback' not in p.stderr
 
 
+
+def test_an_out_that_is_not_a_csv_is_refused_unchanged(run_dir, tmp_path):
+    photos(tmp_path / 'shop', 1)
+    binary = tmp_path / 'tags.csv'; binary.write_bytes(bytes(range(256)))
+    with pytest.raises(OptionError, match='is not a CSV'):
+        tag(load_model(run_dir), [tmp_path / 'shop'], binary, show=False)
+    assert binary.read_bytes() == bytes(range(256))
+
+
+def test_a_kill_inside_the_header_or_the_skipped_list_loses_nothing(run_dir, tmp_path):
+    "The header cut short: nothing was finished.  A skipped path cut short: the next one still starts a line."
+    files = photos(tmp_path / 'shop', 2)
+    (tmp_path / 'shop' / 'broken.jpg').write_bytes(b'not a jpeg')
+    out = tmp_path / 'tags.csv'
+    out.write_text('id,gend')
+    (tmp_path / 'tags.csv.skipped.csv').write_text('path,reason\n/elsewhere/cut')
+    assert tag(load_model(run_dir), [tmp_path / 'shop'], out, show=False) == dict(tagged=2, skipped=1, already=0)
+    assert sorted(r[-1] for r in read(out)[1:]) == sorted(map(str, files))
+    assert [r[0] for r in read(tmp_path / 'tags.csv.skipped.csv')[1:]] == [str(tmp_path / 'shop' / 'broken.jpg')]
+
 @pytest.mark.slow
 def test_sigkill_then_the_same_command_finishes_without_repeating_a_row(run_dir, tmp_path):
     files = photos(tmp_path / 'shop', 400)

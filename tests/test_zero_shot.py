@@ -35,6 +35,11 @@ def test_a_bad_map_file_names_its_row(tmp_path, body, message):
     with pytest.raises(DataError, match=message): read_map(tmp_path / 'map.csv')
 
 
+
+def test_a_map_that_is_not_text_is_one_line(tmp_path):
+    (tmp_path / 'map.csv').write_bytes(bytes(range(256)))
+    with pytest.raises(DataError, match=r'map.csv is not a CSV \(not UTF-8 text\)'): read_map(tmp_path / 'map.csv')
+
 def test_a_users_map_adds_and_replaces_rows(tmp_path):
     (tmp_path / 'map.csv').write_text('articleType,imagenet,main,why\nUmbrella Hats,umbrella; sombrero,sombrero,new\n'
                                       'Lipstick,n03916031,,\n')

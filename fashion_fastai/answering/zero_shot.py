@@ -32,6 +32,7 @@ TABLE = Path(__file__).parent / 'tables' / 'zero_shot_map.csv'
 COLUMNS = ('articleType', 'imagenet')  # a map file's required columns; others (e.g. `why`) are for people
 MAIN = 'main'       # an optional column: the ImageNet classes (of those named) whose main answer the row is
 SECONDARY = 0.5     # the weight of a class a row names but is not the main answer for: two of them match one main
+MAX_ROUTED = 0.01   # the share of holdout photos (all of trained classes) the gate may answer with a zero-shot class
 
 
 @lru_cache(maxsize=1)
@@ -66,6 +67,10 @@ def read_map(path: Path, known: set = None) -> dict:
     data's), a row for another one (a typo would otherwise answer nothing, silently)."""
     path = Path(path)
     if not path.is_file(): raise DataError(f"--zero-shot-map {path}: no such file.")
+    try: path.read_text(encoding='utf-8-sig')  # a small table: decoding it whole first gives one line, not a traceback
+    except UnicodeDecodeError:
+        raise DataError(f"--zero-shot-map {path} is not a CSV (not UTF-8 text): give the table as a CSV file of rows "
+                        f"{','.join(COLUMNS)}.") from None
     with open(path, newline='', encoding='utf-8-sig') as f:
         reader = csv.DictReader(f)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
@@ -140,7 +145,7 @@ def join(trained: np.ndarray, scores: np.ndarray, evidence: np.ndarray, boost: f
     return np.concatenate([trained * (1 - share), split * share], 1)
 
 
-def fit_boost(trained: np.ndarray, scores: np.ndarray, evidence: np.ndarray, max_routed: float = 0.01) -> float:
+def fit_boost(trained: np.ndarray, scores: np.ndarray, evidence: np.ndarray, max_routed: float = MAX_ROUTED) -> float:
     """The largest boost at which at most `max_routed` of these images (held out, all of trained classes) are answered
     with a zero-shot class.  Exact: an image is routed once the boosted odds of the evidence pass the ratio of its best
     trained probability to its best zero-shot share, so each image has its own critical boost and the answer is just
@@ -196,7 +201,7 @@ class ZeroShotPath:
         out[:, self.trained_index], out[:, self.zero_shot_index] = small[:, :k], small[:, k:]
         return out
 
-    def fitted(self, probs: np.ndarray, imagenet_probs: np.ndarray, max_routed: float = 0.01,
+    def fitted(self, probs: np.ndarray, imagenet_probs: np.ndarray, max_routed: float = MAX_ROUTED,
                targets: np.ndarray = None) -> 'ZeroShotPath':
         """This path with the boost `fit_boost` chooses on held-out images of trained classes.  `targets` (class indices):
         the images of classes without a training photo are left out first (a holdout of whole years can hold such

@@ -11,8 +11,10 @@ Two independent signals, each written to a CSV and shown on one HTML page with t
   the even years: BENCHMARKS.md); so must their colour hashes, which tell two shades of one lipstick apart.  Pairs join into groups (connected components); a group is reported for each
   attribute on which its labels differ.
 * **Labels the model confidently contradicts**, found by cleanlab's confident learning (`find_label_issues`) from the
-  model's probabilities, ranked by the given label's probability.  Confident learning needs *out-of-sample*
-  probabilities: a model scores the photos it trained on as it was taught, wrong labels included.  So only photos the
+  model's probabilities, ranked by the given label's probability.  These are the trained heads' softmax, deliberately
+  not what `predict` answers (no temperature, no zero-shot class): the closed-set model judges the labels of the
+  classes it trained on.  Confident learning needs *out-of-sample* probabilities: a model scores the photos it trained
+  on as it was taught, wrong labels included.  So only photos the
   run's model never trained on are judged (with the run's own data folder: its test split and its holdout); the
   others are counted as not judged, as are photos whose label is a class the model never saw in training (it cannot
   answer them: that is no evidence against the label).
@@ -25,7 +27,6 @@ from __future__ import annotations
 import json, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,8 @@ from fashion_fastai.data.pixels import open_rgb
 from fashion_fastai.data.styles import LoadReport, assign_protocol, attach_images, data_folder_problem, is_missing, load_styles
 from fashion_fastai.core.errors import DataError, OptionError
 from fashion_fastai.catalogue.index import Index, weights_only
-from fashion_fastai.inference.locate import models_help
-from fashion_fastai.inference.predictors import DEVICES, WeightsOnlyModel
+from fashion_fastai.inference.options import DEFAULT, Batch, Device, Stage, WeightsModel, check_model_options
+from fashion_fastai.inference.predictors import WeightsOnlyModel
 from fashion_fastai.core.models import ALL, NAMES, heads_seen_part, spec
 
 # The columns audited unless --attributes says otherwise: those a person can check by looking at the photo.  Season and
@@ -222,7 +223,10 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
     if data is None:
         if not record.is_file():
             raise OptionError(f"{model}: no run's config.json to take the data folder from: pass --data DIR.")
-        data = Path(json.loads(record.read_text())['data_dir'])
+        try: data = Path(json.loads(record.read_text())['data_dir'])
+        except (ValueError, KeyError, TypeError) as e:  # not JSON, or not a run's record
+            raise DataError(f"{record} is damaged or not a run's config.json ({type(e).__name__}): pass --data "
+                            f"DIR.") from e
     out = check_out(Path(out))
     rows, load_report, attributes = audited_rows(Path(data), attributes)
     log(f"audit: {load_report.summary()}")
@@ -271,20 +275,21 @@ def summary_lines(summary: dict) -> list:
 
 @call_parse
 @command('audit')
-def main(model: str,                 # run folder or <model>.json (weights-only) whose model judges the labels
+def main(model: WeightsModel,
          data: str = None,           # Kaggle-layout folder (styles.csv + images/) to audit (default: the run's own)
          out: str = 'audit',         # folder for label_issues.csv, duplicate_groups.csv, audit.html, summary.json
-         stage: Annotated[str, {'help': f"which model of a run folder: {models_help()} (default: as predict)"}] = None,
+         stage: Stage = DEFAULT.stage,
          attributes: str = None,     # styles.csv columns to audit, comma-separated (default: every label column there)
          min_cosine: float = 0.95,   # near-duplicates: least cosine of the two photos' embeddings
          max_bits: int = 0,          # near-duplicates: most differing bits of the two photos' 64-bit perceptual hashes
          max_colour_bits: int = 0,   # near-duplicates: most differing bits of their 42-bit colour hashes
          min_train: int = 10,        # judge only labels of classes with at least this many training photos
-         bs: int = 64,               # photos per forward pass
-         device: Annotated[str, {'help': f"{', '.join(DEVICES)} (default: auto)"}] = 'auto',
+         bs: Batch = DEFAULT.bs,
+         device: Device = DEFAULT.device,
          page_items: int = 100,      # most label issues and duplicate groups per attribute on the page (the CSVs hold all)
          ):
     "Find probably wrong labels in a data folder: disagreeing near-duplicates and labels the model contradicts."
+    check_model_options(stage=stage, device=device, bs=bs)
     if not -1 <= min_cosine <= 1:
         raise OptionError(f"--min-cosine must be a cosine in [-1, 1], e.g. 0.95; got {min_cosine}.")
     if not 0 <= max_bits <= 64: raise OptionError(f"--max-bits must be from 0 to 64, got {max_bits}.")

@@ -25,8 +25,9 @@ from fashion_fastai.core.schema import LABEL, image_id
 from fashion_fastai.data.styles import load_styles
 from fashion_fastai.core.errors import DataError, ModelError, OptionError
 from fashion_fastai.data.images import image_problem
-from fashion_fastai.inference.locate import expand_paths, find_model, models_help
-from fashion_fastai.inference.predictors import DEVICES, WeightsOnlyModel
+from fashion_fastai.inference.load import load_model_file
+from fashion_fastai.inference.locate import expand_paths, find_model
+from fashion_fastai.inference.options import DEFAULT, Batch, Device, Stage, WeightsModel, check_model_options
 
 FORMAT = 'fashion_fastai.index/1'
 BLOCK = 65536  # catalogue rows per block of the search's matrix product: memory stays flat in the catalogue's size
@@ -145,9 +146,18 @@ def catalogue_labels(files: list) -> dict:
     return out
 
 
+def model_labels(model, files: list, heads: dict, known: dict) -> list:
+    """Each photo's label: `styles.csv`'s where it has one (`known`), else the article type `predict` answers for it
+    (`Predictor.answered`, the zero-shot classes joined), which only the photos without a row need."""
+    ask = [n for n, f in enumerate(files) if str(f) not in known]
+    answered = model.answered({LABEL: heads[LABEL][ask]}, [files[n] for n in ask])[0][LABEL] if ask else None
+    best = iter(answered.argmax(1).tolist() if ask else ())
+    return [known[str(f)] if str(f) in known else model.vocab[next(best)] for f in files]
+
+
 def build(model_json: Path, paths, bs: int = 64, device: str = 'auto', log=print) -> tuple[Index, list]:
     "The index of the readable photos under `paths`, and the skipped ones with reasons."
-    model = WeightsOnlyModel(model_json, device)
+    model = load_model_file(Path(model_json), 'weights', device)  # with its answering, for `model_labels`
     files, skipped, seen = [], [], {}
     for f in expand_paths(paths):
         why = image_problem(f) if f.exists() else 'file not found'
@@ -155,30 +165,28 @@ def build(model_json: Path, paths, bs: int = 64, device: str = 'auto', log=print
         if why: skipped.append(dict(path=str(f), error=why)); continue
         seen[image_id(f)] = str(f); files.append(f)
     if not files: raise DataError(f"no readable photo under {', '.join(map(str, paths))} to index.")
-    vectors, labels, chunk = [], [], 4096
+    known, vectors, labels, chunk = catalogue_labels(files), [], [], 4096
     for i in range(0, len(files), chunk):
-        emb, probs = model.embed(files[i:i + chunk], bs)
+        emb, heads = model.embed(files[i:i + chunk], bs)
         vectors.append(emb.numpy().astype(np.float16))
-        labels += [model.vocab[j] for j in probs[LABEL].argmax(1).tolist()]
+        labels += model_labels(model, files[i:i + chunk], heads, known)
         log(f"index: {min(i + chunk, len(files))} of {len(files)} photos embedded")
-    known = catalogue_labels(files)
     source = ['styles.csv' if str(f) in known else 'model' for f in files]
-    labels = [known.get(str(f), l) for f, l in zip(files, labels)]
     return Index(np.concatenate(vectors), [image_id(f) for f in files], [str(f) for f in files], labels, source,
                  model_identity(model_json)), skipped
 
 
 @call_parse
 @command('index')
-def main(model: str,                 # run folder or <model>.json (weights-only) whose embeddings to index
+def main(model: WeightsModel,
          *paths: Annotated[str, {'nargs': '+'}],  # the catalogue: image folders (searched recursively) and/or files
          out: str = 'catalogue.npz', # the index file to write
-         stage: Annotated[str, {'help': f"which model of a run folder: {models_help()} (default: as predict)"}] = None,
-         bs: int = 64,               # photos per forward pass
-         device: Annotated[str, {'help': f"{', '.join(DEVICES)} (default: auto)"}] = 'auto',
+         stage: Stage = DEFAULT.stage,
+         bs: Batch = DEFAULT.bs,
+         device: Device = DEFAULT.device,
          ):
     "Index a catalogue's photos by their embeddings, for `predict --similar K --index FILE`."
-    if not paths: raise OptionError("give at least one image folder or file after MODEL.")
+    check_model_options(paths, stage=stage, device=device, bs=bs)
     out = Path(out)
     if out.is_dir() or not out.parent.is_dir():
         raise OptionError(f"--out {out}: {'a folder' if out.is_dir() else 'its folder does not exist'}; give a file name "

@@ -9,7 +9,8 @@ the chunk in flight, and the same command run again continues after the last who
 first keeps it).  Memory holds the file names and one chunk, whatever the number of images.
 
 `needs_review` is true when a row's article type, or any other attribute the model predicts, has a best probability
-under `--min-prob`.  These are the model's softmax probabilities, not calibrated ones: the threshold is the user's.
+under `--min-prob`: the probabilities `predict` answers with (calibrated where the run had a holdout, the zero-shot
+classes joined), so a row and `predict`'s answer for its photo agree.
 """
 from __future__ import annotations
 
@@ -24,10 +25,13 @@ from fashion_fastai.cli import command
 from fashion_fastai.core.schema import COLUMNS, image_id
 from fashion_fastai.core.errors import DataError, OptionError
 from fashion_fastai.answering.answering import REVIEW_PROB
+from fashion_fastai.inference.answers import answer_files
 from fashion_fastai.inference.load import load_model_file
-from fashion_fastai.inference.locate import ENGINES, choose_engine, expand_paths, find_model, models_help
-from fashion_fastai.inference.predictors import DEVICES
-from fashion_fastai.data.images import image_problem
+from fashion_fastai.inference.locate import choose_engine, expand_paths, find_model, readable
+from fashion_fastai.inference.options import (DEFAULT, Device, Engine, MinProb, Model, Processes, Stage, TrustPickle,
+                                              check_model_options)
+
+SKIPPED_COLUMNS = ['path', 'reason']  # <out>.skipped.csv: the files not tagged, and why
 
 
 def header(vocabs: dict) -> list:
@@ -36,24 +40,32 @@ def header(vocabs: dict) -> list:
     return ['id', *(x for h in heads for x in (h, f'{h}_prob')), 'needs_review', 'file']
 
 
+def finished_rows(path: Path, columns: list, what: str) -> list:
+    """The rows an earlier run appended to `path` (a CSV with the header `columns`), after cutting off a last line that a
+    kill left without its newline: it was not finished, and the next row must start a line of its own.  A file that is
+    not such a CSV (not text, or other columns: another model's) is refused before anything in it is changed."""
+    if not path.is_file() or not path.stat().st_size: return []
+    data = path.read_bytes()
+    try: text = data.decode('utf-8')
+    except UnicodeDecodeError:
+        raise OptionError(f"{what} {path} is not a CSV (not text): it was not written by tag; choose another "
+                          f"--out.") from None
+    head = ','.join(columns)
+    if '\n' not in text and head.startswith(text): found = columns  # the header itself cut short: nothing finished
+    else: found = next(csv.reader([text.split('\n', 1)[0]]), None)
+    if found != columns:
+        raise OptionError(f"{what} {path} holds other columns ({', '.join(found or ['none'])}) than this model writes "
+                          f"({', '.join(columns)}): it comes from another model or program; choose another --out.")
+    if not data.endswith(b'\n'):
+        with open(path, 'rb+') as f: f.truncate(data.rfind(b'\n') + 1)
+    return [r for r in csv.reader(text[:text.rfind('\n') + 1].splitlines()[1:]) if r]
+
+
 def done_so_far(out: Path, skipped: Path, columns: list) -> tuple[dict, set]:
-    """What an earlier run of the same command finished: {id: file} tagged, and the files it skipped, after dropping a
-    last line the kill cut short.  An `out` from another model (other columns) is refused rather than mixed."""
-    tagged, skips = {}, set()
-    if out.is_file() and out.stat().st_size:
-        with open(out, 'rb+') as f:  # a kill mid-write leaves a line without its newline: it was not finished
-            data = f.read()
-            if not data.endswith(b'\n'): f.truncate(data.rfind(b'\n') + 1)
-        with open(out, newline='') as f:
-            rows = csv.reader(f)
-            found = next(rows, None)
-            if found != columns:
-                raise OptionError(f"--out {out} holds other columns ({', '.join(found or ['none'])}) than this model "
-                                  f"writes ({', '.join(columns)}): it comes from another model; choose another --out.")
-            tagged = {r[0]: r[-1] for r in rows if r}
-    if skipped.is_file():
-        with open(skipped, newline='') as f: skips = {r[0] for r in list(csv.reader(f))[1:] if r}
-    return tagged, skips
+    """What an earlier run of the same command finished: {id: file} tagged, and the files it skipped (`finished_rows`
+    of each file).  An `out` from another model (other columns) is refused rather than mixed."""
+    tagged = {r[0]: r[-1] for r in finished_rows(out, columns, '--out')}
+    return tagged, {r[0] for r in finished_rows(skipped, SKIPPED_COLUMNS, 'the list of skipped files')}
 
 
 def writable(out: Path) -> None:
@@ -78,8 +90,9 @@ def append_rows(path: Path, rows: list, columns: list) -> None:
 
 
 def tag_rows(predictor, files: list, min_prob: float) -> list:
-    "One row per file: every head's best class and its (calibrated) probability, `needs_review`, the file."
-    probs = predictor.answer_probs(files)[0]
+    """One row per file: every head's best class and its probability as predict answers it (`answer_files`: calibrated,
+    with the zero-shot classes), `needs_review`, the file."""
+    probs = answer_files(predictor, files)[0]
     heads = header(predictor.vocabs)[1:-2:2]
     best = {h: probs[h].max(dim=1) for h in heads}
     rows = []
@@ -113,35 +126,32 @@ def tag(predictor, paths, out: Path, min_prob: float = REVIEW_PROB, chunk: int =
     show = sys.stdout.isatty() if show is None else show
     batches = [files[i:i + chunk] for i in range(0, len(files), chunk)]
     for batch in (progress_bar(batches) if show and batches else batches):
-        readable = []
-        for f in batch:
-            why = image_problem(f) if Path(f).exists() else 'file not found'
-            (skips.append([str(f), why]) if why else readable.append(f))
-        if readable: append_rows(out, tag_rows(predictor, readable, min_prob), columns)
-        if skips: append_rows(skipped_path, skips, ['path', 'reason']); counts['skipped'] += len(skips); skips = []
-        counts['tagged'] += len(readable)
+        ok, unreadable = readable(batch)
+        skips += [[s['path'], s['error']] for s in unreadable]
+        if ok: append_rows(out, tag_rows(predictor, ok, min_prob), columns)
+        if skips: append_rows(skipped_path, skips, SKIPPED_COLUMNS); counts['skipped'] += len(skips); skips = []
+        counts['tagged'] += len(ok)
         if not show: print(f"tag: {counts['tagged']} of {len(files)} images tagged into {out}", flush=True)
-    if skips: append_rows(skipped_path, skips, ['path', 'reason']); counts['skipped'] += len(skips)
+    if skips: append_rows(skipped_path, skips, SKIPPED_COLUMNS); counts['skipped'] += len(skips)
     return counts
 
 
 @call_parse
 @command('tag')
-def main(model: str,                 # run folder, <model>.json (weights-only) or <model>.pkl (exported learner)
+def main(model: Model,
          *paths: Annotated[str, {'nargs': '+'}],  # image folders (searched recursively) and/or files
          out: str = 'tags.csv',      # the CSV to write, or to continue when it exists
-         stage: Annotated[str, {'help': f"which model of a run folder: {models_help()} (default: as predict)"}] = None,
-         min_prob: float = REVIEW_PROB, # needs_review when a head's best probability is under this (calibrated where the run has a holdout)
+         stage: Stage = DEFAULT.stage,
+         min_prob: MinProb = DEFAULT.min_prob,
          chunk: int = 256,           # images predicted and written at a time (what a kill can lose)
-         engine: Annotated[str, {'help': f"what runs the model: {' or '.join(ENGINES)} (default: torch)"}] = 'torch',
-         device: Annotated[str, {'help': f"{', '.join(DEVICES)} (default: auto)"}] = 'auto',
-         processes: int = 1,         # worker processes sharing each chunk (see predict --processes)
-         trust_pickle: bool = False, # load the .pkl even when a weights-only form exists (unpickling runs code)
+         engine: Engine = DEFAULT.engine,
+         device: Device = DEFAULT.device,
+         processes: Processes = DEFAULT.processes,
+         trust_pickle: TrustPickle = DEFAULT.trust_pickle,
          ):
     "Tag every product photo under the folders into a CSV in styles.csv's layout, resumable after an interruption."
-    if not paths: raise OptionError("give at least one image folder or file after MODEL.")
-    if not 0 < min_prob <= 1: raise OptionError(f"--min-prob must be a probability in (0, 1], got {min_prob}.")
-    if chunk < 1 or processes < 1: raise OptionError(f"--chunk and --processes must be at least 1, got {chunk}, {processes}.")
+    check_model_options(paths, stage=stage, engine=engine, device=device, processes=processes, min_prob=min_prob)
+    if chunk < 1: raise OptionError(f"--chunk must be at least 1, got {chunk}.")
     writable(Path(out))
     found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
     with load_model_file(*found, device, processes) as predictor:

@@ -1,7 +1,8 @@
 """The step after a model is evaluated: on its part's holdout (even-year photos it did not train on), fit a temperature
 per head and the zero-shot gate's boost, then score the test split the ways a user can ask for (closed-set: the
 trained head alone, as the published runs were scored; joined: with the zero-shot classes).  The fitted values become
-the model's `Answering` (answering.py), recorded in its JSON for predict; the numbers go to the report.
+the model's `Answering` (answering.py), recorded in its JSON for predict; the numbers go to the report, the test split
+scored through that `Answering.apply`, the function every command that answers photos calls, so they cannot drift.
 
 The test split is only scored here: every fitted value comes from the holdout.  A run without a holdout (`--holdout 0`)
 has nothing to fit on, and its models answer with their plain softmax and no zero-shot classes, saying why.
@@ -13,13 +14,11 @@ import pandas as pd
 import torch
 
 from fashion_fastai.answering.answering import REVIEW_PROB, Answering
-from fashion_fastai.answering.temperature import ece, fit_temperature, reliability, temper
+from fashion_fastai.answering.temperature import ece, fit_temperature, reliability
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.evaluation.evaluate import evaluate_heads
 from fashion_fastai.evaluation.scores import class_table, summarize
-from fashion_fastai.answering.zero_shot import ZeroShotPath
-
-MAX_ROUTED = 0.01  # the share of holdout photos (all of trained classes) the gate may answer with a zero-shot class
+from fashion_fastai.answering.zero_shot import MAX_ROUTED, ZeroShotPath
 
 
 def review_numbers(probs, before, targets) -> dict:
@@ -52,15 +51,12 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
         return Answering(why_not=why), dict(why_not=why)
     held = evaluate_heads(learn, holdout, train_counts, tta)
     targets = {h: np.asarray(t[3]) for h, t in test.items()}
-    temperatures, heads, curves = {}, {}, {}
-    for h, (_, _, p, y) in held.items():
-        temperatures[h] = fit_temperature(p, y)
-        before = np.asarray(test[h][2], np.float64)
-        after = temper(before, temperatures[h])
-        heads[h] = dict(temperature=temperatures[h], **review_numbers(after, before, targets[h]))
-        if h == LABEL:
-            curves['closed-set, softmax'] = reliability(before, targets[h])
-            curves['closed-set, calibrated'] = reliability(after, targets[h])
+    temperatures = {h: fit_temperature(p, y) for h, (_, _, p, y) in held.items()}
+    softmax = {h: np.asarray(test[h][2], np.float64) for h in held}
+    closed, _ = Answering(temperatures).apply(softmax, closed_set=True)  # as `predict --closed-set` answers
+    heads = {h: dict(temperature=temperatures[h], **review_numbers(closed[h], softmax[h], targets[h])) for h in held}
+    curves = {'closed-set, softmax': reliability(softmax[LABEL], targets[LABEL]),
+              'closed-set, calibrated': reliability(closed[LABEL], targets[LABEL])}
     numbers = dict(holdout_images=len(holdout), review_prob=REVIEW_PROB, heads=heads, curves=curves)
     vocab = list(test[LABEL][0].index)
     untrained = untrained_classes(vocab, train_counts[LABEL])
@@ -79,20 +75,21 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     answerable = path.answerable(hold_y)
     joined_t = fit_temperature(joined_hold[answerable], hold_y[answerable])
     of_trained = path.of_trained(hold_y)  # the photos the bound counts
-    test_p = np.asarray(test[LABEL][2], np.float64)
-    before = path.joined(test_p, scorer.probs(test_files))
-    after = temper(before, joined_t)
+    routed_hold = float(path.routed(joined_hold[of_trained]).mean()) if of_trained.any() else 0.
+    holdout_record['routed'] = routed_hold
+    answering = Answering(temperatures, path, joined_t, network, holdout_record)
+    test_p, imagenet = softmax[LABEL], scorer.probs(test_files)
+    answered, routed = answering.apply(softmax, imagenet)  # as `predict` answers: `Predictor.answered` calls the same
+    after, before = answered[LABEL], path.joined(test_p, imagenet)  # before: untempered, for the ECE it had
     y = targets[LABEL]
     table = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts[LABEL])
     zs = np.isin(y, path.zero_shot_index)
-    routed_hold = float(path.routed(joined_hold[of_trained]).mean()) if of_trained.any() else 0.
-    holdout_record['routed'] = routed_hold
     curves['with zero-shot, calibrated'] = reliability(after, y)
     numbers['zero_shot'] = dict(
         classes=list(path.head.classes), boost=path.boost, max_routed=max_routed, temperature=joined_t,
         holdout_routed=routed_hold,
-        test_routed=float(path.routed(after).mean()), test_images_of_zero_shot_classes=int(zs.sum()),
+        test_routed=float(routed.mean()), test_images_of_zero_shot_classes=int(zs.sum()),
         zero_shot_classes_top1=float((after[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
         closed_zero_shot_classes_top1=float((test_p[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
         table=table, summary=summarize(table), **review_numbers(after, before, y))
-    return Answering(temperatures, path, joined_t, network, holdout_record), numbers
+    return answering, numbers

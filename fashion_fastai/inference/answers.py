@@ -2,6 +2,8 @@
 `uncertain` and whether a zero-shot class answered it; the one function every command that answers photos calls."""
 from __future__ import annotations
 
+import torch
+
 from fashion_fastai.answering.answering import REVIEW_PROB
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.inference.locate import readable
@@ -36,9 +38,21 @@ def answering_note(predictor: Predictor) -> dict:
                 **({'zero_shot_classes': len(a.zero_shot.head.classes)} if predictor.zero_shot else {'why_not': why}))
 
 
-def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = REVIEW_PROB) -> tuple[list, list]:
-    "`answers` for the readable images under `paths`, and the skipped ones with reasons."
+def answer_files(predictor: Predictor, files: list,
+                 embed: bool = False) -> tuple[dict, list | None, torch.Tensor | None]:
+    """Readable `files` as the model answers them (`Predictor.answered`, which applies the model's `Answering`, as the
+    report scored): (every head's probabilities, per file whether a zero-shot class answered it or None, and with
+    `embed` their embeddings (`WeightsOnlyModel.embed`) from the same forward pass, else None)."""
+    if not embed: return (*predictor.answer_probs(files), None)
+    embeddings, heads = predictor.embed(files)
+    return (*predictor.answered(heads, files), embeddings)
+
+
+def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = REVIEW_PROB,
+                  embed: bool = False) -> tuple:
+    """`answers` for the readable images under `paths`, and the skipped ones with reasons; with `embed`, third, their
+    embeddings (for `--similar`; None without a readable image).  What predict and the web page answer with."""
     files, skipped = readable(paths)
-    if not files: return [], skipped
-    heads, routed = predictor.answer_probs(files)
-    return answers(predictor, files, heads, topk, min_prob, routed), skipped
+    heads, routed, embeddings = answer_files(predictor, files, embed) if files else ({}, None, None)
+    results = answers(predictor, files, heads, topk, min_prob, routed) if files else []
+    return (results, skipped, embeddings) if embed else (results, skipped)
