@@ -63,13 +63,15 @@ def test_history_has_both_phases(run):
     import pandas as pd
     h = pd.read_csv(run[0] / 'history_stage1.csv')
     assert list(h['phase']) == ['head', 'all'] and {'train_loss', 'valid_loss', 'accuracy', 'top5'} <= set(h.columns)
-    assert (h['train_seconds'] > 0).all() and (h['valid_seconds'] > 0).all()
+    # timed, each pass apart (NaN fails): a fast machine may take under the history's hundredth of a second for a pass
+    assert (h['train_seconds'] >= 0).all() and (h['valid_seconds'] >= 0).all()
 
 
 @pytest.mark.slow
 def test_time_by_model_and_phase_in_log_config_and_report(run):
     "Where a run's time goes: each model's epochs by phase, its evaluation, calibration and export."
     import pandas as pd
+    from fashion_fastai.training.stages import EPOCH_SECONDS_DIGITS
     run_dir, p = run
     phases = json.loads((run_dir / 'metrics.json').read_text())['config']['phase_seconds']
     assert phases == json.loads((run_dir / 'config.json').read_text())['phase_seconds']
@@ -78,8 +80,13 @@ def test_time_by_model_and_phase_in_log_config_and_report(run):
     for model, ph in phases.items():
         assert set(ph) == keys and all(v >= 0 for v in ph.values()), model
         h = pd.read_csv(run_dir / f'history_{model}.csv')
-        assert ph['head_epochs'] == round(h.loc[h['phase'] == 'head', 'train_seconds'].sum(), 1) > 0  # --freeze-epochs 1
-        assert ph['validation_passes'] == round(h['valid_seconds'].sum(), 1)
+        # each total is the sum of its history rows, both in hundredths: any order of summing a few dozen of them is
+        # within 1e-9 of a whole hundredth, far from the 0.005 where round(_, 2) could go either way: they agree exactly
+        assert 'head' in set(h['phase'])  # --freeze-epochs 1
+        summed = lambda seconds: round(seconds.sum(), EPOCH_SECONDS_DIGITS)
+        assert ph['head_epochs'] == summed(h.loc[h['phase'] == 'head', 'train_seconds'])
+        assert ph['whole_network_epochs'] == summed(h.loc[h['phase'] == 'all', 'train_seconds'])
+        assert ph['validation_passes'] == summed(h['valid_seconds'])
         assert f'{model}: time, minutes: head epochs' in p.stdout
     assert '| time by phase, minutes | stage1: head epochs' in (run_dir / 'results.md').read_text()
 

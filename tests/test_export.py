@@ -85,7 +85,9 @@ def test_worker_processes_run_the_graph_too(shipped_run, photos):
     files = sorted(photos.iterdir())
     one = load_model(shipped_run, engine='onnx').head_probs(files)
     with load_model(shipped_run, engine='onnx', processes=2) as pool: two = pool.head_probs(files, bs=4)
-    assert all(torch.equal(one[h], two[h]) for h in one)
+    # other batches and threads may sum in another order (kernels chosen by shape and CPU): float32 rounding, a few
+    # 1e-8 of a probability, never 1e-6
+    assert all(torch.allclose(one[h], two[h], rtol=0, atol=1e-6) for h in one)
 
 
 def test_runs_where_pytorch_is_not_installed(shipped_run, photos):

@@ -45,7 +45,8 @@ def test_stage_two_starts_from_stage_one(stage1, demo_dls, demo_loaded, tmp_path
     assert head1.out_features == len(demo_loaded.vocabs["top"]) == 20
     assert learn2.dls is demo_dls["rare"] and learn2.epoch_log.stage == "stage2"
     # cloned, not shared: changing stage two's body leaves stage one's alone
-    assert all(p1.data_ptr() != p2.data_ptr() for p1, p2 in zip(stage1.model[0].parameters(), learn2.model[0].parameters()))
+    assert all(p1.data_ptr() != p2.data_ptr()
+               for p1, p2 in zip(stage1.model[0].parameters(), learn2.model[0].parameters()))
     with torch.no_grad():
         for p in learn2.model[0].parameters(): p.add_(1.0)
         learn2.model[0][1].running_mean.add_(1.0)
@@ -70,7 +71,20 @@ def test_stage_two_scratch_and_imagenet(stage1, demo_dls, tmp_path):
         build_model(STAGE2, demo_dls["rare"], "resnet18", "stage0", source=stage1, path=tmp_path)
 
 
-LOG_KEYS = {"stage", "phase", "epoch", "train_loss", "valid_loss", "accuracy", "top5", "time", "train_seconds", "valid_seconds"}
+LOG_KEYS = {"stage", "phase", "epoch", "train_loss", "valid_loss", "accuracy", "top5", "time", "train_seconds",
+            "valid_seconds"}
+
+
+TICK = 1.0  # seconds `clock` advances per reading: every timed pass reads it twice, so it lasts exactly one tick
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    "EpochLog's clock, one tick per reading: pass times that no machine's speed can round to zero or move."
+    from types import SimpleNamespace
+    from fashion_fastai.training import stages
+    readings = iter(range(10**6))
+    monkeypatch.setattr(stages, "time", SimpleNamespace(perf_counter=lambda: next(readings) * TICK))
 
 
 def check_rows(rows, phases):
@@ -80,17 +94,17 @@ def check_rows(rows, phases):
         assert set(r) == LOG_KEYS and r["stage"] == "stage1"
         assert math.isfinite(r["train_loss"]) and math.isfinite(r["valid_loss"])
         assert 0 <= r["accuracy"] <= r["top5"] <= 1
-        assert r["train_seconds"] > 0 and r["valid_seconds"] > 0  # each epoch's two passes timed apart
+        assert r["train_seconds"] == r["valid_seconds"] == TICK  # each epoch's two passes timed apart (`clock`)
 
 
-def test_train_stage_with_head_phase(tiny_dls, tmp_path):
+def test_train_stage_with_head_phase(tiny_dls, tmp_path, clock):
     learn = build_model(STAGE1, tiny_dls, "resnet18", "imagenet", path=tmp_path)
     assert train_stage(learn, 1, 2e-3, freeze_epochs=1) == 2e-3
     check_rows(learn.epoch_log.rows, ["head", "all"])
     assert learn.opt.frozen_idx == 0  # ends unfrozen
 
 
-def test_train_stage_without_head_phase(tiny_dls, tmp_path, capsys):
+def test_train_stage_without_head_phase(tiny_dls, tmp_path, capsys, clock):
     learn = build_model(STAGE1, tiny_dls, "resnet18", "imagenet", path=tmp_path)
     learn.freeze()  # whatever state it comes in, freeze_epochs=0 trains everything
     w0 = learn.model[0][0].weight.detach().clone()
@@ -104,8 +118,8 @@ def test_train_stage_without_head_phase(tiny_dls, tmp_path, capsys):
     assert len(lines) == 1 and "valid_loss" in lines[0] and "top5" in lines[0]
 
 
-def test_train_stage_auto_lr(tiny_dls, tmp_path, monkeypatch):
-    # fastai's lr_find runs 100 iterations and train_stage cannot pass num_it: shorten it here, the code path is the same
+def test_train_stage_auto_lr(tiny_dls, tmp_path, monkeypatch, clock):
+    # fastai's lr_find runs 100 iterations and train_stage cannot pass num_it: shorten it here, the code path is as ever
     monkeypatch.setattr(Learner, "lr_find", partialmethod(Learner.lr_find, num_it=16))
     learn = build_model(STAGE1, tiny_dls, "resnet18", "imagenet", path=tmp_path)
     lr = train_stage(learn, 1, "auto", freeze_epochs=0)
@@ -113,6 +127,14 @@ def test_train_stage_auto_lr(tiny_dls, tmp_path, monkeypatch):
     assert len(learn.recorder.losses) == 2  # the recorder was reset by the real fit after lr_find (2 batches)
     check_rows(learn.epoch_log.rows, ["all"])  # lr_find's iterations are not logged as epochs
     assert not list((tmp_path / "models").glob("**/_tmp.pth"))  # lr_find's temporary save was cleaned up
+
+
+def test_phase_seconds_are_the_history_rows_summed_in_any_order():
+    "0.01 + 0.02 + 0.32 is 0.35 one way and 0.35000000000000003 the other: rounded to tenths, 0.3 or 0.4 by chance."
+    from fashion_fastai.training.run import epoch_seconds
+    rows = [dict(phase="all", train_seconds=t, valid_seconds=t) for t in (0.01, 0.02, 0.32)]
+    want = dict(head_epochs=0, whole_network_epochs=0.35, validation_passes=0.35)
+    assert epoch_seconds(rows) == epoch_seconds(rows[::-1]) == want
 
 
 def _scores(ranks, n_classes):
@@ -186,7 +208,8 @@ def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
     plain = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path)
     assert isinstance(plain.loss_func, CrossEntropyLossFlat)  # 0: fastai's default loss
     smooth1 = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path, label_smoothing=0.1)
-    smooth2 = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=stage1, path=tmp_path, label_smoothing=0.2)
+    smooth2 = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=stage1, path=tmp_path,
+                          label_smoothing=0.2)
     assert isinstance(smooth1.loss_func, LabelSmoothingCrossEntropyFlat) and smooth1.loss_func.func.eps == 0.1
     assert isinstance(smooth2.loss_func, LabelSmoothingCrossEntropyFlat) and smooth2.loss_func.func.eps == 0.2
     x, y = demo_dls["top"].one_batch()
@@ -199,12 +222,14 @@ def test_label_smoothing_reaches_both_stages_loss(stage1, demo_dls, tmp_path):
 
 
 def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, demo_dls, tmp_path):
-    "Every class of both parts, the body of the last stage, and a head whose last layer points at each class's features."
+    """Every class of both parts, the body of the last stage, and a head whose last layer points at each class's
+    features."""
     from fashion_fastai.data.styles import ALL, part_dataloaders
     from fashion_fastai.training.stages import build_model
     dls = part_dataloaders(demo_loaded, ALL, size=(32, 24), bs=8, num_workers=0, augment=False, seed=0)
     assert list(dls.vocab) == sorted(set(demo_dls["top"].vocab) | set(demo_dls["rare"].vocab))
-    fresh = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path)  # finite features (the fixture's are not)
+    # finite features (the fixture's are not)
+    fresh = build_model(STAGE1, demo_dls["top"], "resnet18", "imagenet", path=tmp_path)
     source = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=fresh, path=tmp_path)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # a head unlike a fresh one, as after training
@@ -215,7 +240,8 @@ def test_all_classes_model_carries_the_body_and_imprints_its_head(demo_loaded, d
     same = lambda a, b: all(torch.equal(x, y) for x, y in zip(body(a).values(), body(b).values()))
     assert same(learn, source) and same(new, source)
     assert_imprinted(learn, source, dls)
-    assert not torch.equal(new.model[1].state_dict()["2.running_mean"], source.model[1].state_dict()["2.running_mean"])  # `new`: fastai's own
+    # `new`: fastai's own
+    assert not torch.equal(new.model[1].state_dict()["2.running_mean"], source.model[1].state_dict()["2.running_mean"])
     unseen = [i for i, c in enumerate(dls.vocab) if c not in set(demo_loaded.train_counts(ALL))]
     w, feats = learn.model[1][-1].weight, class_features(learn, dls)[0]
     assert unseen and all((feats.mean(0) @ w[i]) < 0 for i in unseen)  # test-only classes start unpredicted
@@ -230,7 +256,8 @@ def test_stage_two_head_can_start_imprinted_from_stage_one(demo_dls, tmp_path):
             if v.is_floating_point(): v.add_(torch.rand(v.shape, generator=g))
     learn = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=fresh, path=tmp_path, head="imprint")
     assert_imprinted(learn, fresh, demo_dls["rare"])
-    new = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=fresh, path=tmp_path)  # the protocol's fresh head
+    # the protocol's fresh head
+    new = build_model(STAGE2, demo_dls["rare"], "resnet18", "stage1", source=fresh, path=tmp_path)
     assert not torch.equal(new.model[1][-1].weight[:, :8], learn.model[1][-1].weight[:, :8])
     with pytest.raises(ValueError, match="imprinted head starts from a trained model"):
         build_model(STAGE2, demo_dls["rare"], "resnet18", "scratch", path=tmp_path, head="imprint")
@@ -249,7 +276,8 @@ def class_features(learn, dls):
 
 
 def assert_imprinted(learn, source, dls):
-    "`learn`'s head is `source`'s but for its last layer, whose row for each class is the class's mean feature direction."
+    """`learn`'s head is `source`'s but for its last layer, whose row for each class is the class's mean feature
+    direction."""
     head, src = learn.model[1].state_dict(), source.model[1].state_dict()
     last = f"{len(learn.model[1]) - 1}.weight"
     assert all(torch.equal(head[k], v) for k, v in src.items() if k != last)  # the source's head but its last layer
@@ -262,7 +290,8 @@ def assert_imprinted(learn, source, dls):
 
 
 def test_the_last_validation_pass_is_kept_for_the_evaluation(tiny_dls, tmp_path):
-    "Validating on the test split, the last epoch's pass is the evaluation: the run does not predict those images again."
+    """Validating on the test split, the last epoch's pass is the evaluation: the run does not predict those images
+    again."""
     from fashion_fastai.training.stages import KeepValidPreds
     learn = build_learner(tiny_dls, "resnet18", path=tmp_path)
     learn.add_cb(KeepValidPreds())

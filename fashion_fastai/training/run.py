@@ -36,7 +36,7 @@ from fashion_fastai.evaluation.evaluate import evaluate_heads
 from fashion_fastai.reporting.plots import plot_losses
 from fashion_fastai.reporting.report import headline
 from fashion_fastai.evaluation.scores import by_part
-from fashion_fastai.training.stages import train_stage, KeepValidPreds
+from fashion_fastai.training.stages import train_stage, KeepValidPreds, EPOCH_SECONDS_DIGITS
 from fashion_fastai.evaluation.tta import FLIP
 from fashion_fastai.networks.weights import resolve_weights, check_weights_file, WeightsInfo
 from fashion_fastai.answering.zero_shot import load_map
@@ -180,9 +180,12 @@ def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
 
 def epoch_seconds(rows: list) -> dict:
     """Seconds of a model's epochs by phase, from its history rows (`stages.EpochLog`): head-only epochs, whole-network
-    epochs, and the validation pass that ends each epoch; none from the rows of a run trained before they were kept."""
+    epochs, and the validation pass that ends each epoch; none from the rows of a run trained before they were kept.
+    Each total is rounded to the rows' own hundredths, so it is exactly the sum of history_<model>.csv's column: a
+    coarser rounding of a sum of rounded parts would turn on float noise where the sum ends in 5."""
     if not any('train_seconds' in r for r in rows): return {}
-    def total(key, phase=None): return round(sum(r.get(key, 0) for r in rows if phase in (None, r['phase'])), 1)
+    def total(key, phase=None): return round(sum(r.get(key, 0) for r in rows if phase in (None, r['phase'])),
+                                            EPOCH_SECONDS_DIGITS)
     return dict(head_epochs=total('train_seconds', 'head'), whole_network_epochs=total('train_seconds', 'all'),
                 validation_passes=total('valid_seconds'))
 

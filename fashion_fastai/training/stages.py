@@ -1,7 +1,7 @@
 """The run's learners and how a body travels from one model to the next.
 
-Every model of the run (models.py's table) is a fresh `vision_learner` on its part: stage one on the top part, stage two a
-*second* learner on the rare part whose fresh head has `n_out` = the rare vocab size and whose body starts from stage
+Every model of the run (models.py's table) is a fresh `vision_learner` on its part: stage one on the top part, stage two
+a *second* learner on the rare part whose fresh head has `n_out` = the rare vocab size and whose body starts from stage
 one's weights (or ImageNet's, or scratch, to measure the transfer gain), the all-classes model on every part.  Learners
 are always built with `pretrained=False` and the body loaded afterwards, so that weights from the torchvision cache, a
 `--weights` file, the Lite packages or a model trained before all take the same, recorded path.
@@ -15,14 +15,17 @@ from fastcore.imports import in_notebook
 from fastai.vision.all import (vision_learner, accuracy, top_k_accuracy, Callback, ProgressCallback, Learner, valley,
                                LabelSmoothingCrossEntropyFlat, to_float, to_detach, to_concat, noop)
 
-from fashion_fastai.networks.attributes import (AttributeLoss, head_metrics, add_attribute_heads, attribute_heads, article_head,
-                         article_vocab)
+from fashion_fastai.networks.attributes import (AttributeLoss, head_metrics, add_attribute_heads, attribute_heads,
+                                                article_head,                          article_vocab)
 from fashion_fastai.core.errors import OptionError
 from fashion_fastai.training.checkpoint import fit_schedule, skipped_epoch
 from fashion_fastai.training.distributed import from_main, training_ctx
 from fashion_fastai.networks.optimizer import FusedAdam
 from fashion_fastai.core.models import ModelSpec, MODELS, NAMES
 from fashion_fastai.networks.weights import get_arch, body_state_from_imagenet
+
+EPOCH_SECONDS_DIGITS = 2  # the history's seconds per pass, in hundredths; `run.epoch_seconds` totals them as kept
+
 
 def top5(inp, targ, axis=-1):
     "Top-5 accuracy that still works for parts with fewer than 5 classes (fastai's raises when k > classes)."
@@ -32,8 +35,9 @@ def top5(inp, targ, axis=-1):
 class EpochLog(Callback):
     """Keeps every epoch's metrics across the two fits of `fine_tune` (for history_stage*.csv), with the seconds its
     training and its validation pass took apart (where a run's time goes: `run.phase_seconds`), and, when stdout is
-    neither a terminal nor a notebook (CI, nohup, pipes), prints one flushed line per epoch instead of progress bars that
-    would fill the log.  A notebook's stdout is not a TTY either, but it draws fastprogress's HTML bars, so it keeps them."""
+    neither a terminal nor a notebook (CI, nohup, pipes), prints one flushed line per epoch instead of progress bars
+    that would fill the log. A notebook's stdout is not a TTY either, but it draws fastprogress's HTML bars, so it keeps
+    them."""
     order = 61  # after Recorder (50) has computed the epoch's values, after ProgressCallback (60)
     training_only = True  # left out of the exported learner (artifacts.export_stage)
     def __init__(self, stage: str, plain: bool | None = None):
@@ -47,12 +51,14 @@ class EpochLog(Callback):
     def after_fit(self):
         if hasattr(self, 'old_logger'): self.learn.logger = self.old_logger; del self.old_logger
     def before_train(self): self.seconds, self.t0 = {}, time.perf_counter()
-    def after_train(self): self.seconds['train_seconds'] = round(time.perf_counter() - self.t0, 2)
+    def after_train(self): self.seconds['train_seconds'] = self._since_t0()
     def before_validate(self): self.t0 = time.perf_counter()
     def after_validate(self):  # also the end of a `get_preds` outside training, which is no epoch's
-        if hasattr(self, 'seconds'): self.seconds['valid_seconds'] = round(time.perf_counter() - self.t0, 2)
+        if hasattr(self, 'seconds'): self.seconds['valid_seconds'] = self._since_t0()
+    def _since_t0(self): return round(time.perf_counter() - self.t0, EPOCH_SECONDS_DIGITS)
     def after_epoch(self):
-        if not hasattr(self.recorder, 'log') or getattr(self.learn, 'lr_finder', None) or skipped_epoch(self.learn): return
+        if (not hasattr(self.recorder, 'log') or getattr(self.learn, 'lr_finder', None)
+                or skipped_epoch(self.learn)): return
         row = dict(zip(self.recorder.metric_names, self.recorder.log))
         row.pop('epoch', None)
         self.rows.append({'stage': self.stage, 'phase': self.phase, 'epoch': len(self.rows), **row,
@@ -64,8 +70,8 @@ class EpochLog(Callback):
 
 
 class CPUAutocast(Callback):
-    """bfloat16 autocast on the CPU: fastai's `MixedPrecision` only autocasts on CUDA, but CPUs with AMX/AVX-512 BF16 run
-    convolutions faster in bf16 (BENCHMARKS.md).  bf16 has fp32's range, so no loss scaling is needed."""
+    """bfloat16 autocast on the CPU: fastai's `MixedPrecision` only autocasts on CUDA, but CPUs with AMX/AVX-512 BF16
+    run convolutions faster in bf16 (BENCHMARKS.md). bf16 has fp32's range, so no loss scaling is needed."""
     order = 10
     ctx = None
     training_only = True  # left out of the exported learner (artifacts.export_stage)
@@ -79,8 +85,8 @@ class CPUAutocast(Callback):
 
 class KeepValidPreds(Callback):
     """The last validation pass's outputs (activated, as `get_preds` gives them) and targets, in `result`.  When fastai
-    validates on the test split, the last epoch's pass is the evaluation itself, so the run need not predict those images
-    a second time."""
+    validates on the test split, the last epoch's pass is the evaluation itself, so the run need not predict those
+    images a second time."""
     order = 70  # after CPUAutocast's fp32 outputs
     training_only = True  # left out of the exported learner (artifacts.export_stage)
     result, preds = None, ()  # `preds` stays empty when a pass is cancelled before it starts (lr_find)
@@ -122,9 +128,11 @@ def build_learner(dls,                 # the part's DataLoaders
     """A `vision_learner` with a freshly initialised head for the article types (and the other attributes, if any) and,
     optionally, a given body.  Its optimiser is fastai's default Adam on torch's fused kernel (see optimizer.py)."""
     if attributes:
-        loss_func, metrics = AttributeLoss((*attribute_weights[1:], attribute_weights[0]), label_smoothing), head_metrics(list(attributes))
+        loss_func = AttributeLoss((*attribute_weights[1:], attribute_weights[0]), label_smoothing)
+        metrics = head_metrics(list(attributes))
     else:  # None: fastai's default loss
-        loss_func, metrics = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else None, [accuracy, top5]
+        loss_func = LabelSmoothingCrossEntropyFlat(eps=label_smoothing) if label_smoothing else None
+        metrics = [accuracy, top5]
     learn = vision_learner(dls, get_arch(arch), n_out=len(article_vocab(dls)), pretrained=False, metrics=metrics,
                            path=path, loss_func=loss_func, opt_func=FusedAdam)
     if attributes: add_attribute_heads(learn.model, attributes)
@@ -140,9 +148,11 @@ def build_model(m: ModelSpec,               # the model's row of the run's table
                 arch: str,                    # torchvision ResNet or timm model name
                 body: str,                    # where its body starts: 'imagenet', 'scratch' or a trained model's name
                 head: str = 'new',            # its article-type head: new (fastai's fresh one) or imprint
-                source: Learner = None,       # the trained learner `body` names (its body, other heads, head to imprint)
+                # the trained learner `body` names (its body, other heads, head to imprint)
+                source: Learner = None,
                 imagenet_state: dict = None,  # the starting ImageNet state_dict (`weights.resolve_weights`); None: none
-                **kw) -> Learner:             # `build_learner`'s options: path, precision, label_smoothing, attributes...
+                # `build_learner`'s options: path, precision, label_smoothing, attributes...
+                **kw) -> Learner:
     """Any model of the run: a fresh learner on its part, its body from ImageNet, from scratch or from a model trained
     before it (whose other attributes' heads carry on too, their vocabs spanning every part).  Its article-type head is
     fastai's freshly initialised one (`new`, the protocol's second learner), or `source`'s with its last layer imprinted
@@ -152,16 +162,19 @@ def build_model(m: ModelSpec,               # the model's row of the run's table
     if body not in ('imagenet', 'scratch', *NAMES):
         raise ValueError(f"{m.name}'s body from {body!r}: expected imagenet, scratch or one of {', '.join(NAMES)}")
     from_model = body not in ('imagenet', 'scratch')
-    if from_model and source is None: raise ValueError(f"{m.name}'s body comes from {body}: pass that learner as `source`")
+    if from_model and source is None:
+        raise ValueError(f"{m.name}'s body comes from {body}: pass that learner as `source`")
     if body == 'imagenet' and imagenet_state is None and m.body_option:
-        raise OptionError(f"--{m.body_option.replace('_', '-')} imagenet needs ImageNet weights: pass --weights FILE or "
-                          f"--pretrained yes.")
+        raise OptionError(f"--{m.body_option.replace('_', '-')} imagenet needs ImageNet weights: pass --weights FILE "
+                          f"or --pretrained yes.")
     state = (body_of(source) if from_model else
-             body_state_from_imagenet(arch, imagenet_state) if body == 'imagenet' and imagenet_state is not None else None)
+             body_state_from_imagenet(arch, imagenet_state) if body == 'imagenet' and imagenet_state is not None else
+             None)
     learn = build_learner(dls, arch, state, stage=m.name, **kw)
     if from_model: copy_attribute_heads(learn, source)
     if head == 'imprint':
-        if not from_model: raise ValueError(f"an imprinted head starts from a trained model's: {m.name}'s body is {body}")
+        if not from_model:
+            raise ValueError(f"an imprinted head starts from a trained model's: {m.name}'s body is {body}")
         imprint_head(learn, source)
     elif head != 'new': raise ValueError(f"{m.name} head {head!r}: expected new or imprint")
     return learn
@@ -181,9 +194,9 @@ def body_of(learn: Learner) -> dict:
 @torch.no_grad()
 def imprint_head(learn: Learner, source: Learner) -> None:
     """Copy `source`'s head but for the last linear layer, then set that layer's row for each class to the direction of
-    the class's mean input feature over its (unaugmented) training images, at the mean length of `source`'s trained rows.
-    A class with no training image can never be right: its row points away from the mean of all features (fastai's last
-    layer has no bias), so it starts unpredicted."""
+    the class's mean input feature over its (unaugmented) training images, at the mean length of `source`'s trained
+    rows. A class with no training image can never be right: its row points away from the mean of all features (fastai's
+    last layer has no bias), so it starts unpredicted."""
     head, src = article_head(learn.model), article_head(source.model)
     last, n = head[-1], len(head) - 1
     head.load_state_dict({k: v for k, v in src.state_dict().items() if not k.startswith(f'{n}.')}, strict=False)
@@ -203,7 +216,8 @@ def imprint_head(learn: Learner, source: Learner) -> None:
 
 
 def suggest_lr(learn: Learner) -> float:
-    "fastai's `lr_find` valley suggestion, on the model as it will first be trained (frozen body if there is a head phase)."
+    """fastai's `lr_find` valley suggestion, on the model as it will first be trained (frozen body if there is a head
+    phase)."""
     return float(learn.lr_find(suggest_funcs=(valley,), show_plot=False).valley)
 
 
