@@ -7,27 +7,31 @@ heads): `baseline` builds torchvision ResNets from scratch only and `ours` train
 is measured by `bench/versus_stock.py`; settings for it are chosen with `train --holdout` runs (bench/HISTORY.md).
 
 - `baseline`: the recipe the published ResNet50 results used, re-implemented here in plain PyTorch/torchvision from its
-  description: SGD lr 1e-3 momentum 0.9, StepLR (step 5 epochs, gamma 0.1), cross-entropy weighted by inverse train class
-  frequency, RandomResizedCrop (scale 0.5-1) + horizontal flip for training, resize + centre crop for testing, ImageNet
-  normalisation; stage two a new head on its own stage-one body, same recipe, whole network trained.
+  description: SGD lr 1e-3 momentum 0.9, StepLR (step 5 epochs, gamma 0.1), cross-entropy weighted by inverse train
+  class frequency, RandomResizedCrop (scale 0.5-1) + horizontal flip for training, resize + centre crop for testing,
+  ImageNet normalisation; stage two a new head on its own stage-one body, same recipe, whole network trained.
 - `ours`: the project's default recipe, through the same `train` function as `python -m fashion_fastai.train`.
 - `ours-stage2-scratch`: ours with `--stage2-body scratch`, the transfer ablation: stage two alone, through the same
   `build_model`/`train_stage`/evaluation as the CLI (its stage one would be trained only to be thrown away).
 Both start from scratch (no ImageNet weights on this machine). Both read the data through the project's loader (the same
-rows, splits, union vocabs and greyscale handling) and are scored by the project's evaluation (`class_table`/`summarize`),
-on the test split, or on the holdout carved from the even years with `--holdout F` (the set to tune on).
+rows, splits, union vocabs and greyscale handling) and are scored by the project's evaluation
+(`class_table`/`summarize`), on the test split, or on the holdout carved from the even years with `--holdout F` (the set
+to tune on).
 
-    .venv/bin/python bench/accuracy.py --arch resnet18 --size 80x60 --epochs 1 --epochs2 1 --tag bs32  # accuracy-bs32.json
-    ... --reuse-ours runs/RUN   # take `ours` from a finished CLI run with exactly these settings instead of training it again
-Writes bench/results/accuracy[-<tag>].json and prints the markdown table for BENCHMARKS.md. Its "minutes" (`train_seconds`)
-are training plus one pass over the evaluated split: the baseline's evaluation, our per-epoch validation.
+    .venv/bin/python bench/accuracy.py --arch resnet18 --size 80x60 --epochs 1 --epochs2 1 --tag bs32
+        # accuracy-bs32.json
+    ... --reuse-ours runs/RUN
+        # take `ours` from a finished CLI run with exactly these settings instead of training it again
+Writes bench/results/accuracy[-<tag>].json and prints the markdown table for BENCHMARKS.md. Its "minutes"
+(`train_seconds`) are training plus one pass over the evaluated split: the baseline's evaluation, our per-epoch
+validation.
 """
 from __future__ import annotations
 
 import copy, dataclasses, json, os, platform, sys, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import torch, torchvision
 from torch import nn
 from torchvision import transforms as T
@@ -59,7 +63,8 @@ class Rows(torch.utils.data.Dataset):
 
 
 def transforms(size):
-    "Published recipe: random resized crop (scale 0.5-1) and flip to train; resize the shorter side and centre-crop to test."
+    """Published recipe: random resized crop (scale 0.5-1) and flip to train; resize the shorter side and centre-crop to
+    test."""
     norm = [T.ToTensor(), T.Normalize(**IMAGENET)]
     return (T.Compose([T.RandomResizedCrop(size, scale=(0.5, 1.0)), T.RandomHorizontalFlip(), *norm]),
             T.Compose([T.Resize(min(size)), T.CenterCrop(size), *norm]))
@@ -75,7 +80,8 @@ def fit_baseline(model, rows, vocab, counts, size, epochs, bs, workers, precisio
     train_tfm, _ = transforms(size)
     ds = Rows(rows[rows['split'] == 'train'], vocab, train_tfm)
     dl = torch.utils.data.DataLoader(ds, batch_size=min(bs, len(ds)), shuffle=True, num_workers=workers,
-                                     drop_last=True)  # a lone last image would break BatchNorm; a tiny part still trains
+                                     # a lone last image would break BatchNorm; a tiny part still trains
+                                     drop_last=True)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.1)
     loss_func = nn.CrossEntropyLoss(weight=class_weights(counts, vocab))
@@ -134,7 +140,8 @@ CLI_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 def ours(data_dir, out, tag, reuse: Path = None, **settings) -> dict:
     """Our CLI's run with its defaults for every setting not given. With a holdout the run validates on it and its
     history's last epoch is the holdout score (its own evaluation stays on the test split, which tuning must not read).
-    `reuse`: a finished run folder whose recorded arguments equal these settings; its results are read, not retrained."""
+    `reuse`: a finished run folder whose recorded arguments equal these settings; its results are read, not
+    retrained."""
     args = {**CLI_DEFAULTS, 'data': data_dir, 'pretrained': 'no', **settings}
     run = (train(TrainConfig(**{**args, 'out': out, 'name': f'bench-{tag}'})) if reuse is None else
            check_reuse(Path(reuse), TrainConfig(**args)))
@@ -143,20 +150,24 @@ def ours(data_dir, out, tag, reuse: Path = None, **settings) -> dict:
     cfg = json.loads((run / 'config.json').read_text())
     if holdout:
         import pandas as pd
-        return {s: dict(holdout_last_epoch=pd.read_csv(run / f'history_{s}.csv').iloc[-1][['accuracy', 'top5']].to_dict(),
+        last = {s: pd.read_csv(run / f'history_{s}.csv').iloc[-1] for s in stages}
+        return {s: dict(holdout_last_epoch=last[s][['accuracy', 'top5']].to_dict(),
                         train_seconds=cfg['timings_seconds'][s]) for s in stages}
     return {s: {**m, 'train_seconds': cfg['timings_seconds'][s]} for s, m in stages.items()}
 
 
 def check_reuse(run: Path, wanted: TrainConfig) -> Path:
-    "The run folder, once its config.json shows the same settings (data compared as resolved paths) and a finished report."
+    """The run folder, once its config.json shows the same settings (data compared as resolved paths) and a finished
+    report."""
     if not ((run / 'config.json').is_file() and (run / 'metrics.json').is_file()):
-        raise SystemExit(f"accuracy: error: --reuse-ours {run} has no config.json and metrics.json: not a finished run.")
+        raise SystemExit(f"accuracy: error: --reuse-ours {run} has no config.json and metrics.json: not a finished "
+                         "run.")
     recorded = TrainConfig.of_run(run)  # an option newer than the run: its default
     same = lambda k, a, b: Path(a).resolve() == Path(b).resolve() if k == 'data' else a == b
     diff = {f.name: (getattr(recorded, f.name), getattr(wanted, f.name)) for f in dataclasses.fields(TrainConfig)
             if f.name not in ('out', 'name') and not same(f.name, getattr(recorded, f.name), getattr(wanted, f.name))}
-    if diff: raise SystemExit(f"accuracy: error: --reuse-ours {run} was run with other settings (recorded, wanted): {diff}")
+    if diff: raise SystemExit(f"accuracy: error: --reuse-ours {run} was run with other settings (recorded, wanted): "
+                              f"{diff}")
     return run
 
 
@@ -188,7 +199,8 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
          epochs2: int = 1,             # stage-two epochs, both sides
          bs: int = 32,                 # both sides (the CLI's default)
          workers: int = None,          # DataLoader workers, both sides (None: the CLI's default, 0 on <= 4 cores)
-         holdout: float = 0.,          # > 0: score on this fraction of the even years instead of the test split (for tuning)
+         # > 0: score on this fraction of the even years instead of the test split (for tuning)
+         holdout: float = 0.,
          precision: str = 'bf16',      # fp32 | bf16, both sides
          freeze_epochs: int = 0,       # ours: head-only epochs before each stage (0: as many epochs as the baseline)
          lr: str = CLI_DEFAULTS['lr'], # ours: stage-one learning rate (a setting to tune on the holdout)
@@ -214,8 +226,9 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
                                  holdout=holdout, precision=precision, seed=seed, lr=lr, lr2=lr2,
                                  label_smoothing=label_smoothing)
         elif name == 'ours-stage2-scratch':
-            results[name] = {'stage2': stage2_alone(fd, arch, size_t, epochs2, bs, base_workers, holdout, precision, seed,
-                                                    freeze_epochs, 'scratch', RUNS / f"bench-{name}{'-' + tag if tag else ''}",
+            results[name] = {'stage2': stage2_alone(fd, arch, size_t, epochs2, bs, base_workers, holdout, precision,
+                                                    seed, freeze_epochs, 'scratch',
+                                                    RUNS / f"bench-{name}{'-' + tag if tag else ''}",
                                                     lr2, label_smoothing)}
         else: raise SystemExit(f"accuracy: error: unknown --which entry {name!r}")
         results[name]['wall_seconds'] = round(time.time() - t0, 1)
@@ -226,14 +239,15 @@ def main(data: Path = REAL,            # Kaggle folder (the real small data set)
                   wall_s=round(time.time() - t_all, 1),
                   results=results, machine=dict(cores=os.cpu_count(), torch=torch.__version__,
                                                 cpu=platform.processor() or platform.machine(),
-                                                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
+                                                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available()
+                                                else None))
     out.mkdir(parents=True, exist_ok=True)
     (out / f"accuracy{'-' + tag if tag else ''}.json").write_text(json.dumps(record, indent=1, default=str))
     if holdout:
         for name, r in results.items():
-            print(f"{name}: holdout top-1 " + ', '.join(
-                f"{s} {r[s]['holdout_last_epoch']['accuracy'] if 'holdout_last_epoch' in r[s] else r[s]['all']['micro_top1']:.4f}"
-                for s in ('stage1', 'stage2') if s in r))
+            top1 = {s: (r[s]['holdout_last_epoch']['accuracy'] if 'holdout_last_epoch' in r[s]
+                        else r[s]['all']['micro_top1']) for s in ('stage1', 'stage2') if s in r}
+            print(f"{name}: holdout top-1 " + ', '.join(f"{s} {v:.4f}" for s, v in top1.items()))
         return
     print("\n| recipe | stage | micro top-1 | micro top-5 | macro top-1 | seen top-1 | seen top-5 | minutes |\n"
           "|---|---|---:|---:|---:|---:|---:|---:|")

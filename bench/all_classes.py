@@ -1,4 +1,5 @@
-"""Benchmark: how the all-classes model's head should start (`--all-head imprint|new`), a setting to choose on the holdout.
+"""Benchmark: how the all-classes model's head should start (`--all-head imprint|new`), a setting to choose on the
+holdout.
 
 Takes a finished `train` run, rebuilds its data and its stage-two learner (config.json, stage2.pth), and trains the
 all-classes model from that body once per head, with `train`'s own building blocks and schedule (one head-only epoch,
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json, sys, tempfile, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import torch
 from fastai.vision.all import set_seed
 from fastcore.script import call_parse
@@ -44,7 +45,8 @@ def main(run: Path,                # a finished `train` run folder (with stage2.
          epochs: int = None,       # whole-network epochs after the head epoch (default: the run's --epochs-all)
          out: Path = Path(__file__).parent / 'results'):
     recorded = json.loads((run / 'config.json').read_text())
-    cfg = TrainConfig.of_run(run).resolve(recorded.get('resolved'))[0]  # arch, size, precision as this machine runs them
+    # arch, size, precision as this machine runs them
+    cfg = TrainConfig.of_run(run).resolve(recorded.get('resolved'))[0]
     epochs = cfg.epochs_all if epochs is None else epochs
     meta = json.loads((run / 'stage2.json').read_text())
     data = load_data(cfg.data or recorded['data_dir'], **{**cfg.data_options(), 'attributes': ()})
@@ -69,14 +71,16 @@ def main(run: Path,                # a finished `train` run folder (with stage2.
         record['results'][init] = dict(before_top1=start['all']['micro_top1'], top1=summary['all']['micro_top1'],
                                        top5=summary['all']['micro_top5'], macro_top1=summary['all']['macro_top1'],
                                        seen_top1=summary['seen']['micro_top1'], ceiling=summary['ceiling_top1'],
-                                       top_part_top1=parts['top']['micro_top1'], rare_part_top1=parts['rare']['micro_top1'],
-                                       seconds=round(time.time() - t0, 1))
+                                       top_part_top1=parts['top']['micro_top1'],
+                                       rare_part_top1=parts['rare']['micro_top1'], seconds=round(time.time() - t0, 1))
         print(f"{init}: {json.dumps(record['results'][init])}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / f'all-classes-{run.name}.json').write_text(json.dumps(record, indent=1))
     print(f"\n{split} split, {len(rows)} images, {cfg.arch} at {cfg.size[0]}x{cfg.size[1]}, 1 head + {epochs} epochs\n"
-          "| head | top-1 before fine-tuning | top-1 | top-5 | macro top-1 | seen top-1 | top part | rare part | minutes |\n"
+          "| head | top-1 before fine-tuning | top-1 | top-5 | macro top-1 | seen top-1 | top part | rare part "
+          "| minutes |\n"
           "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for init, r in record['results'].items():
         print(f"| {init} | {pct(r['before_top1'])} | {pct(r['top1'])} | {pct(r['top5'])} | {pct(r['macro_top1'])} | "
-              f"{pct(r['seen_top1'])} | {pct(r['top_part_top1'])} | {pct(r['rare_part_top1'])} | {r['seconds'] / 60:.1f} |")
+              f"{pct(r['seen_top1'])} | {pct(r['top_part_top1'])} | {pct(r['rare_part_top1'])} | "
+              f"{r['seconds'] / 60:.1f} |")

@@ -33,7 +33,8 @@ def main(audit: Path,     # an audit folder (label_issues.csv, duplicate_groups.
                    f"<td>{escape(str(r['given']))} ({100 * r['prob_given']:.1f}%)</td>"
                    f"<td>{escape(str(r['suggested']))} ({100 * r['prob_suggested']:.1f}%)</td></tr>"
                    for i, r in issues.iterrows())
-    grouped = ''.join(f"<h4>G{j + 1}: {escape(a)}</h4>" + group_row(dups[(dups['attribute'] == a) & (dups['group'] == g)])
+    grouped = ''.join(f"<h4>G{j + 1}: {escape(a)}</h4>"
+                      + group_row(dups[(dups['attribute'] == a) & (dups['group'] == g)])
                       for j, (a, g) in enumerate(keys.itertuples(index=False)))
     atomic_write_text(audit / 'sample.html',
                       f"<!doctype html><html><head><meta charset=utf-8><style>{STYLE}</style></head><body>"

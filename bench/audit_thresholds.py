@@ -1,5 +1,5 @@
-"""Benchmark: what the audit's near-duplicate thresholds (`--min-cosine`, `--max-bits`) let through, on the even years of
-the real small data set only (the years a run trains on: the test years are not looked at to choose them).
+"""Benchmark: what the audit's near-duplicate thresholds (`--min-cosine`, `--max-bits`) let through, on the even years
+of the real small data set only (the years a run trains on: the test years are not looked at to choose them).
 
 Every pair of even-year photos that are among each other's 10 nearest by the run's embedding (cosine >= 0.80) is
 measured by cosine, by the Hamming distance of their 64-bit perceptual hashes (grey structure) and of their 42-bit
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json, platform, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import imagehash
 import numpy as np
 from fastcore.script import call_parse

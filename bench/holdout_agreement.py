@@ -33,7 +33,8 @@ from fashion_fastai.training.config import TrainConfig, FLIP, parse_size
 from fashion_fastai.data.styles import load_data, as_items, eval_rows
 from fashion_fastai.data.holdout import RULES, product_stems
 from fashion_fastai.evaluation.tta import predict_with_tta
-from tta import PARTS, exported_stages, scores  # each stage's learner; top-1, top-5 and seen-class top-1 as bench/tta.py scores them
+# each stage's learner; top-1, top-5 and seen-class top-1 as bench/tta.py scores them
+from tta import PARTS, exported_stages, scores
 
 ALL_HELD = 'all held'  # every rule's photos together: the largest holdout a run has, so the narrowest band
 
@@ -83,7 +84,8 @@ def score_run(run: Path, flip: bool, sizes: list, test: bool, calibration: bool 
     cfg = TrainConfig.of_run(run)
     record = json.loads((run / 'config.json').read_text())
     if not cfg.holdout:
-        raise SystemExit(f"holdout_agreement: error: {run} validated on the test split (no --holdout): nothing to compare.")
+        raise SystemExit(f"holdout_agreement: error: {run} validated on the test split (no --holdout): nothing to "
+                         "compare.")
     data = load_data(record['data_dir'], **cfg.data_options())
     metrics = json.loads((run / 'metrics.json').read_text())
     ways = {'plain': (0, None), **({'flip': (FLIP, None)} if flip else {}),
@@ -166,7 +168,8 @@ def agreement(scored: dict, pairs: str) -> list[str]:
         label, _, only = label.partition('@')  # 'label@stage1': that stage alone
         (ra, _, wa), (rb, _, wb) = (side.strip().partition('/') for side in sides.split(':'))
         for stage in PARTS:
-            if stage not in scored[ra]['stages'] or stage not in scored[rb]['stages'] or only.strip() not in ('', stage):
+            if (stage not in scored[ra]['stages'] or stage not in scored[rb]['stages']
+                    or only.strip() not in ('', stage)):
                 continue
             images = scored[ra]['stages'][stage]['images']
             cells = {}
@@ -181,7 +184,8 @@ def agreement(scored: dict, pairs: str) -> list[str]:
                 return 'yes' if (d > 0) == (test > 0) else 'no'
             rows.append(f"| {label.strip()} | {stage} | " + ' | '.join(
                 f"{cells[k][0]:+.2f} ({verdict(*cells[k])})" if k in cells else '-' for k in (*RULES, ALL_HELD))
-                + (" | not measured |" if test is None else f" | {test:+.2f}{' (≈)' if abs(test) < test_noise else ''} |"))
+                + (" | not measured |" if test is None else f" | {test:+.2f}{' (≈)' if abs(test) < test_noise else ''} "
+                   "|"))
     return rows
 
 
@@ -207,7 +211,8 @@ def score_rows(scored: list) -> list[str]:
 def calibration_rows(scored: list) -> list[str]:
     "Markdown rows: per run and stage, the test split's ECE after a temperature fitted on each rule's photos."
     kinds = ('softmax', *RULES, ALL_HELD)
-    rows = ["| run | stage | " + ' | '.join(f'{k}: T / test ECE' if k != 'softmax' else 'softmax: test ECE' for k in kinds)
+    rows = ["| run | stage | "
+            + ' | '.join(f'{k}: T / test ECE' if k != 'softmax' else 'softmax: test ECE' for k in kinds)
             + " |", "|---|---|" + "---:|" * len(kinds)]
     for r in scored:
         for stage, s in r['stages'].items():
@@ -224,12 +229,14 @@ def main(runs: Path = None,        # `train` run folders trained with --holdout-
          flip: bool = False,       # also score each image averaged with its mirror image (--tta flip)
          sizes: str = '',          # also score at these input sizes, comma-separated HxW (e.g. 160x120)
          test: bool = False,       # also score the evaluation-only settings on the test split
-         calibration: bool = False, # also fit a temperature on each rule's photos and give the test split's ECE after it
-         pairs: str = '',          # print the tables and the agreement of pairs of scored runs (see `agreement`), from `out`
-         out: Path = Path(__file__).parent / 'results'):
+         # also fit a temperature on each rule's photos and give the test split's ECE after it
+         calibration: bool = False,
+         # print the tables and the agreement of pairs of scored runs (see `agreement`), from `out`
+         pairs: str = '', out: Path = Path(__file__).parent / 'results'):
     sizes = [parse_size(s) for s in sizes.split(',') if s.strip()]
     out.mkdir(parents=True, exist_ok=True)
-    scored = [merged(out / f'holdout-agreement-{Path(run).name}.json', score_run(Path(run), flip, sizes, test, calibration))
+    scored = [merged(out / f'holdout-agreement-{Path(run).name}.json',
+                     score_run(Path(run), flip, sizes, test, calibration))
               for run in (r for r in (runs, *more) if r is not None)]
     if pairs:
         names = {n for p in pairs.split(';') if '=' in p for side in p.split('=', 1)[1].split(':')
@@ -244,4 +251,5 @@ def main(runs: Path = None,        # `train` run folders trained with --holdout-
               + " | test split |\n|---|---|" + "---:|" * (len(RULES) + 2))
         print('\n'.join(agreement(by_name, pairs)))
     print('\n' + '\n'.join(score_rows(scored)))
-    if any('calibration' in s for r in scored for s in r['stages'].values()): print('\n' + '\n'.join(calibration_rows(scored)))
+    if any('calibration' in s for r in scored
+           for s in r['stages'].values()): print('\n' + '\n'.join(calibration_rows(scored)))

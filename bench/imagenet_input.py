@@ -13,7 +13,7 @@ from __future__ import annotations
 import json, platform, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import numpy as np
 import pandas as pd
 import timm
@@ -29,7 +29,8 @@ ARCH = 'tf_efficientnet_lite0'
 PROBE = {'Sunglasses': ['sunglasses', 'sunglass'], 'Backpacks': ['backpack'], 'Wallets': ['wallet'], 'Jeans': ['jean'],
          'Sweatshirts': ['sweatshirt'], 'Sandals': ['sandal'], 'Bra': ['brassiere'], 'Handbags': ['purse'],
          'Ties': ['Windsor tie', 'bow tie'], 'Sports Shoes': ['running shoe'], 'Tshirts': ['jersey'],
-         'Watches': ['digital watch', 'analog clock'], 'Socks': ['sock'], 'Swimwear': ['n03710637', 'n03710721', 'bikini']}
+         'Watches': ['digital watch', 'analog clock'], 'Socks': ['sock'],
+         'Swimwear': ['n03710637', 'n03710721', 'bikini']}
 SIZES = ((128, 96), (224, 168), (224, 224))
 
 
@@ -57,7 +58,8 @@ def main(data: Path,                 # the Kaggle small data set's folder (style
         hit = np.array([bool(set(w) & set(t)) for w, t in zip(wanted, top5)])
         mass = np.array([p[i, w].sum() for i, w in enumerate(wanted)])
         per = pd.DataFrame(dict(a=df.articleType.values, hit=hit)).groupby('a').hit.mean().round(3).to_dict()
-        result[f'{size[0]}x{size[1]}'] = dict(top5=round(100 * float(hit.mean()), 2), mean_prob=round(float(mass.mean()), 4),
+        result[f'{size[0]}x{size[1]}'] = dict(top5=round(100 * float(hit.mean()), 2),
+                                              mean_prob=round(float(mass.mean()), 4),
                                               forward_photos_per_s=round(speed, 1), top5_per_class=per)
         print(size, result[f'{size[0]}x{size[1]}'], flush=True)
     result |= dict(machine=platform.processor() or platform.machine(), date=time.strftime('%Y-%m-%d'))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import statistics, time
 from functools import partial
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import torch
 from fastai.optimizer import Adam, OptimWrapper
 from fastai.vision.all import create_vision_model, norm_bias_params
@@ -49,5 +49,6 @@ def main(arch: str = 'resnet18', repeats: int = 9):
     for _ in range(repeats):
         for k, o in opts.items():
             t0 = time.perf_counter(); o.step(); times[k].append((time.perf_counter() - t0) * 1000)
-    print(f"{arch}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, ms per step (median of {repeats}): "
+    print(f"{arch}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, ms per step (median of "
+          f"{repeats}): "
           + ', '.join(f"{k} {statistics.median(v):.1f}" for k, v in times.items()))

@@ -1,8 +1,8 @@
 """Benchmark: building the pre-resized cache, and what training on it gains over training on full-size files.
 
-There is no full-size data set on this machine, so the full-size folder is GENERATED here: N product-like 1800x2400 JPEGs
-(a light background, a few coloured shapes, sensor-like noise so that JPEG sizes are realistic), in the Kaggle layout.
-Measured, each the median of `--repeats` runs:
+There is no full-size data set on this machine, so the full-size folder is GENERATED here: N product-like 1800x2400
+JPEGs (a light background, a few coloured shapes, sensor-like noise so that JPEG sizes are realistic), in the Kaggle
+layout. Measured, each the median of `--repeats` runs:
   1. cache build (`prepare`) images/second, with 0 worker processes and with one per core;
   2. one training epoch (resnet18 at --size, fp32, from scratch) on the full-size folder vs on its cache: images/second;
   3. the data pipeline alone (decode + resize + batch transforms) on both, images/second.
@@ -49,7 +49,8 @@ def generate_full_size(root: Path, n: int, seed: int = 0) -> Path:
                         fill=tuple(int(v) for v in rng.integers(0, 200, 3)))
         a = np.asarray(im, dtype=np.int16) + rng.normal(0, 6, (2400, 1800, 1)).astype(np.int16)
         Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(root / 'images' / f'{i}.jpg', quality=90)
-        lines.append(f"{i},Men,Apparel,Topwear,{CLASSES[i % len(CLASSES)]},Blue,Summer,{2012 + i % 2},Casual,item {i}\n")
+        lines.append(f"{i},Men,Apparel,Topwear,{CLASSES[i % len(CLASSES)]},Blue,Summer,{2012 + i % 2},Casual,item "
+                     f"{i}\n")
     (root / 'styles.csv').write_text(''.join(lines))
     return root
 
@@ -99,16 +100,20 @@ def main(n: int = 96,          # generated full-size images
             for _ in range(repeats):  # alternate, so that a slow spell of the machine hits both
                 full_r.append(epoch_rate(full, (size, size), bs, train))
                 cache_r.append(epoch_rate(cache, (size, size), bs, train))
-            res[what] = dict(full=statistics.median(full_r), cache=statistics.median(cache_r), full_all=full_r, cache_all=cache_r)
+            res[what] = dict(full=statistics.median(full_r), cache=statistics.median(cache_r), full_all=full_r,
+                             cache_all=cache_r)
             print(f"{what}: full-size {res[what]['full']:.1f} img/s, cache {res[what]['cache']:.1f} img/s "
                   f"(x{res[what]['cache'] / res[what]['full']:.2f})", flush=True)
     result = dict(command=' '.join([Path(sys.executable).name, *sys.argv]), n=n, size=size, bs=bs, repeats=repeats,
                   generated_mb=round(mb, 1), cache_build_img_s={str(k): v for k, v in build.items()}, **res,
-                  machine=dict(cores=os.cpu_count(), torch=torch.__version__, cpu=platform.processor() or platform.machine(),
+                  machine=dict(cores=os.cpu_count(), torch=torch.__version__,
+                               cpu=platform.processor() or platform.machine(),
                                gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(f"\n| measurement (generated 1800x2400 JPEGs, n={n}, size {size}) | full-size files | cache | gain |\n|---|---:|---:|---:|")
+    print(f"\n| measurement (generated 1800x2400 JPEGs, n={n}, size {size}) | full-size files | cache | gain "
+          "|\n|---|---:|---:|---:|")
     for what in ('pipeline', 'epoch'):
-        print(f"| {what} img/s | {res[what]['full']:.1f} | {res[what]['cache']:.1f} | x{res[what]['cache'] / res[what]['full']:.2f} |")
-    print(f"\ncache build: " + ', '.join(f"{v:.1f} img/s with {k} workers" for k, v in build.items()))
+        print(f"| {what} img/s | {res[what]['full']:.1f} | {res[what]['cache']:.1f} | "
+              f"x{res[what]['cache'] / res[what]['full']:.2f} |")
+    print("\ncache build: " + ', '.join(f"{v:.1f} img/s with {k} workers" for k, v in build.items()))

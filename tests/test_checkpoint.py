@@ -1,4 +1,4 @@
-"""Per-epoch checkpoints and resuming from them, in process on the tiny data (resnet18 at 32x24, a few batches per fit)."""
+"""Per-epoch checkpoints and resuming from them, in process on the tiny data (resnet18 at 32x24, a few batches each)."""
 from __future__ import annotations
 
 
@@ -44,7 +44,8 @@ def test_schedule_is_fastais_fine_tune(tiny_dls, tmp_path):
     a.fine_tune(2, base_lr=1e-3, freeze_epochs=1)
     train_stage(b, 2, 1e-3, freeze_epochs=1)
     assert len(ra.lrs) == 6 and ra.lrs == rb.lrs
-    assert [p for p, *_ in fine_tune_phases(3, 1e-3, 0)] == ["all"] and [p for p, *_ in fine_tune_phases(3, 1e-3, 2)] == ["head", "all"]
+    assert [p for p, *_ in fine_tune_phases(3, 1e-3, 0)] == ["all"]
+    assert [p for p, *_ in fine_tune_phases(3, 1e-3, 2)] == ["head", "all"]
 
 
 def test_discriminative_rates_are_fastais(tiny_dls, tmp_path):
@@ -56,7 +57,8 @@ def test_discriminative_rates_are_fastais(tiny_dls, tmp_path):
     a.unfreeze(); a.fit_one_cycle(2, slice(1e-4, 1e-3))
     train_stage(b, 2, (1e-4, 1e-3), freeze_epochs=0)
     assert len(rb.lrs) == 4 and ra.lrs == rb.lrs
-    assert all(r == sorted(r) and r[0] * 9 < r[-1] for r in rb.lrs)  # the body's groups below the head, by 10x at the ends
+    # the body's groups below the head, by 10x at the ends
+    assert all(r == sorted(r) and r[0] * 9 < r[-1] for r in rb.lrs)
     c, d = _learner(tiny_dls, tmp_path), _learner(tiny_dls, tmp_path)
     rc, rd = _LRs(), _LRs()
     c.add_cb(rc); d.add_cb(rd)

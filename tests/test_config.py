@@ -24,11 +24,11 @@ from fashion_fastai.networks.weights import default_arch
     (dict(holdout=-0.1), ['--holdout', '-0.1']), (dict(holdout=float('nan')), ['--holdout', 'nan']),
     (dict(workers=-1), ['--workers', '-1']),
     (dict(demo_scale=0.), ['--demo-scale', '0.0']),
-    (dict(label_smoothing=1.), ['--label-smoothing', '1.0']), (dict(label_smoothing=-0.1), ['--label-smoothing', '-0.1']),
-    (dict(tta=-1), ['--tta', '-1']),
+    (dict(label_smoothing=1.), ['--label-smoothing', '1.0']),
+    (dict(label_smoothing=-0.1), ['--label-smoothing', '-0.1']), (dict(tta=-1), ['--tta', '-1']),
     (dict(lr='-1'), ['--lr', '-1']), (dict(lr2='fast'), ['--lr2', 'fast', 'auto']),
-    (dict(lr2='2e-3:2e-4'), ['--lr2', '2e-3:2e-4', 'LO <= HI']), (dict(lr_all='1e-4:2e-3:1'), ['--lr-all', '1e-4:2e-3:1']),
-    (dict(lr='0:2e-3'), ['--lr', '0:2e-3']),
+    (dict(lr2='2e-3:2e-4'), ['--lr2', '2e-3:2e-4', 'LO <= HI']),
+    (dict(lr_all='1e-4:2e-3:1'), ['--lr-all', '1e-4:2e-3:1']), (dict(lr='0:2e-3'), ['--lr', '0:2e-3']),
     (dict(precision='fp8'), ['--precision', 'fp8', 'bf16']),
     (dict(pretrained='maybe'), ['--pretrained', 'maybe', 'auto, yes, no']),
     (dict(stage2_body='random'), ['--stage2-body', 'random', 'scratch']),
@@ -50,7 +50,8 @@ def test_bad_options_are_refused_naming_the_option_and_value(change, named):
 
 def test_fp16_needs_a_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(OptionError, match='fp16'): TrainConfig(precision='fp16').resolve()  # a choice this machine lacks
+    # a choice this machine lacks
+    with pytest.raises(OptionError, match='fp16'): TrainConfig(precision='fp16').resolve()
 
 
 def test_resolve_precision(monkeypatch):
@@ -102,7 +103,8 @@ def test_the_default_arch_is_one_whose_imagenet_weights_are_here(monkeypatch, tm
     (data / 'styles.csv').write_text('id,articleType,year\n'); (data / 'images' / '1.jpg').write_bytes(b'x')
     monkeypatch.setattr(w, 'torchvision_weights_available', lambda arch: (False, 'offline'))
     cfg, record = TrainConfig(data=data).resolve()
-    assert cfg.arch == 'tf_efficientnet_lite0' and 'offline' in record['why']['arch'] and 'resnet50' in record['why']['arch']
+    assert cfg.arch == 'tf_efficientnet_lite0'
+    assert 'offline' in record['why']['arch'] and 'resnet50' in record['why']['arch']
     monkeypatch.setattr(w, 'torchvision_weights_available', lambda arch: (True, 'cached at X'))
     cfg, record = TrainConfig(data=data).resolve()
     assert cfg.arch == 'resnet50' and 'cached at X' in record['why']['arch']

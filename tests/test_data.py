@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fashion_fastai.data.styles import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles, part_dataloaders,
-                                 part_vocab, top_classes, year_split)
+from fashion_fastai.data.styles import (DataError, LABEL, SplitColumn, as_items, load_data, load_styles,
+                                        part_dataloaders, part_vocab, top_classes, year_split)
 
 from helpers import TINY_RARE, tiny_lines, write_dataset, COLUMNS, REAL_DATA, SMALL, style_line
 from fashion_fastai.core.models import MODELS
@@ -70,7 +70,8 @@ def test_duplicate_id_keeps_the_first_row(make_dataset):
 
 def test_bom_and_crlf(make_dataset):
     root = make_dataset([style_line(1, year=2012, name="A, b"), style_line(2, year=2013)], bom=True, eol="\r\n")
-    assert (root / "styles.csv").read_bytes().startswith(b"\xef\xbb\xbfid,") and b"\r\n" in (root / "styles.csv").read_bytes()
+    raw = (root / "styles.csv").read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfid,") and b"\r\n" in raw
     df, report = load_styles(root / "styles.csv")
     assert list(df.columns) == COLUMNS
     assert not any("\ufeff" in c for c in df.columns)
@@ -103,7 +104,8 @@ def test_missing_styles_csv_names_the_file(tmp_path):
 
 
 def test_load_data_checks_the_folder_before_reading(make_dataset, tmp_path):
-    "The one check of a data folder (`data_folder_problem`): what is wrong and where the right folder is, before any row."
+    """The one check of a data folder (`data_folder_problem`): what is wrong and where the right folder is, before any
+    row."""
     root = make_dataset([style_line(1)])
     (root / "images" / "1.jpg").rename(root / "images" / "1.png")
     (tmp_path / "archive.zip").write_bytes(b"PK")
@@ -259,7 +261,8 @@ def test_demo_vocab_and_labels(demo_loaded, demo_dls):
     for part in ("top", "rare"):
         dls, vocab = demo_dls[part], demo_loaded.vocabs[part]
         rows = demo_loaded.part(part)
-        assert vocab == sorted(set(rows.loc[rows["split"] == "train", LABEL]) | set(rows.loc[rows["split"] == "test", LABEL]))
+        assert vocab == sorted(set(rows.loc[rows["split"] == "train", LABEL])
+                               | set(rows.loc[rows["split"] == "test", LABEL]))
         assert list(dls.vocab) == vocab and dls.c == len(vocab)
         for ds in (dls.train_ds, dls.valid_ds):
             for i in range(0, len(ds), max(1, len(ds) // 4)):
@@ -284,7 +287,8 @@ def test_split_column():
 
 def test_as_items():
     df = pd.DataFrame({"file": ["a.jpg", "b.jpg"], LABEL: ["x", "y"], "split": ["train", "test"], "id": [1, 2]})
-    assert as_items(df) == [{"file": "a.jpg", LABEL: "x", "split": "train"}, {"file": "b.jpg", LABEL: "y", "split": "test"}]
+    assert as_items(df) == [{"file": "a.jpg", LABEL: "x", "split": "train"},
+                            {"file": "b.jpg", LABEL: "y", "split": "test"}]
 
 
 def test_holdout(tiny_dir):
@@ -356,7 +360,8 @@ def test_real_data_smoke():
     data = load_data(REAL_DATA)
     r = data.report
     assert r.lines_read == 44446
-    assert list(data.frame.columns[:len(COLUMNS)]) == COLUMNS  # the one spelling of the header (data.COLUMNS) is Kaggle's
+    # the one spelling of the header (data.COLUMNS) is Kaggle's
+    assert list(data.frame.columns[:len(COLUMNS)]) == COLUMNS
     assert "Perfume and Body Mist" in data.top and data.train_counts("top").get("Perfume and Body Mist", 0) == 0
     assert len(data.top) == 20 and len(data.vocabs["top"]) == 20
     assert data.vocabs["all"] == sorted(data.vocabs["top"] + data.vocabs["rare"])  # the all-classes model's classes
@@ -372,7 +377,8 @@ def test_real_data_smoke():
 
 def test_unclosed_quote_does_not_swallow_the_following_lines(make_dataset):
     "A name opening a quote it never closes: the csv reader would read every later line into that one field, silently."
-    lines = [style_line(1), style_line(2, name='"12 inch Tshirts'), style_line(3), style_line(4, name='Nike 3.5" Shorts')]
+    lines = [style_line(1), style_line(2, name='"12 inch Tshirts'), style_line(3),
+             style_line(4, name='Nike 3.5" Shorts')]
     df, report = load_styles(make_dataset(lines) / "styles.csv")
     assert df["id"].tolist() == [1, 2, 3, 4] and report.lines_read == 4 and report.malformed == []
     assert df.set_index("id").loc[4, "productDisplayName"] == 'Nike 3.5" Shorts'
@@ -403,7 +409,8 @@ def test_duplicate_column_in_header(make_dataset):
 
 
 @pytest.mark.parametrize("header, hint", [
-    (",".join(COLUMNS).replace("year", "Year").replace("articleType", "ArticleType"), "case-sensitive: found 'ArticleType', 'Year'"),
+    (",".join(COLUMNS).replace("year", "Year").replace("articleType", "ArticleType"), "case-sensitive: found "
+     "'ArticleType', 'Year'"),
     (";".join(COLUMNS), "must be comma-separated, not ';'-separated"),
     ("\t".join(COLUMNS), "must be comma-separated, not '\\t'-separated"),
 ])
@@ -438,7 +445,8 @@ def test_utf16_styles_csv(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 def test_part_empty_after_filtering_is_a_clear_error(make_dataset):
-    lines = [style_line(i, "Tshirts", 2012 + i % 2) for i in range(1, 7)] + [style_line(7, "Ties", 2012), style_line(8, "Ties", 2013)]
+    lines = ([style_line(i, "Tshirts", 2012 + i % 2) for i in range(1, 7)]
+             + [style_line(7, "Ties", 2012), style_line(8, "Ties", 2013)])
     everything = load_data(make_dataset(lines), k=2)  # --topk covers every class: nothing is left for stage two
     assert everything.vocabs["rare"] == [] and len(everything.part("rare")) == 0
     with pytest.raises(DataError, match=r"top-2 part holds every class.*--topk below 2.*--epochs2 0"):
@@ -473,18 +481,20 @@ def test_classes_with_one_image_train_and_evaluate(make_dataset, tmp_path):
     assert summary["ceiling_top1"] == pytest.approx(4 / 5)
     assert 0 <= summary["all"]["micro_top1"] <= summary["all"]["micro_top5"] <= 1
     learn.dls = part_dataloaders(data, "top", size=SMALL, bs=4, num_workers=0, seed=0)  # with augmentation: --tta
-    _, tta_summary, tta_probs, tta_targs = evaluate_learner(learn, eval_rows(data, "top"), data.train_counts("top"), tta=2)
+    _, tta_summary, tta_probs, tta_targs = evaluate_learner(learn, eval_rows(data, "top"), data.train_counts("top"),
+                                                            tta=2)
     assert torch.equal(tta_targs, targs) and tta_probs.shape == probs.shape  # same rows, same order
     assert torch.allclose(tta_probs.sum(1), torch.ones(5)) and not torch.allclose(tta_probs, probs)
     assert tta_summary["ceiling_top1"] == summary["ceiling_top1"]
 
 
 def test_topk_covering_every_class_fails_before_stage_one(demo_data, tmp_path):
-    "--topk 40 on the 27-class demo leaves stage two nothing: the run stops before training anything, saying what to do."
+    """--topk 40 on the 27-class demo leaves stage two nothing: the run stops before training anything, saying what to
+    do."""
     from fashion_fastai.training.config import TrainConfig
     from fashion_fastai.train import train
-    cfg = TrainConfig(data=demo_data, out=tmp_path, name='all-top', arch='resnet18', pretrained='no', size='32x24', bs=8,
-                      epochs=1, epochs2=1, lr='1e-3', lr2='1e-3', topk=40, precision='fp32', seed=0, workers=0)
+    cfg = TrainConfig(data=demo_data, out=tmp_path, name='all-top', arch='resnet18', pretrained='no', size='32x24',
+                      bs=8, epochs=1, epochs2=1, lr='1e-3', lr2='1e-3', topk=40, precision='fp32', seed=0, workers=0)
     with pytest.raises(DataError, match=r"top-27 part holds every class.*--topk below 27.*--epochs2 0"):
         train(cfg)
     assert not (tmp_path / 'all-top' / 'checkpoints').exists() and not list((tmp_path / 'all-top').glob('history*'))
@@ -499,7 +509,8 @@ def test_pad_resize_passes_target_sized_images_through_and_pads_others_like_fast
     ours, fastai = PadResize((80, 60)), Resize((80, 60), method=ResizeMethod.Pad, pad_mode=PadMode.Border)
     for split_idx in (0, 1):  # training and validation
         assert ours(exact, split_idx=split_idx) is exact
-        assert np.array_equal(np.asarray(fastai(exact, split_idx=split_idx)), np.asarray(exact))  # what it skips is a no-op
+        # what it skips is a no-op
+        assert np.array_equal(np.asarray(fastai(exact, split_idx=split_idx)), np.asarray(exact))
         random.seed(split_idx); padded = ours(odd, split_idx=split_idx)
         random.seed(split_idx); expected = fastai(odd, split_idx=split_idx)  # training pads at a random offset
         assert padded.size == (60, 80) and np.array_equal(np.asarray(padded), np.asarray(expected))

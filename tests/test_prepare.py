@@ -1,4 +1,4 @@
-"""The pre-resized cache (`fashion_fastai.prepare`) on generated full-size images (1800x2400, like the Kaggle full set)."""
+"""The pre-resized cache (`fashion_fastai.prepare`) on generated full-size images (1800x2400, as in the Kaggle set)."""
 import errno, json, os, shutil
 from pathlib import Path
 

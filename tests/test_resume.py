@@ -25,7 +25,8 @@ def test_sigkill_then_resume(tmp_path, extra):
     refused = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir), '--size', '64x48',
                               '--epochs', '5'], env=env, capture_output=True, text=True, timeout=900)
     assert refused.returncode == 2 and '--size' in refused.stderr and '--epochs' in refused.stderr, refused.stderr
-    assert 'Traceback' not in refused.stderr and not (run_dir / 'history_stage1.csv').exists()  # refused before training
+    # refused before training
+    assert 'Traceback' not in refused.stderr and not (run_dir / 'history_stage1.csv').exists()
 
     # options that leave what is trained as it was: how it computes, and the epochs of a model not yet started
     p = subprocess.run([sys.executable, '-m', 'fashion_fastai.train', '--resume', str(run_dir), '--workers', '0',
@@ -42,7 +43,8 @@ def test_sigkill_then_resume(tmp_path, extra):
     assert 0 <= m['stage1']['all']['micro_top1'] <= 1 and 0 <= m['stage2']['all']['micro_top1'] <= 1
     cfg = json.loads((run_dir / 'config.json').read_text())
     assert cfg['epochs'] == 2 and cfg['epochs_all'] == 2 and cfg['resumed_by'] and '--resume' in cfg['resumed_by'][0]
-    assert cfg['resolved']['arch'] == 'resnet18' and cfg['resolved']['precision'] == 'fp32'  # this machine's answers, apart
+    # this machine's answers, apart
+    assert cfg['resolved']['arch'] == 'resnet18' and cfg['resolved']['precision'] == 'fp32'
     for s in ('stage1', 'stage2', 'all'):
         assert json.loads((run_dir / 'checkpoints' / f'{s}.json').read_text())['done'] is True
         assert (run_dir / f'{s}.json').is_file() and (run_dir / f'{s}.pth').is_file()

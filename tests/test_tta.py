@@ -23,7 +23,8 @@ def test_other_tta_values_are_refused_saying_what_is_valid(given):
 
 def test_flip_works_with_attributes_and_fastai_tta_does_not():
     assert TrainConfig(pretrained="no", attributes="gender", tta="flip").tta == FLIP
-    with pytest.raises(OptionError, match="--tta 2 .*--tta flip"): TrainConfig(pretrained="no", attributes="gender", tta=2)
+    with pytest.raises(OptionError, match="--tta 2 .*--tta flip"):
+        TrainConfig(pretrained="no", attributes="gender", tta=2)
 
 
 @pytest.fixture(scope="module")

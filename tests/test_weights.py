@@ -10,8 +10,8 @@ import torchvision
 
 from fashion_fastai.training.stages import build_model
 from helpers import distinctive_resnet_state
-from fashion_fastai.networks.weights import (ARCHS, WeightsError, body_state_from_imagenet, check_weights_file, get_arch,
-                                    imagenet_checkpoint, resolve_weights)
+from fashion_fastai.networks.weights import (ARCHS, WeightsError, body_state_from_imagenet, check_weights_file,
+                                             get_arch, imagenet_checkpoint, resolve_weights)
 from fashion_fastai.core.models import MODELS
 
 STAGE1, STAGE2, ALL_CLASSES = MODELS  # the run's models, in training order

@@ -1,1 +1,2 @@
-"""What every layer reads: the styles.csv schema, the table of the run's models, errors, atomic files, the cache, fastai/torch overrides."""
+"""What every layer reads: the styles.csv schema, the table of the run's models, errors, atomic files, the cache,
+fastai/torch overrides."""

@@ -1,7 +1,8 @@
 """Writing files so that a kill mid-write never leaves a truncated file under the final name.
 
-Everything is written to a hidden temporary file in the same folder (same filesystem, so the rename is atomic), flushed to
-disk, then renamed over the final name; on any error the temporary file is removed and the old file, if any, stays intact.
+Everything is written to a hidden temporary file in the same folder (same filesystem, so the rename is atomic), flushed
+to disk, then renamed over the final name; on any error the temporary file is removed and the old file, if any, stays
+intact.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def atomic_open(path: Path, mode: str = "w"):
 
 @contextmanager
 def atomic_path(path: Path):
-    "Yield a temporary path beside `path` for writers that take a file name (`learn.export`); renamed onto `path` on success."
+    """Yield a temporary path beside `path` for writers that take a file name (`learn.export`); renamed onto `path` on
+    success."""
     path = Path(path)
     fd, tmp = _tmp_beside(path)
     os.close(fd)

@@ -1,6 +1,7 @@
-"""Every place that overrides or reaches into a fastai or torch internal, each with why, and what would make it unnecessary.
+"""Every place that overrides or reaches into a fastai or torch internal, each with why, and what would make it
+unnecessary.
 
-Checked with fastai 2.8.12 and torch 2.14.1.  When upgrading either, read this file first: each entry names the behaviour
+Checked with fastai 2.8.12 and torch 2.14.1. When upgrading either, read this file first: each entry names the behaviour
 it depends on, and the tests named beside it fail when that behaviour changes.
 """
 from __future__ import annotations
@@ -28,17 +29,18 @@ def resnet_cut(arch_fn) -> int:
 
 
 def resnet_splitter(arch_fn):
-    "fastai's body/head parameter groups for a torchvision arch (the same lookup as `resnet_cut`, same removal condition)."
+    """fastai's body/head parameter groups for a torchvision arch (the same lookup as `resnet_cut`, same removal
+    condition)."""
     return model_meta.get(arch_fn, _default_meta)['split']
 
 
 def fine_tune_phases(epochs: int, lr, freeze_epochs: int) -> list:
     """`[(phase, n_epoch, fit_one_cycle kwargs)]`: fastai's `fine_tune` written out (its constants: head at `lr` with
-    pct_start 0.99, then everything at lr/2 with discriminative rates lr/200..lr/2, pct_start 0.3, div 5), because a resumed
-    run must re-enter it at any epoch and `fine_tune` has no `start_epoch`.  Remove when `fine_tune` can start mid-way;
-    `tests/test_checkpoint.py` checks the rates equal `fine_tune`'s batch by batch.  Without a head phase (a random body is
-    not worth protecting): one one-cycle fit of the whole network.  `lr` may be a (body, head) pair: the whole network's
-    `slice(body, head)` without a head phase; with one, `fine_tune(head, lr_mult=head / body)`."""
+    pct_start 0.99, then everything at lr/2 with discriminative rates lr/200..lr/2, pct_start 0.3, div 5), because a
+    resumed run must re-enter it at any epoch and `fine_tune` has no `start_epoch`. Remove when `fine_tune` can start
+    mid-way; `tests/test_checkpoint.py` checks the rates equal `fine_tune`'s batch by batch. Without a head phase (a
+    random body is not worth protecting): one one-cycle fit of the whole network. `lr` may be a (body, head) pair: the
+    whole network's `slice(body, head)` without a head phase; with one, `fine_tune(head, lr_mult=head / body)`."""
     lo, hi = lr if isinstance(lr, (tuple, list)) else (None, lr)
     if not freeze_epochs: return [('all', epochs, dict(lr_max=hi if lo is None else slice(lo, hi)))]
     mult = 100 if lo is None else hi / lo
@@ -48,7 +50,7 @@ def fine_tune_phases(epochs: int, lr, freeze_epochs: int) -> list:
 
 def patch_distributed_broadcast() -> None:
     """fastai's `DistributedDL._broadcast` sends the shuffled indices through `.cuda()`, which nccl needs but gloo on a
-    CPU cannot do.  Applied when a run starts on several processes, not at import.  Remove when fastai moves the tensor to
+    CPU cannot do. Applied when a run starts on several processes, not at import. Remove when fastai moves the tensor to
     the backend's device only for nccl."""
     import torch.distributed as dist
     from fastai.distributed import DistributedDL
@@ -64,8 +66,8 @@ def patch_distributed_broadcast() -> None:
 @contextmanager
 def single_process_gather():
     """fastai gathers every batch's predictions across processes whenever the environment's `WORLD_SIZE` says there are
-    several, so one process predicting by itself (the main one, evaluating) would wait forever for the others.  Pretend to
-    be alone for a while (no collective call may run inside).  Remove when `get_preds` takes a no-gather flag."""
+    several, so one process predicting by itself (the main one, evaluating) would wait forever for the others. Pretend
+    to be alone for a while (no collective call may run inside). Remove when `get_preds` takes a no-gather flag."""
     world = os.environ.get('WORLD_SIZE')
     os.environ['WORLD_SIZE'] = '1'
     try: yield
@@ -79,15 +81,17 @@ class PadResize(Resize):
     still crop it, pad it by zero pixels (a round trip through numpy) and resize it to its own size, which every 60x80
     Kaggle image paid for nothing (BENCHMARKS.md has the pipeline before and after).  Other sizes take fastai's path.
     Remove when fastai's `Resize` skips same-size images; `tests/test_data.py` checks both give the same pixels."""
-    def __init__(self, size, **kwargs): super().__init__(size, method=ResizeMethod.Pad, pad_mode=PadMode.Border, **kwargs)
+    def __init__(self, size, **kwargs):
+        super().__init__(size, method=ResizeMethod.Pad, pad_mode=PadMode.Border, **kwargs)
     def encodes(self, x: Image.Image): return x if tuple(x.size) == tuple(self.size) else Resize.encodes(self, x)
 
 
 class TrainOnlyAffine(AffineCoordTfm):
-    """fastai's flip/rotate/zoom transform, which leaves validation and test batches alone: fastai would resample each of
-    them through an identity grid (`grid_sample`) into the same pixels, the largest single cost of the test pipeline in a
-    profile of `get_preds` (BENCHMARKS.md).  Only without an output size of its own: one that resizes must resize every
-    batch.  Remove when fastai skips the identity resampling; `tests/test_data.py` checks training batches are fastai's."""
+    """fastai's flip/rotate/zoom transform, which leaves validation and test batches alone: fastai would resample each
+    of them through an identity grid (`grid_sample`) into the same pixels, the largest single cost of the test pipeline
+    in a profile of `get_preds` (BENCHMARKS.md). Only without an output size of its own: one that resizes must resize
+    every batch. Remove when fastai skips the identity resampling; `tests/test_data.py` checks training batches are
+    fastai's."""
     def before_call(self, b, split_idx):
         super().before_call(b, split_idx)
         if split_idx and self.size is None: self.do = False

@@ -1,5 +1,5 @@
-"""Errors the user can act on.  The CLIs print these as one line (what was wrong, with which file or value, and what to do)
-and exit with status 2; anything else is a bug and keeps its traceback."""
+"""Errors the user can act on. The CLIs print these as one line (what was wrong, with which file or value, and what to
+do) and exit with status 2; anything else is a bug and keeps its traceback."""
 
 
 class FashionError(Exception):

@@ -1,4 +1,4 @@
-"""The models a run trains, as data: one row each, in training order.  Every other module takes the models' names, parts,
+"""The models a run trains, as data: one row each, in training order. Every other module takes the models' names, parts,
 titles and options from here (as timm's registry answers every question about a model name in one place), so a new model
 of the run is one more row, not a new branch in the training loop, the report, `predict` and the web page.
 
@@ -21,10 +21,10 @@ class ModelSpec:
     title: str           # for people (report sections, the web page); `{n}`: its number of classes
     epochs_option: str   # the `TrainConfig` field with its epochs (0 skips the model, where allowed)
     lr_option: str       # the field with its learning rate
-    body: str            # where its body starts: 'imagenet' (scratch without weights) or 'previous' (the model trained before it)
+    body: str            # where its body starts: 'imagenet' (scratch without weights) or 'previous' (the model before)
     body_option: str = None  # a field that overrides `body`: 'imagenet', 'scratch' or a model's name
     head_option: str = None  # a field choosing its article-type head: 'new' or 'imprint' (None: always new)
-    head_epochs: int = 0     # head-only epochs before it unless --freeze-epochs says otherwise (see `TrainConfig.head_epochs`)
+    head_epochs: int = 0     # head-only epochs before it, unless --freeze-epochs (see `TrainConfig.head_epochs`)
     optional: bool = True    # False: every run trains it
 
     def epochs(self, cfg) -> int: return getattr(cfg, self.epochs_option)

@@ -8,7 +8,8 @@ import importlib, importlib.abc, importlib.util, sys
 MOVED = {  # old module (below fashion_fastai) -> where it is now; `data` and `answering` are packages of those names
     'errors': 'core.errors', 'atomic': 'core.atomic', 'cache': 'core.cache', 'models': 'core.models',
     'compat': 'core.compat', 'holdout': 'data.holdout', 'images': 'data.images',
-    'pixels': 'data.pixels', 'demo': 'data.demo', 'weights': 'networks.weights', 'lite_weights': 'networks.lite_weights',
+    'pixels': 'data.pixels', 'demo': 'data.demo', 'weights': 'networks.weights',
+    'lite_weights': 'networks.lite_weights',
     'attributes': 'networks.attributes', 'imagenet_classifier': 'networks.imagenet_classifier',
     'optimizer': 'networks.optimizer', 'config': 'training.config', 'run': 'training.run', 'stages': 'training.stages',
     'checkpoint': 'training.checkpoint', 'distributed': 'training.distributed', 'artifacts': 'training.artifacts',

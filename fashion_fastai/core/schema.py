@@ -9,7 +9,8 @@ COLUMNS = ['id', 'gender', 'masterCategory', 'subCategory', 'articleType', 'base
            'productDisplayName']
 REQUIRED = ['id', 'articleType', 'year']
 LABEL = 'articleType'
-ATTRIBUTES = ('gender', 'masterCategory', 'subCategory', 'baseColour', 'season', 'usage')  # what else a head can predict
+# what else a head can predict
+ATTRIBUTES = ('gender', 'masterCategory', 'subCategory', 'baseColour', 'season', 'usage')
 MISSING_CODE = -100  # torch's cross-entropy `ignore_index`: the target of a row without the attribute
 IMAGE_SIZE = (80, 60)  # (height, width) of the Kaggle "small" images: portrait 4:3
 

@@ -255,7 +255,8 @@ def _casual_shoe(p, c, o, d):
 def _sports_shoe(p, c, o, d):
     upper = [(-24, 4), (-25, -13), (-19, -15), (-11, -8), (2, -6), (16, -2), (25, 2), (27, 7)]
     p.poly(upper, c, o, 1.2)
-    sole = [(-26, 4), (28, 7), (27, 14)] + [(x, 14 + (1.5 if i % 2 else 0)) for i, x in enumerate(range(24, -26, -4))] + [(-26, 13)]
+    sole = [(-26, 4), (28, 7), (27, 14)] + [(x, 14 + (1.5 if i % 2 else 0))
+                                            for i, x in enumerate(range(24, -26, -4))] + [(-26, 13)]
     p.poly(sole, (240, 240, 236), (110, 110, 110), 1.0)  # chunky treaded sole
     p.line([(-20, 1), (-6, 2), (8, 0), (20, 3)], d, 1.6)  # swoosh stripe
     p.line([(-23, -12), (-20, -3)], d, 1.0)  # heel tab
@@ -388,7 +389,8 @@ _SPEC = [
     ("Handbags", "Accessories", "Bags", 137, "both", _handbag, ("Women",), ("Casual", "Formal")),
     ("Heels", "Footwear", "Shoes", 126, "both", _heel, ("Women",), ("Casual", "Formal")),
     ("Sunglasses", "Accessories", "Eyewear", 116, "both", _sunglasses, ("Men", "Women", "Unisex"), ("Casual",)),
-    ("Wallets", "Accessories", "Wallets", 107, "both", _wallet, ("Men", "Men", "Women", "Unisex"), ("Casual", "Formal")),
+    ("Wallets", "Accessories", "Wallets", 107, "both", _wallet, ("Men", "Men", "Women", "Unisex"),
+     ("Casual", "Formal")),
     ("Flip Flops", "Footwear", "Flip Flops", 99, "both", _flip_flop, ("Men", "Women", "Unisex"), ("Casual",)),
     ("Sandals", "Footwear", "Sandal", 91, "both", _sandal, ("Men", "Women", "Girls"), ("Casual",)),
     ("Briefs", "Apparel", "Innerwear", 84, "both", _briefs, _MW, ("Casual",)),
@@ -396,7 +398,8 @@ _SPEC = [
     ("Backpacks", "Accessories", "Bags", 72, "both", _backpack, ("Unisex", "Men", "Women"), ("Casual", "Sports")),
     ("Socks", "Accessories", "Socks", 66, "both", _socks, ("Men", "Women", "Unisex"), ("Casual", "Sports")),
     ("Formal Shoes", "Footwear", "Shoes", 61, "both", _formal_shoe, ("Men",), ("Formal",)),
-    ("Perfume and Body Mist", "Personal Care", "Fragrance", 56, "test", _perfume, ("Men", "Women", "Unisex"), ("Casual",)),
+    ("Perfume and Body Mist", "Personal Care", "Fragrance", 56, "test", _perfume, ("Men", "Women", "Unisex"),
+     ("Casual",)),
     ("Jeans", "Apparel", "Bottomwear", 52, "both", _jeans, ("Men", "Women", "Boys", "Girls"), ("Casual",)),
     # rare classes (fewer rows than any frequent class at every scale)
     ("Ties", "Accessories", "Ties", 30, "both", _tie, ("Men",), ("Formal",)),

@@ -25,7 +25,8 @@ import re
 
 import pandas as pd
 
-RULES = ('years', 'products', 'random')  # --holdout-by's rules, in the order they apply whatever order they are given in
+# --holdout-by's rules, in the order they apply whatever order they are given in
+RULES = ('years', 'products', 'random')
 RANDOM = RULES[-1]
 AUTO = 'auto'  # --holdout-by's default: one of the rules, chosen on the rows (`resolve`)
 _WORD = re.compile(r"[\w&']+")
@@ -35,7 +36,8 @@ def product_stems(rows: pd.DataFrame) -> pd.Series:
     """Each row's product: its `productDisplayName` in lower case without any colour word of the data's `baseColour`
     values, so that 'Kiara Women Navy Blue Handbag' and 'Kiara Women Red Handbag' are one product.  A row without a name
     is a product of its own."""
-    colours = {w for c in rows.get('baseColour', pd.Series(dtype=object)).dropna() for w in _WORD.findall(str(c).lower())}
+    colours = {w for c in rows.get('baseColour', pd.Series(dtype=object)).dropna()
+               for w in _WORD.findall(str(c).lower())}
     names = rows.get('productDisplayName', pd.Series(index=rows.index, dtype=object))
 
     def stem(row_id, name) -> str:
@@ -56,7 +58,8 @@ def held_years(years: pd.Series, fraction: float) -> list[int]:
 
 
 def resolve(by: tuple, years: pd.Series, fraction: float) -> tuple:
-    "The rules `by` names, with `auto` settled on the even years (one per training row): years if any is held, else random."
+    """The rules `by` names, with `auto` settled on the even years (one per training row): years if any is held, else
+    random."""
     if tuple(by) != (AUTO,): return tuple(by)
     return ('years',) if held_years(years, fraction) else (RANDOM,)
 

@@ -28,8 +28,8 @@ class ProductImage(PILImage):
 
 class ReadProductImage(Transform):
     """`ProductImage.create` as the block's type transform, declaring every kind of file reference it reads: fastai's
-    `test_dl` matches new items against the type seen while setting up (a `str` here), so an exported learner would refuse
-    the `Path`s that `get_image_files` returns."""
+    `test_dl` matches new items against the type seen while setting up (a `str` here), so an exported learner would
+    refuse the `Path`s that `get_image_files` returns."""
     input_types = (str, Path, bytes)
     def encodes(self, fn): return ProductImage.create(fn)
 

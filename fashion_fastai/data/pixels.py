@@ -1,5 +1,5 @@
-"""Product photo files to the model's input pixels with Pillow and numpy alone, so that a shipped model (shipped.py, ONNX
-Runtime) decodes exactly as training does without PyTorch or fastai installed.
+"""Product photo files to the model's input pixels with Pillow and numpy alone, so that a shipped model (shipped.py,
+ONNX Runtime) decodes exactly as training does without PyTorch or fastai installed.
 
 fastai's `PILImage.create` is `Image.convert('RGB')`, which is right for JPEG but wrong for two kinds of files found in
 scraped catalogues: 16-bit greyscale PNGs (PIL clips them, so they come out almost white) and images with transparency
@@ -38,8 +38,8 @@ def open_rgb(fn) -> Image.Image:
 
 def pad_resize(im: Image.Image, size) -> Image.Image:
     """fastai's `Resize(size, ResizeMethod.Pad, PadMode.Border)` on a validation item, `size` (height, width): the
-    centred box of the target's aspect ratio that holds the whole image, its outside filled by repeating the edge pixels,
-    resized bilinearly; an image already of that size passes through (`compat.PadResize`)."""
+    centred box of the target's aspect ratio that holds the whole image, its outside filled by repeating the edge
+    pixels, resized bilinearly; an image already of that size passes through (`compat.PadResize`)."""
     th, tw = size
     w, h = im.size
     if (w, h) == (tw, th): return im

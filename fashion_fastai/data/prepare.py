@@ -2,15 +2,16 @@
 (1800x2400 JPEGs) is bound by the model, not by decoding.
 
 Each image is decoded once, at reduced scale where JPEG allows it (Pillow's `draft`: the decoder skips the detail the
-output will not have), converted to RGB exactly as training converts it (`pixels.to_rgb`), shrunk so that its longer side is
-`--size` (never enlarged), and written under the same name.  `styles.csv` is copied, so the cache has the Kaggle layout
-and `train --data CACHE_DIR` just works.
+output will not have), converted to RGB exactly as training converts it (`pixels.to_rgb`), shrunk so that its longer
+side is `--size` (never enlarged), and written under the same name. `styles.csv` is copied, so the cache has the Kaggle
+layout and `train --data CACHE_DIR` just works.
 
 Running it again only redoes what changed: an output keeps its source's modification time, and an image whose output
-exists with that time (and was made with the same settings, recorded in `prepare.json`) is skipped.  An image that does not
-decode is counted, listed with its reason in `prepare_report.json`, and left out of the cache, where training then
-reports it as an image that is missing.  Everything else a user can get wrong (a --data that is not a Kaggle folder or whose
-styles.csv training could not read, an --out that overlaps it or cannot be written) is refused before any image is read.
+exists with that time (and was made with the same settings, recorded in `prepare.json`) is skipped. An image that does
+not decode is counted, listed with its reason in `prepare_report.json`, and left out of the cache, where training then
+reports it as an image that is missing. Everything else a user can get wrong (a --data that is not a Kaggle folder or
+whose styles.csv training could not read, an --out that overlaps it or cannot be written) is refused before any image is
+read.
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def shrunk_size(width: int, height: int, size: int) -> tuple[int, int]:
 
 
 def shrink_image(src: Path, dst: Path, size: int, quality: int = QUALITY) -> str | None:
-    """Write `dst` from `src`; None on success, else why `src` was skipped (and no `dst` is left).  An image already small
-    enough is copied byte for byte (re-encoding it would only lose quality)."""
+    """Write `dst` from `src`; None on success, else why `src` was skipped (and no `dst` is left). An image already
+    small enough is copied byte for byte (re-encoding it would only lose quality)."""
     src, dst = Path(src), Path(dst)
     tmp = dst.with_name(f'.{dst.name}.tmp')
     try:
@@ -59,7 +60,8 @@ def shrink_image(src: Path, dst: Path, size: int, quality: int = QUALITY) -> str
                     fmt = Image.registered_extensions().get(dst.suffix.lower(), 'JPEG')
                     rgb.save(tmp, format=fmt, **({'quality': quality} if fmt == 'JPEG' else {}))
         st = src.stat()
-        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))  # the output's time is its source's: how reruns see it is done
+        # the output's time is its source's: how reruns see it is done
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.replace(tmp, dst)
         return None
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
@@ -87,7 +89,8 @@ class PrepareReport:
 
     def summary(self) -> str:
         return (f"{self.images} images: {self.written} written, {self.up_to_date} already up to date, "
-                f"{len(self.skipped)} skipped (do not decode), {self.removed} removed (source gone); {self.seconds:.0f} s")
+                f"{len(self.skipped)} skipped (do not decode), {self.removed} removed (source gone); "
+                f"{self.seconds:.0f} s")
 
 
 def _settings_match(out: Path, settings: dict) -> bool:
@@ -100,7 +103,8 @@ def _up_to_date(src: os.DirEntry, dst_stats: dict) -> bool:
     return d is not None and d.st_size > 0 and d.st_mtime_ns == src.stat().st_mtime_ns
 
 
-_KINDS = {'images': 'folder', 'styles.csv': 'file', 'prepare.json': 'file', 'prepare_report.json': 'file'}  # what --out holds
+# what --out holds
+_KINDS = {'images': 'folder', 'styles.csv': 'file', 'prepare.json': 'file', 'prepare_report.json': 'file'}
 
 
 def _out_problem(out: Path) -> str | None:
@@ -112,26 +116,28 @@ def _out_problem(out: Path) -> str | None:
     for name, kind in _KINDS.items():
         p = out / name
         if p.exists() and p.is_dir() != (kind == 'folder'):
-            return (f"--out {out} holds a {'file' if kind == 'folder' else 'folder'} {p} where the cache keeps its {name} "
-                    f"{kind}: remove it, or choose another --out.")
+            return (f"--out {out} holds a {'file' if kind == 'folder' else 'folder'} {p} where the cache keeps its "
+                    f"{name} {kind}: remove it, or choose another --out.")
     try:
         (out / 'images').mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out / 'images'): pass
     except OSError as e:
-        return (f"--out {out} cannot be written ({e.strerror or type(e).__name__}): choose a folder you can write to, or "
-                f"give yourself write permission on it.")
+        return (f"--out {out} cannot be written ({e.strerror or type(e).__name__}): choose a folder you can write to, "
+                f"or give yourself write permission on it.")
     return None
 
 
 def check_folders(data: Path, out: Path) -> None:
-    """Refuse, before any image is read, a --data that is not a readable Kaggle folder and an --out that would overwrite or
-    contain it or cannot be written (its images/ folder is made to prove it), so a long run never fails at its end."""
+    """Refuse, before any image is read, a --data that is not a readable Kaggle folder and an --out that would overwrite
+    or contain it or cannot be written (its images/ folder is made to prove it), so a long run never fails at its
+    end."""
     if problem := data_folder_problem(data, demo_hint=False): raise DataError(problem)
     load_styles(data / 'styles.csv')  # training must be able to read the copy: an unreadable one is refused now
     d, o = data.resolve(), out.resolve()
     if o == d or d in o.parents or o in d.parents:
-        raise OptionError(f"--out {out} is {'the --data folder' if o == d else 'inside --data' if d in o.parents else 'a parent of --data'}: "
-                          f"choose a folder outside {data}, so the original images are never overwritten.")
+        where = 'the --data folder' if o == d else 'inside --data' if d in o.parents else 'a parent of --data'
+        raise OptionError(f"--out {out} is {where}: choose a folder outside {data}, so the original images are never "
+                          "overwritten.")
     if problem := _out_problem(out): raise OptionError(problem)
 
 
@@ -142,11 +148,13 @@ def prepare(data: Path,               # Kaggle folder (styles.csv + images/)
             quality: int = QUALITY,   # JPEG quality
             progress: bool = True,
             ) -> PrepareReport:
-    "Build or update the cache; returns what was done.  Also writes `prepare.json` and `prepare_report.json` into `out`."
+    """Build or update the cache; returns what was done.  Also writes `prepare.json` and `prepare_report.json` into
+    `out`."""
     data, out = Path(data), Path(out)
     if size < 8: raise OptionError(f"--size must be at least 8 pixels, got {size}.")
     if not 1 <= quality <= 100: raise OptionError(f"--quality must be in 1..100, got {quality}.")
-    if workers is not None and workers < 0: raise OptionError(f"--workers must be >= 0 (0: this process), got {workers}.")
+    if workers is not None and workers < 0: raise OptionError("--workers must be >= 0 (0: this process), got "
+                                                              f"{workers}.")
     check_folders(data, out)
     t0 = time.time()
     settings = dict(format=FORMAT, size=size, quality=quality)
@@ -157,7 +165,8 @@ def prepare(data: Path,               # Kaggle folder (styles.csv + images/)
                      key=lambda e: e.name)
     todo = [e for e in sources if not (same_settings and _up_to_date(e, dst_stats))]
     jobs = [(Path(e.path), out / 'images' / e.name, size, quality) for e in todo]
-    n_workers = workers if workers is not None else (os.cpu_count() or 1) if len(jobs) >= 200 else 0  # a few images: no pool
+    # a few images: no pool
+    n_workers = workers if workers is not None else (os.cpu_count() or 1) if len(jobs) >= 200 else 0
     results = parallel(_job, jobs, n_workers=n_workers, chunksize=64, progress=progress and bool(jobs))
     report = PrepareReport(images=len(sources), up_to_date=len(sources) - len(jobs))
     report.written = sum(r == 'written' for r, _ in results)
@@ -167,7 +176,8 @@ def prepare(data: Path,               # Kaggle folder (styles.csv + images/)
     report.removed = len(gone)
     shutil.copy2(data / 'styles.csv', out / 'styles.csv')
     report.seconds = round(time.time() - t0, 1)
-    atomic_write_text(out / 'prepare_report.json', json.dumps(dict(source=str(data), **settings, **asdict(report)), indent=1))
+    atomic_write_text(out / 'prepare_report.json',
+                      json.dumps(dict(source=str(data), **settings, **asdict(report)), indent=1))
     atomic_write_text(out / 'prepare.json', json.dumps(settings))
     return report
 
@@ -181,12 +191,14 @@ def main(data: Path = None,      # Kaggle folder holding styles.csv and images/ 
          quality: int = QUALITY, # JPEG quality of the cached images (1-100)
          ):
     "Make a pre-resized copy of a Kaggle folder, in the same layout, so that training decodes small images."
-    if data is None or out is None: raise OptionError("both --data (the Kaggle folder) and --out (the cache) are needed.")
+    if data is None or out is None: raise OptionError("both --data (the Kaggle folder) and --out (the cache) are "
+                                                      "needed.")
     r = prepare(data, out, size, workers, quality)
     print(f"{out}: {r.summary()}")
     for s in r.skipped[:10]: print(f"  skipped {s['file']}: {s['reason']}")
     if len(r.skipped) > 10: print(f"  ... and {len(r.skipped) - 10} more, listed in {out / 'prepare_report.json'}")
     if not r.written + r.up_to_date:
         raise DataError(f"none of the {r.images} files in {Path(data) / 'images'} decodes as an image, so {out} has no "
-                        f"image to train on: check that they are the Kaggle photos (reasons in {out / 'prepare_report.json'}).")
+                        "image to train on: check that they are the Kaggle photos (reasons in "
+                        f"{out / 'prepare_report.json'}).")
     print(f"Next: python -m fashion_fastai.train --data {out}")

@@ -1,8 +1,8 @@
 """Reading the Kaggle "Fashion Product Images" layout into one DataFrame, and the protocol's DataBlocks.
 
-Data flows one way: `load_styles` (robust CSV parse) -> `attach_images` (drop rows without a decodable image, counted) ->
-`assign_protocol` (year-parity split, top-k parts ranked over `styles.csv`) -> `part_dataloaders` (one DataBlock per part,
-vocab = sorted union of that part's train and test classes).  Nothing here trains or evaluates.
+Data flows one way: `load_styles` (robust CSV parse) -> `attach_images` (drop rows without a decodable image, counted)
+-> `assign_protocol` (year-parity split, top-k parts ranked over `styles.csv`) -> `part_dataloaders` (one DataBlock per
+part, vocab = sorted union of that part's train and test classes). Nothing here trains or evaluates.
 """
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from fashion_fastai.core.errors import DataError
-from fashion_fastai.core.schema import ATTRIBUTES, COLUMNS, IMAGE_SIZE, LABEL, MISSING_CODE, REQUIRED, image_id
+from fashion_fastai.core.schema import ATTRIBUTES, COLUMNS, IMAGE_SIZE, LABEL, MISSING_CODE, REQUIRED
+from fashion_fastai.core.schema import image_id  # noqa: F401  still `fashion_fastai.data.image_id` (data/__init__)
 from fashion_fastai.data.holdout import RANDOM, hold_out
 from fashion_fastai.core.models import ALL, PARTS, TOP, RARE
 from fashion_fastai.core.compat import PadResize, TrainOnlyAffine
@@ -30,25 +31,26 @@ class LoadReport:
     styles_csv: str = ''
     lines_read: int = 0                                  # data lines in the file (header excluded)
     rows_parsed: int = 0                                 # rows kept after parsing (incl. recovered ones)
-    recovered_commas: list = field(default_factory=list) # ids whose productDisplayName held commas (extra fields re-joined)
+    recovered_commas: list = field(default_factory=list) # ids whose name held commas (extra fields re-joined)
     malformed: list = field(default_factory=list)        # {"line": n, "reason": ...} for lines that could not be parsed
     duplicate_ids: list = field(default_factory=list)    # ids seen again after their first row (later rows skipped)
-    undecodable_lines: int = 0                           # lines with bytes that are not UTF-8 (replaced by U+FFFD, kept)
+    undecodable_lines: int = 0                           # lines with non-UTF-8 bytes (replaced by U+FFFD, kept)
     missing_image: list = field(default_factory=list)    # ids whose images/<id>.jpg does not exist
     empty_image: list = field(default_factory=list)      # ids whose image file has zero bytes
-    unreadable_image: list = field(default_factory=list) # {"id": id, "reason": ...}: truncated, not an image, too large...
-    no_year: list = field(default_factory=list)          # ids with a missing/non-numeric year: kept, but in neither split
-    missing_attribute: dict = field(default_factory=dict) # {attribute: rows in a split without it}: kept for the other heads
+    unreadable_image: list = field(default_factory=list) # {"id", "reason"}: truncated, not an image, too large...
+    no_year: list = field(default_factory=list)          # ids without a numeric year: kept, but in neither split
+    missing_attribute: dict = field(default_factory=dict) # {attribute: split rows without it}: kept for the other heads
     usable: int = 0                                      # rows with an image, i.e. the rows of the returned frame
 
     def summary(self) -> str:
         "One human line for logs."
-        return (f"{self.lines_read} rows in {self.styles_csv}: {len(self.recovered_commas)} recovered (commas in name), "
-                f"{len(self.malformed)} malformed skipped, {len(self.duplicate_ids)} duplicate ids skipped, "
+        return (f"{self.lines_read} rows in {self.styles_csv}: {len(self.recovered_commas)} recovered (commas in "
+                f"name), {len(self.malformed)} malformed skipped, {len(self.duplicate_ids)} duplicate ids skipped, "
                 f"{len(self.missing_image)} without image skipped, {len(self.empty_image)} empty image skipped, "
                 f"{len(self.unreadable_image)} unreadable image skipped, "
                 f"{len(self.no_year)} without a usable year (in neither split); {self.usable} usable images"
-                + ''.join(f"; {n} without {a} (kept, left out of that head)" for a, n in self.missing_attribute.items()))
+                + ''.join(f"; {n} without {a} (kept, left out of that head)"
+                          for a, n in self.missing_attribute.items()))
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -100,25 +102,25 @@ def _header_problem(csv_path: Path, header: list) -> str | None:
     hints = [f"column names are case-sensitive: found {', '.join(map(repr, near))}"] if near else []
     seps = [s for s in ';\t|' if len(header) == 1 and s in header[0]]
     if seps: hints.append(f"the header is a single column: the file must be comma-separated, not {seps[0]!r}-separated")
-    return (f"{csv_path} lacks required column(s) {missing}; its header is {header}" + (f" ({'; '.join(hints)})" if hints else '')
-            + f". Expected the Kaggle columns {','.join(COLUMNS)}.")
+    return (f"{csv_path} lacks required column(s) {missing}; its header is {header}"
+            + (f" ({'; '.join(hints)})" if hints else '') + f". Expected the Kaggle columns {','.join(COLUMNS)}.")
 
 
 def data_folder_problem(data_dir: Path,           # the folder given as --data
                         option: str = '--data',   # the option that named it, for the message
                         demo_hint: bool = True,   # say that leaving the option out uses the built-in demo data
                         ) -> str | None:
-    """Why `data_dir` is not a Kaggle folder (styles.csv beside images/<id>.jpg), with where the right one is, or None: the
-    one check of a data folder, made before anything is read (`TrainConfig`, `load_data`, `prepare`)."""
+    """Why `data_dir` is not a Kaggle folder (styles.csv beside images/<id>.jpg), with where the right one is, or None:
+    the one check of a data folder, made before anything is read (`TrainConfig`, `load_data`, `prepare`)."""
     data_dir = Path(data_dir)
     images = data_dir / 'images'
     if (data_dir / 'styles.csv').is_file():
         if not images.is_dir():
-            return (f"{option} {data_dir} has styles.csv but no images/ folder beside it: the Kaggle layout keeps every "
-                    f"product photo as images/<id>.jpg next to styles.csv; unzip the images there.")
+            return (f"{option} {data_dir} has styles.csv but no images/ folder beside it: the Kaggle layout keeps "
+                    f"every product photo as images/<id>.jpg next to styles.csv; unzip the images there.")
         if not any(e.is_file() and e.name.lower().endswith('.jpg') for e in os.scandir(images)):
-            return (f"{option} {data_dir}: its images/ folder holds no .jpg file, so no product has a photo to train on; "
-                    f"unzip the Kaggle images into {images}.")
+            return (f"{option} {data_dir}: its images/ folder holds no .jpg file, so no product has a photo to train "
+                    f"on; unzip the Kaggle images into {images}.")
         return None
     if data_dir.is_file():
         fix = (f"give the folder holding it: {option} {data_dir.parent}" if data_dir.name == 'styles.csv' else
@@ -126,7 +128,8 @@ def data_folder_problem(data_dir: Path,           # the folder given as --data
                "give the Kaggle folder holding styles.csv and images/")
         return f"{option} {data_dir} is a file, not a folder: {fix}."
     hint = ('that folder does not exist' if not data_dir.is_dir() else
-            next((f'it has one in {c.parent}: try {option} {c.parent}' for c in sorted(data_dir.glob('*/styles.csv'))), ''))
+            next((f'it has one in {c.parent}: try {option} {c.parent}' for c in sorted(data_dir.glob('*/styles.csv'))),
+                 ''))
     return (f"{option} {data_dir} has no styles.csv{' (' + hint + ')' if hint else ''}: it must be the Kaggle folder "
             f"holding styles.csv and images/ (e.g. fashion-product-images-small/)"
             + (f"; omit {option} for the built-in demo data." if demo_hint else "."))
@@ -134,9 +137,10 @@ def data_folder_problem(data_dir: Path,           # the folder given as --data
 
 def load_styles(csv_path: Path,   # the Kaggle `styles.csv`
                 ) -> tuple[pd.DataFrame, LoadReport]:
-    """Parse `styles.csv` line by line with the stdlib reader, because pandas cannot tell which lines had too many or too
-    few fields: the Kaggle file is unquoted and ~20 product names contain commas.  Extra fields can only belong to the last
-    column (`productDisplayName`), so they are re-joined; lines with too few fields are ambiguous and skipped (counted)."""
+    """Parse `styles.csv` line by line with the stdlib reader, because pandas cannot tell which lines had too many or
+    too few fields: the Kaggle file is unquoted and ~20 product names contain commas. Extra fields can only belong to
+    the last column (`productDisplayName`), so they are re-joined; lines with too few fields are ambiguous and skipped
+    (counted)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"{csv_path} not found: --data must be the Kaggle folder holding styles.csv and images/ "
@@ -179,24 +183,24 @@ def load_styles(csv_path: Path,   # the Kaggle `styles.csv`
     report.no_year = df.loc[df['year'].isna(), 'id'].tolist()
     report.rows_parsed = len(df)
     if df.empty and not report.lines_read:
-        raise DataError(f"{csv_path} has a header but no parseable rows (no data lines): it must hold one line per product "
-                        f"under the header; is it the Kaggle styles.csv?")
+        raise DataError(f"{csv_path} has a header but no parseable rows (no data lines): it must hold one line per "
+                        f"product under the header; is it the Kaggle styles.csv?")
     if df.empty:
         first = '; '.join(f"line {m['line']}: {m['reason']}" for m in report.malformed[:3])
-        raise DataError(f"{csv_path} has a header but no parseable rows: all {report.lines_read} data lines were skipped "
-                        f"({len(report.malformed)} malformed, {len(report.duplicate_ids)} duplicate ids; {first}"
-                        f"{'; ...' if len(report.malformed) > 3 else ''}). Each line needs the {n} columns of its header "
-                        f"{','.join(header)}, comma-separated, with an integer id and an articleType.")
+        raise DataError(f"{csv_path} has a header but no parseable rows: all {report.lines_read} data lines were "
+                        f"skipped ({len(report.malformed)} malformed, {len(report.duplicate_ids)} duplicate ids; "
+                        f"{first}{'; ...' if len(report.malformed) > 3 else ''}). Each line needs the {n} columns of "
+                        f"its header {','.join(header)}, comma-separated, with an integer id and an articleType.")
     return df, report
 
 
 def attach_images(df: pd.DataFrame,  # rows from `load_styles`
                   images_dir: Path,  # the folder holding `<id>.jpg`
                   report: LoadReport,
-                  check: bool = True,  # decode every image up front (seconds for the small set) and skip those that fail
-                  ) -> pd.DataFrame:
-    """Add the `file` column and drop rows whose image is missing, empty or undecodable, listing their ids: one directory
-    scan, no per-row stat, and one full decode so that no bad file is met in the middle of an epoch."""
+                  # decode every image up front (seconds for the small set) and skip those that fail
+                  check: bool = True, ) -> pd.DataFrame:
+    """Add the `file` column and drop rows whose image is missing, empty or undecodable, listing their ids: one
+    directory scan, no per-row stat, and one full decode so that no bad file is met in the middle of an epoch."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise DataError(f"{images_dir} is not a folder: the Kaggle layout has images/<id>.jpg next to styles.csv.")
@@ -212,7 +216,8 @@ def attach_images(df: pd.DataFrame,  # rows from `load_styles`
     if check:
         problems = check_images(out['file'])
         bad = out['file'].isin(problems)
-        report.unreadable_image = [{'id': int(i), 'reason': problems[f]} for i, f in zip(out.loc[bad, 'id'], out.loc[bad, 'file'])]
+        report.unreadable_image = [{'id': int(i), 'reason': problems[f]}
+                                   for i, f in zip(out.loc[bad, 'id'], out.loc[bad, 'file'])]
         out = out[~bad]
     report.usable = len(out)
     return out.reset_index(drop=True)
@@ -230,8 +235,9 @@ def top_classes(styles: pd.DataFrame,  # all parsed rows of styles.csv (before i
                 k: int = 20,           # how many classes form the "top" part
                 rank_on: str = 'all',  # `all` rows of styles.csv (the protocol) or `train` (even-year) rows only
                 ) -> list:
-    """Rank classes over rows of `styles.csv`, not over rows with an image: that is how the protocol finds its top-20 (so
-    "Perfume and Body Mist" is in it with no train image), and it keeps the parts stable when images are withheld."""
+    """Rank classes over rows of `styles.csv`, not over rows with an image: that is how the protocol finds its top-20
+    (so "Perfume and Body Mist" is in it with no train image), and it keeps the parts stable when images are
+    withheld."""
     rows = styles if rank_on == 'all' else styles[year_split(styles['year']) == 'train']
     counts = rows[LABEL].value_counts()
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties broken by name: deterministic
@@ -247,7 +253,8 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
     """Add `split` (train|valid|test|none), `part` (top|rare) and `held_by` (the holdout rule that moved a row to
     `valid`, else ''); each rule draws per class, so no part is left out (holdout.py).  A part whose classes are each
     too small for their share to round to a photo (a small catalogue's rare part) still holds one out, from its class
-    with the most even-year photos, as long as that class keeps one to train on and the part two (what training needs)."""
+    with the most even-year photos, as long as that class keeps one to train on and the part two (what training
+    needs)."""
     df = df.copy()
     df['split'] = year_split(df['year'])
     df['part'] = np.where(df[LABEL].isin(top), TOP, RARE)
@@ -266,13 +273,15 @@ def assign_protocol(df: pd.DataFrame,    # usable rows (with `file`)
 
 
 def part_vocab(df: pd.DataFrame, part: str) -> list:
-    "Sorted union of the part's classes over train, valid and test rows, so a class seen in one split only keeps an index."
+    """Sorted union of the part's classes over train, valid and test rows, so a class seen in one split only keeps an
+    index."""
     rows = df[((df['part'] == part) | (part == ALL)) & df['split'].isin(['train', 'valid', 'test'])]
     return sorted(rows[LABEL].unique().tolist())
 
 
 class SplitColumn:
-    "DataBlock splitter by each item's `split` field (FuncSplitter would iterate a DataFrame's column names, not its rows)."
+    """DataBlock splitter by each item's `split` field (FuncSplitter would iterate a DataFrame's column names, not its
+    rows)."""
     def __init__(self, valid: str = 'test'): self.valid = valid
     def __call__(self, items):
         roles = [r['split'] for r in items]
@@ -280,7 +289,8 @@ class SplitColumn:
 
 
 def as_items(rows: pd.DataFrame, attributes=()) -> list:
-    "DataBlock items as plain dicts: fastai would index a DataFrame row by row with `iloc`, several ms per image on a small CPU."
+    """DataBlock items as plain dicts: fastai would index a DataFrame row by row with `iloc`, several ms per image on a
+    small CPU."""
     return rows[['file', LABEL, 'split', *attributes]].to_dict('records')
 
 
@@ -290,7 +300,8 @@ def is_missing(value) -> bool:
 
 
 class AttributeCategorize(Categorize):
-    "fastai's `Categorize`, but a missing value becomes `MISSING_CODE` (left out of its head's loss) instead of a KeyError."
+    """fastai's `Categorize`, but a missing value becomes `MISSING_CODE` (left out of its head's loss) instead of a
+    KeyError."""
     def encodes(self, o): return TensorCategory(MISSING_CODE) if is_missing(o) else super().encodes(o)
     def decodes(self, o): return Category('') if int(o) == MISSING_CODE else super().decodes(o)
 
@@ -325,11 +336,12 @@ def part_datablock(vocab: list,            # the part's union vocab
                    valid: str = 'test',    # which split fastai validates on: `test` (protocol) or `valid` (holdout)
                    augment: bool = True,   # batch augmentation while training
                    stats=imagenet_stats,   # (mean, std) of the starting weights' normalisation
-                   attributes: dict = None, # {other attribute: its vocab}: one more target each, before the article type
-                   ) -> DataBlock:
+                   # {other attribute: its vocab}: one more target each, before the article type
+                   attributes: dict = None, ) -> DataBlock:
     "The image, then one target per attribute, the article type last (see attributes.py)."
     attributes = attributes or {}
-    return DataBlock(blocks=(ProductImageBlock(), *map(AttributeBlock, attributes.values()), CategoryBlock(vocab=vocab)),
+    return DataBlock(blocks=(ProductImageBlock(), *map(AttributeBlock, attributes.values()),
+                             CategoryBlock(vocab=vocab)),
                      get_x=ColReader('file'), get_y=[*map(ColReader, attributes), ColReader(LABEL)], n_inp=1,
                      splitter=SplitColumn(valid), item_tfms=item_tfms(size), batch_tfms=batch_tfms(augment, stats))
 
@@ -344,7 +356,8 @@ class FashionData:
     attributes: dict = field(default_factory=dict)  # {other attribute: its vocab}, in the order of --attributes
 
     def part(self, part: str) -> pd.DataFrame:
-        "The part's rows that take part in training or evaluation (rows without a year are in no split); `all`: every part's."
+        """The part's rows that take part in training or evaluation (rows without a year are in no split); `all`: every
+        part's."""
         f = self.frame
         return f[((f['part'] == part) | (part == ALL)) & (f['split'] != 'none')].reset_index(drop=True)
 
@@ -376,7 +389,8 @@ def check_attributes(df: pd.DataFrame, attributes, report: LoadReport, csv_path:
     absent = [a for a in attributes if a not in df.columns]
     if absent:
         there = [a for a in ATTRIBUTES if a in df.columns]
-        raise DataError(f"{csv_path} has no column(s) {absent} for --attributes; it has {', '.join(there) or 'none of them'}.")
+        raise DataError(f"{csv_path} has no column(s) {absent} for --attributes; it has "
+                        f"{', '.join(there) or 'none of them'}.")
     vocabs = {}
     for a in attributes:
         df[a] = df[a].map(lambda v: v.strip() if isinstance(v, str) else v)  # as the article type is
@@ -384,8 +398,9 @@ def check_attributes(df: pd.DataFrame, attributes, report: LoadReport, csv_path:
         report.missing_attribute[a] = int((in_split & df[a].map(is_missing)).sum())
         vocabs[a] = attribute_vocab(df, a)
         if len(vocabs[a]) < 2:
-            raise DataError(f"--attributes {a}: every image with a split has {'the same value ' + repr(vocabs[a][0]) if vocabs[a] else 'no value'} "
-                            f"for {a} in {csv_path}, so there is nothing to learn; leave {a} out of --attributes.")
+            raise DataError(f"--attributes {a}: every image with a split has "
+                            f"{'the same value ' + repr(vocabs[a][0]) if vocabs[a] else 'no value'} for {a} in "
+                            f"{csv_path}, so there is nothing to learn; leave {a} out of --attributes.")
     return vocabs
 
 
@@ -401,27 +416,30 @@ def part_dataloaders(data: FashionData,
     "Train on the part's even years; validate on the test split, or on the holdout when one was carved."
     rows = data.part(part)
     if part == RARE and not len(rows):
-        raise DataError(f"The top-{len(data.top)} part holds every class with images, so nothing is left for stage two: "
-                        f"use a --topk below {len(data.top)}, or --epochs2 0 to train stage one only.")
+        raise DataError(f"The top-{len(data.top)} part holds every class with images, so nothing is left for stage "
+                        f"two: use a --topk below {len(data.top)}, or --epochs2 0 to train stage one only.")
     n_train = int((rows['split'] == 'train').sum())
     if n_train < 2:  # BatchNorm cannot train on a batch of one
-        raise DataError(f"The {part} part has {n_train} training image(s) after loading ({len(rows)} rows with a split); "
-                        f"training needs at least 2: check --topk/--rank-on and the load report"
+        raise DataError(f"The {part} part has {n_train} training image(s) after loading ({len(rows)} rows with a "
+                        f"split); training needs at least 2: check --topk/--rank-on and the load report"
                         f"{', or pass --epochs2 0' if part == 'rare' else ''}.")
     valid = 'valid' if (data.frame['split'] == 'valid').any() else 'test'
     if not (rows['split'] == valid).any():
         raise DataError(f"The {part} part has no {'holdout' if valid == 'valid' else 'test'} image to validate on: " + (
-            f"its {n_train} even-year photos are too few to spare one; raise --holdout, or pass --holdout 0 to validate "
-            f"on the test split (the run then has no calibration and no zero-shot answers)" if valid == 'valid' else
+            f"its {n_train} even-year photos are too few to spare one; raise --holdout, or pass --holdout 0 to "
+            "validate on the test split (the run then has no calibration and no zero-shot "
+            "answers)" if valid == 'valid' else
             'check the years in styles.csv') + '.')
     bs = min(bs, n_train)  # fastai drops the last partial batch: a tiny part would train on nothing
     return part_datablock(data.vocabs[part], size, valid, augment, stats, data.attributes).dataloaders(
-        as_items(rows, data.attributes), bs=bs, seed=seed, num_workers=default_workers() if num_workers is None else num_workers)
+        as_items(rows, data.attributes), bs=bs, seed=seed,
+        num_workers=default_workers() if num_workers is None else num_workers)
 
 
 def default_workers() -> int:
-    """Worker processes for decoding: on a machine with few cores and no GPU they compete with the model for the same cores
-    (on 2 cores 0 workers trained fastest: BENCHMARKS.md), so decode in the main process there; fastai's default elsewhere."""
+    """Worker processes for decoding: on a machine with few cores and no GPU they compete with the model for the same
+    cores (on 2 cores 0 workers trained fastest: BENCHMARKS.md), so decode in the main process there; fastai's default
+    elsewhere."""
     import torch
     from fastai.vision.all import defaults
     return defaults.cpus if torch.cuda.is_available() or (os.cpu_count() or 1) > 4 else 0

@@ -1,5 +1,6 @@
-"""Evaluating a trained learner on its part's test rows: one prediction pass in a fixed order (or the one training already
-made), then the numbers of every head.  The numbers themselves are scores.py's, the report's words report.py's."""
+"""Evaluating a trained learner on its part's test rows: one prediction pass in a fixed order (or the one training
+already made), then the numbers of every head. The numbers themselves are scores.py's, the report's words
+report.py's."""
 from __future__ import annotations
 
 import pandas as pd
@@ -13,13 +14,14 @@ from fashion_fastai.evaluation.tta import predict_with_tta
 
 
 def evaluate_heads(learn, rows: pd.DataFrame,
-                   train_counts: dict, # {head: {class: training images}} for the heads to tabulate (LABEL: the article type)
+                   # {head: {class: training images}} for the heads to tabulate (LABEL: the article type)
+                   train_counts: dict,
                    tta=0,                   # test-time augmentation: 0, 'flip' or fastai tta passes (see tta.py)
-                   predicted: tuple = None, # (outputs, targets) of `rows` already predicted (`KeepValidPreds`): no new pass
-                   ):
-    """Predict the part's test rows once, in a fixed order (with `tta`: flip's one extra pass, or fastai's `tta` passes),
-    and tabulate each head asked for: per-class top-1/top-5 for the article type, top-1 for another attribute, over the
-    rows that have it.  Returns {head: (table, summary, probs, targets)}."""
+                   # (outputs, targets) of `rows` already predicted (`KeepValidPreds`): no new pass
+                   predicted: tuple = None, ):
+    """Predict the part's test rows once, in a fixed order (with `tta`: flip's one extra pass, or fastai's `tta`
+    passes), and tabulate each head asked for: per-class top-1/top-5 for the article type, top-1 for another attribute,
+    over the rows that have it. Returns {head: (table, summary, probs, targets)}."""
     heads = head_vocabs(learn.model, article_vocab(learn.dls))
     if predicted is not None and not tta: probs, targs = predicted
     else:

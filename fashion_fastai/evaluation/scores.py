@@ -123,7 +123,7 @@ def by_part(
     parts: dict[str, list],  # part name -> its classes, e.g. {"top": [...], "rare": [...]}
     ks: tuple[int, ...] = (1, 5),
 ) -> dict:  # part -> {"micro_top{k}": ..., "n_test": ...}
-    "Micro top-k over each part's test images, so a model over every class compares with the stage trained on that part."
+    "Micro top-k over each part's test images, so a model over every class compares with the stage trained on it."
     out = {}
     for name, classes in parts.items():
         t = table[table.index.isin(classes)]

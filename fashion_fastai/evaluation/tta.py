@@ -1,4 +1,5 @@
-"""Test-time augmentation for the final evaluation: `flip`, the plain pass averaged with a mirrored one, or fastai's `tta`.
+"""Test-time augmentation for the final evaluation: `flip`, the plain pass averaged with a mirrored one, or fastai's
+`tta`.
 
 Product shots are centred and as likely to face either way (training flips them too), so a mirrored copy of each test
 image is a second opinion at the cost of one more pass.  Unlike fastai's `Learner.tta` (random crops, rotations and
@@ -24,8 +25,8 @@ def mean_outputs(a, b):
 
 
 def predict_with_tta(learn: Learner, dl, tta, plain=None):
-    """(activated outputs, targets) of `dl` under `tta` (see `config.parse_tta`).  `plain`: `dl`'s plain (outputs, targets)
-    when already predicted; used as they are without `tta`, and as flip's unmirrored half."""
+    """(activated outputs, targets) of `dl` under `tta` (see `config.parse_tta`). `plain`: `dl`'s plain (outputs,
+    targets) when already predicted; used as they are without `tta`, and as flip's unmirrored half."""
     if tta and tta != FLIP:  # fastai's tta makes its own plain pass
         return learn.tta(dl=dl, n=tta)
     probs, targs = plain if plain is not None else learn.get_preds(dl=dl)

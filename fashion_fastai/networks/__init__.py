@@ -1,1 +1,2 @@
-"""The networks: architectures and where their starting weights come from, attribute heads, the frozen ImageNet classifier, the optimiser."""
+"""The networks: architectures and where their starting weights come from, attribute heads, the frozen ImageNet
+classifier, the optimiser."""

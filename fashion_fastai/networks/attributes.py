@@ -42,7 +42,8 @@ class AttributeHeads(nn.Module):
 
 
 def add_attribute_heads(model: nn.Sequential, vocabs: dict) -> nn.Sequential:
-    "Put the other attributes' heads beside the article-type head of a `vision_learner`/`create_model` network, in place."
+    """Put the other attributes' heads beside the article-type head of a `vision_learner`/`create_model` network, in
+    place."""
     if vocabs: model[1] = AttributeHeads(model[1], vocabs)
     return model
 
@@ -64,7 +65,8 @@ def head_vocabs(model: nn.Module, article_vocab: list) -> dict:
 
 
 def article_vocab(dls) -> list:
-    "The article types of DataLoaders with or without other attributes (with them, `dls.vocab` is one vocab per target)."
+    """The article types of DataLoaders with or without other attributes (with them, `dls.vocab` is one vocab per
+    target)."""
     vocab = dls.vocab
     return list(vocab[-1] if len(vocab) and isinstance(vocab[-1], CategoryMap) else vocab)
 
@@ -108,7 +110,8 @@ class HeadAccuracy(Metric):
 
 
 def head_metrics(attributes) -> list:
-    "The article type's `accuracy` and `top5` (the plain protocol's names, so histories compare), then each other head's."
+    """The article type's `accuracy` and `top5` (the plain protocol's names, so histories compare), then each other
+    head's."""
     n = len(attributes)
     return [HeadAccuracy(n, 'accuracy'), HeadAccuracy(n, 'top5', k=5),
             *(HeadAccuracy(i, f'{a}_accuracy') for i, a in enumerate(attributes))]

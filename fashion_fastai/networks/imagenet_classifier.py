@@ -33,7 +33,8 @@ def build(arch: str) -> torch.nn.Module:
 
 def network(arch: str, state: dict | None) -> tuple[torch.nn.Module | None, str]:
     """(the frozen network in eval mode, '') from a starting state_dict, or (None, why not): training from scratch, or
-    weights without the 1000-class layer (e.g. a `--weights` file of another head) leave a run without zero-shot answers."""
+    weights without the 1000-class layer (e.g. a `--weights` file of another head) leave a run without zero-shot
+    answers."""
     if state is None: return None, 'the run started from scratch: no ImageNet classifier to ask'
     net = build(arch)
     try: net.load_state_dict(state)
@@ -81,7 +82,8 @@ class Scorer:
     def __init__(self, net: torch.nn.Module, size, mean, std, device='cpu', bs: int = 64, remember: bool = False,
                  channels_last: bool = False):  # the memory layout the run's models use (config.py resolves it)
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
-        self.net, self.size, self.bs, self.device = net.to(device, memory_format=self.layout), tuple(size), bs, torch.device(device)
+        self.net = net.to(device, memory_format=self.layout)
+        self.size, self.bs, self.device = tuple(size), bs, torch.device(device)
         stat = lambda v: torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
         self.mean, self.std, self.remember, self.seen = stat(mean), stat(std), remember, {}
 

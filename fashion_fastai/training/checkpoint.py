@@ -1,11 +1,11 @@
 """Checkpoints after every epoch, and resuming a killed run from the last finished one.
 
-A 44k-image run on a CPU takes an hour; losing it to a reboot or an out-of-memory kill at minute 50 should cost one epoch,
-not the run.  After each epoch `EpochCheckpoint` writes, atomically, `checkpoints/<stage>-<phase>-<epoch>.pth` (model and
-optimiser state, fastai's `save_model`), then `checkpoints/<stage>.json` (where in the schedule it is, the learning rate,
-the history so far), and only then removes the previous `.pth`: a kill at any moment leaves a JSON and the weights it
-describes.  `fit_schedule` replays fastai's `fine_tune` schedule phase by phase, so that it can re-enter it after any
-finished epoch with `fit_one_cycle(start_epoch=...)`.
+A 44k-image run on a CPU takes an hour; losing it to a reboot or an out-of-memory kill at minute 50 should cost one
+epoch, not the run. After each epoch `EpochCheckpoint` writes, atomically, `checkpoints/<stage>-<phase>-<epoch>.pth`
+(model and optimiser state, fastai's `save_model`), then `checkpoints/<stage>.json` (where in the schedule it is, the
+learning rate, the history so far), and only then removes the previous `.pth`: a kill at any moment leaves a JSON and
+the weights it describes. `fit_schedule` replays fastai's `fine_tune` schedule phase by phase, so that it can re-enter
+it after any finished epoch with `fit_one_cycle(start_epoch=...)`.
 """
 from __future__ import annotations
 
@@ -26,23 +26,25 @@ def state_path(run_dir: Path, stage: str) -> Path: return Path(run_dir) / 'check
 
 
 def read_state(run_dir: Path, stage: str) -> dict | None:
-    """The model's last checkpoint state (None if it never finished an epoch), checked before a resumed run reads any data:
-    a state cut short, or one whose weights file is missing or cut short, is named with what to do."""
+    """The model's last checkpoint state (None if it never finished an epoch), checked before a resumed run reads any
+    data: a state cut short, or one whose weights file is missing or cut short, is named with what to do."""
     p = state_path(run_dir, stage)
     if not p.is_file(): return None
     try: state = json.loads(p.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise OptionError(f"--resume {run_dir}: the checkpoint state {p} is damaged ({e}); delete it to retrain {stage} "
-                          f"from its start, or start a new run.") from e
+        raise OptionError(f"--resume {run_dir}: the checkpoint state {p} is damaged ({e}); delete it to retrain "
+                          f"{stage} from its start, or start a new run.") from e
     weights = p.parent / state['file'] if not state.get('done') else Path(run_dir) / f'{stage}.pth'
     if not zipfile.is_zipfile(weights):
-        raise OptionError(f"--resume {run_dir}: {stage}'s weights {weights} are {'missing' if not weights.exists() else 'cut short or damaged'}; "
-                          f"delete {p} to retrain {stage} from its start, or start a new run.")
+        raise OptionError(f"--resume {run_dir}: {stage}'s weights {weights} are "
+                          f"{'missing' if not weights.exists() else 'cut short or damaged'}; delete {p} to retrain "
+                          f"{stage} from its start, or start a new run.")
     return state
 
 
 def started_models(run_dir: Path) -> set:
-    "The names of the models of a run folder that have finished at least one epoch (their options can no longer change)."
+    """The names of the models of a run folder that have finished at least one epoch (their options can no longer
+    change)."""
     folder = Path(run_dir) / 'checkpoints'
     return {p.stem for p in folder.glob('*.json')} if folder.is_dir() else set()
 

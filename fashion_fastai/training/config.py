@@ -1,7 +1,7 @@
 """Every training option, once: its name, default, one-line help and validation, and its life as `config.json`.
 
 `TrainConfig` is what the CLI parses (its `--help` comes from the field annotations, through fastcore's `anno_parser`),
-what `bench/`, the notebooks and the tests build, and what a run folder records and `--resume` reads back.  It parses and
+what `bench/`, the notebooks and the tests build, and what a run folder records and `--resume` reads back. It parses and
 checks itself when built (strings from the command line or the environment become each field's one type), so a bad value
 fails before any data is read, naming the option and what would be valid; nothing downstream checks an option again.
 
@@ -40,7 +40,8 @@ def parse_size(size) -> tuple[int, int]:
         if len(hw) == 1: hw = hw * 2
         if len(hw) != 2 or min(hw) < 8: raise ValueError
     except ValueError:
-        raise OptionError(f"--size must be HEIGHTxWIDTH (e.g. 80x60) or one number for a square, each >= 8; got {size!r}.")
+        raise OptionError("--size must be HEIGHTxWIDTH (e.g. 80x60) or one number for a square, each >= 8; got "
+                          f"{size!r}.")
     return hw
 
 
@@ -81,8 +82,8 @@ def parse_lr(lr, option: str = '--lr') -> float | str | tuple[float, float]:
     try: v = [float(x) for x in parts]
     except (TypeError, ValueError): v = [-1.]
     if len(v) not in (1, 2) or not min(v) > 0 or v[0] > v[-1]:
-        raise OptionError(f"{option} must be a positive number, 'auto', or LO:HI with 0 < LO <= HI (the body's rate, then "
-                          f"the head's, e.g. 2e-4:2e-3); got {lr!r}.")
+        raise OptionError(f"{option} must be a positive number, 'auto', or LO:HI with 0 < LO <= HI (the body's rate, "
+                          f"then the head's, e.g. 2e-4:2e-3); got {lr!r}.")
     return v[0] if len(v) == 1 else tuple(v)
 
 
@@ -92,7 +93,8 @@ def rate_words(lr) -> str:
 
 
 def resolve_precision(precision: str) -> str:
-    "auto: bf16 on GPUs that support it (Ampere and newer), fp32 on the CPU (bf16 there is opt-in: it depends on the CPU)."
+    """auto: bf16 on GPUs that support it (Ampere and newer), fp32 on the CPU (bf16 there is opt-in: it depends on the
+    CPU)."""
     _choice('--precision', precision, PRECISIONS)
     if precision == 'fp16' and not torch.cuda.is_available():
         raise OptionError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU.")
@@ -106,14 +108,15 @@ def parse_holdout_by(rules) -> tuple:
     names = [r.strip() for r in (rules.split(',') if isinstance(rules, str) else rules or ()) if r.strip()]
     if names == [AUTO]: return (AUTO,)
     if not names or any(r not in RULES for r in names) or len(set(names)) != len(names):
-        raise OptionError(f"--holdout-by takes {AUTO}, or one or more of {', '.join(RULES)}, comma-separated, each once; "
-                          f"got {','.join(names) or 'nothing'}.")
+        raise OptionError(f"--holdout-by takes {AUTO}, or one or more of {', '.join(RULES)}, comma-separated, each "
+                          f"once; got {','.join(names) or 'nothing'}.")
     return tuple(r for r in RULES if r in names)
 
 
 def parse_attributes(attributes) -> tuple:
     "'masterCategory,subCategory' (or a list) -> ('masterCategory', 'subCategory'), each a column a head can predict."
-    names = [a.strip() for a in (attributes.split(',') if isinstance(attributes, str) else attributes or ()) if a.strip()]
+    names = [a.strip() for a in (attributes.split(',') if isinstance(attributes, str) else attributes or ())
+             if a.strip()]
     for a in names:
         if a not in ATTRIBUTES:
             why = "is what every run predicts" if a == LABEL else "is not one"
@@ -170,7 +173,8 @@ S, I, F = {'type': str}, {'type': int}, {'type': float}  # what argparse hands o
 @dataclass
 class TrainConfig:
     "Train and evaluate both stages of the Fashion Product Images protocol; writes a run folder."
-    data: Annotated[Path | None, "Kaggle folder holding styles.csv and images/ (default: the built-in demo data)", S] = None
+    data: Annotated[Path | None, "Kaggle folder holding styles.csv and images/ (default: the built-in demo "
+                    "data)", S] = None
     out: Annotated[Path, "parent folder of the run folders", S] = Path('runs')
     name: Annotated[str | None, "run folder name (default: date and time)", S] = None
     arch: Annotated[str | None, "torchvision ResNet (resnet18 ... resnet152) or a timm model name, e.g. "
@@ -205,11 +209,11 @@ class TrainConfig:
                                      "(default: 0.05 with --data, 0.1 on the demo, whose rare classes are a handful of "
                                      "photos each)", F] = None
     holdout_by: Annotated[tuple[str, ...], "what the holdout differs from training by, comma-separated rules, each "
-                                           "drawing --holdout of what the others leave: random (a share of the photos), "
-                                           "years (whole even years, the smallest first), products (whole products: "
-                                           "the photos whose names differ only by colour words); auto: years where "
-                                           "whole even years come near the share (the Kaggle data), else random "
-                                           "(chosen on the real data: BENCHMARKS.md)", S] = 'auto'
+                                           "drawing --holdout of what the others leave: random (a share of the "
+                                           "photos), years (whole even years, the smallest first), products (whole "
+                                           "products: the photos whose names differ only by colour words); auto: "
+                                           "years where whole even years come near the share (the Kaggle data), else "
+                                           "random (chosen on the real data: BENCHMARKS.md)", S] = 'auto'
     stage2_body: Annotated[str, f"where stage two's body starts: {BODIES[0]} (the protocol), imagenet or scratch",
                            S] = BODIES[0]
     stage2_head: Annotated[str, "stage two's head: new (fastai's fresh head, the protocol) or imprint (stage one's "
@@ -230,13 +234,14 @@ class TrainConfig:
     tta: Annotated[int | str, "test-time augmentation in the final evaluation: flip (each image averaged with its "
                               "mirror image: one more pass), N (fastai's tta: N passes with the training "
                               "augmentation, article type alone), or 0 (none)", S] = 0
-    zero_shot: Annotated[bool | str, "yes: keep the starting network's ImageNet classifier beside the models, for answers "
-                               "on article types without a training photo (needs a holdout to fit its gate on); no: "
-                               "closed-set answers only, without its passes over the holdout and the test split",
-                         S] = 'yes'
+    zero_shot: Annotated[bool | str, "yes: keep the starting network's ImageNet classifier beside the models, for "
+                                     "answers on article types without a training photo (needs a holdout to fit its "
+                                     "gate on); no: closed-set answers only, without its passes over the holdout and "
+                                     "the test split", S] = 'yes'
     zero_shot_map: Annotated[Path | None, "a CSV of rows articleType,imagenet[,main] that adds to or replaces the "
                                           "package's zero-shot table, so that article types without a training photo "
-                                          "(a catalogue's new category) get answers from the ImageNet classifier", S] = None
+                                          "(a catalogue's new category) get answers from the ImageNet "
+                                          "classifier", S] = None
     attributes: Annotated[tuple[str, ...], "other styles.csv columns to predict, one head each beside articleType, "
                                            "comma-separated: gender, masterCategory, subCategory, baseColour, season, "
                                            "usage (default: none)", S] = ()
@@ -270,33 +275,35 @@ class TrainConfig:
         if self.data is None and not self.demo_scale > 0:
             raise OptionError(f"--demo-scale must be > 0 (1.0 = about 2,600 images), got {self.demo_scale}.")
         if not (self.holdout == 0 or 0 < self.holdout < 1):
-            raise OptionError(f"--holdout must be 0 (no holdout: validate on the test split) or a fraction in (0, 1) of "
-                              f"the even-year images, e.g. 0.1; got {self.holdout}.")
+            raise OptionError("--holdout must be 0 (no holdout: validate on the test split) or a fraction in (0, 1) "
+                              f"of the even-year images, e.g. 0.1; got {self.holdout}.")
         if not 0 <= self.label_smoothing < 1:
             raise OptionError(f"--label-smoothing must be in [0, 1) (0: plain cross-entropy; 0.1 is usual), "
                               f"got {self.label_smoothing}.")
         self.tta = parse_tta(self.tta)
         self.holdout_by = parse_holdout_by(self.holdout_by)
-        if not self.holdout and self.holdout_by not in (parse_holdout_by(_default('holdout_by')), parse_holdout_by('random')):
-            raise OptionError(f"--holdout-by {','.join(self.holdout_by)} needs a holdout, and --holdout 0 holds nothing "
-                              f"out: give --holdout a fraction (e.g. 0.05), or leave --holdout-by out.")
+        holds_nothing_out = (parse_holdout_by(_default('holdout_by')), parse_holdout_by('random'))
+        if not self.holdout and self.holdout_by not in holds_nothing_out:
+            raise OptionError(f"--holdout-by {','.join(self.holdout_by)} needs a holdout, and --holdout 0 holds "
+                              f"nothing out: give --holdout a fraction (e.g. 0.05), or leave --holdout-by out.")
         self.zero_shot = parse_yes_no('--zero-shot', self.zero_shot)
         self.attributes = parse_attributes(self.attributes)
         self.attribute_weights = parse_attribute_weights(self.attribute_weights, self.attributes)
         if self.attributes and self.tta and self.tta != FLIP:
-            raise OptionError(f"--tta {self.tta} (fastai's tta) averages one output, the article type's: with --attributes "
-                              f"use --tta flip or leave --tta out.")
+            raise OptionError(f"--tta {self.tta} (fastai's tta) averages one output, the article type's: with "
+                              f"--attributes use --tta flip or leave --tta out.")
         _choice('--stage2-body', self.stage2_body, BODIES)
         _choice('--rank-on', self.rank_on, RANK_ON)
         _choice('--all-head', self.all_head, HEADS)
         _choice('--stage2-head', self.stage2_head, HEADS)
         if self.stage2_head == 'imprint' and self.stage2_body != BODIES[0]:
-            raise OptionError(f"--stage2-head imprint starts from stage one's head, so it needs --stage2-body {BODIES[0]} "
-                              f"(got {self.stage2_body}): use --stage2-head new.")
+            raise OptionError("--stage2-head imprint starts from stage one's head, so it needs --stage2-body "
+                              f"{BODIES[0]} (got {self.stage2_body}): use --stage2-head new.")
         _choice('--precision', self.precision, PRECISIONS)
         self.channels_last = parse_channels_last(self.channels_last)
         self.size = None if self.size is None else parse_size(self.size)
-        self.lr, self.lr2, self.lr_all = parse_lr(self.lr), parse_lr(self.lr2, '--lr2'), parse_lr(self.lr_all, '--lr-all')
+        self.lr, self.lr2 = parse_lr(self.lr), parse_lr(self.lr2, '--lr2')
+        self.lr_all = parse_lr(self.lr_all, '--lr-all')
         if self.weights is not None and not self.weights.is_file():
             raise OptionError(f"--weights {self.weights} is not a file: give an ImageNet state_dict (.pth) for "
                               f"--arch {self.arch or 'ARCH'}, or leave --weights out to use the installed or cached "
@@ -323,7 +330,8 @@ class TrainConfig:
         record of what was chosen and why (config.json's `resolved`).  `previous`: that record from the run being
         resumed, whose arch its checkpoints hold."""
         if self.arch: arch, why_arch = self.arch, 'given with --arch'
-        elif previous and previous.get('arch'): arch, why_arch = previous['arch'], "as the run started (its checkpoints)"
+        elif previous and previous.get('arch'):
+            arch, why_arch = previous['arch'], "as the run started (its checkpoints)"
         else: arch, why_arch = default_arch(self.data is not None, self.pretrained)
         precision = resolve_precision(self.precision)
         channels_last = resolve_channels_last(self.channels_last, precision, arch)
@@ -336,22 +344,26 @@ class TrainConfig:
         return replace(self, arch=arch, precision=precision, channels_last=channels_last, size=self.input_size), record
 
     def data_options(self) -> dict:
-        "`data.load_data`'s options for this run: a tool that rebuilds a run's rows (its holdout above all) gets the same."
+        """`data.load_data`'s options for this run: a tool that rebuilds a run's rows (its holdout above all) gets the
+        same."""
         return dict(k=self.topk, rank_on=self.rank_on, holdout=self.holdout, seed=self.seed, holdout_by=self.holdout_by,
                     attributes=self.attributes)
 
     def learner_options(self) -> dict:
-        "The options every learner of the run is built with (`stages.build_learner`'s), but the data's attribute vocabs."
+        """The options every learner of the run is built with (`stages.build_learner`'s), but the data's attribute
+        vocabs."""
         return dict(precision=self.precision, label_smoothing=self.label_smoothing,
                     attribute_weights=self.attribute_weights, channels_last=self.channels_last)
 
     def to_dict(self) -> dict:
         "JSON-ready: paths as strings, tuples as lists."
-        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+                for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict) -> 'TrainConfig':
-        "The options among `d`'s keys (a run's config.json holds more: versions, weights, timings); older names read too."
+        """The options among `d`'s keys (a run's config.json holds more: versions, weights, timings); older names read
+        too."""
         names = {f.name for f in fields(cls)}
         d = {'holdout_by': 'random', **{RENAMED.get(k, k): v for k, v in d.items()}}  # older runs: before --holdout-by
         return cls(**{k: v for k, v in d.items() if k in names})
@@ -359,7 +371,8 @@ class TrainConfig:
     @classmethod
     def from_env(cls, prefix: str = 'FASHION_NB_') -> 'TrainConfig':
         "The options set in the environment as PREFIX<OPTION> (e.g. FASHION_NB_EPOCHS=1), parsed as the CLI's are."
-        return cls(**{f.name: os.environ[prefix + f.name.upper()] for f in fields(cls) if prefix + f.name.upper() in os.environ})
+        return cls(**{f.name: os.environ[prefix + f.name.upper()] for f in fields(cls) if prefix
+                      + f.name.upper() in os.environ})
 
     @classmethod
     def of_run(cls, run_dir: Path) -> 'TrainConfig':
@@ -382,13 +395,15 @@ class TrainConfig:
             flags = ', '.join(_flag(k) for k in refused)
             can = ', '.join(_flag(k) for k in sorted(allowed))
             raise OptionError(f"--resume: {flags} cannot change in a run that has started (what is trained so far used "
-                              f"the saved value{'s' if len(refused) > 1 else ''}): leave {'them' if len(refused) > 1 else 'it'} "
-                              f"out, or start a new run. What can change on resuming: {can}.")
+                              f"the saved value{'s' if len(refused) > 1 else ''}): leave "
+                              f"{'them' if len(refused) > 1 else 'it'} out, or start a new run. What can change on "
+                              f"resuming: {can}.")
         return self.replace(**changed)
 
 
 RENAMED = {'stage2_init': 'stage2_body', 'all_init': 'all_head'}  # config.json keys of older versions
-RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot', 'zero_shot_map')  # how the run computes or answers, not what it learns
+# how the run computes or answers, not what it learns
+RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot', 'zero_shot_map')
 
 
 def _default(name: str):
@@ -412,7 +427,8 @@ def _number(name: str, v, kind):
         n = float(v) if kind is float else int(str(v).strip())
         return n
     except (TypeError, ValueError):
-        raise OptionError(f"{_flag(name)} must be {'a number' if kind is float else 'an integer'}, got {v!r}.") from None
+        raise OptionError(f"{_flag(name)} must be {'a number' if kind is float else 'an integer'}, got "
+                          f"{v!r}.") from None
 
 
 def read_run_record(run_dir: Path) -> dict:
@@ -421,7 +437,8 @@ def read_run_record(run_dir: Path) -> dict:
     if not Path(run_dir).is_dir():
         raise OptionError(f"--resume {run_dir}: no such folder; pass the folder of a run started by this program.")
     if not p.is_file():
-        raise OptionError(f"--resume {run_dir}: no config.json there; pass the folder of a run started by this program.")
+        raise OptionError(f"--resume {run_dir}: no config.json there; pass the folder of a run started by this "
+                          "program.")
     try:
         record = json.loads(p.read_text())
         if not isinstance(record, dict) or 'seed' not in record: raise ValueError('no training options in it')

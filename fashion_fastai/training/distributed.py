@@ -1,10 +1,10 @@
 """Training one run on several processes: GPUs (nccl) or CPU processes (gloo), with fastai's `distrib_ctx` (Accelerate).
 
 Launch: `accelerate launch --multi_gpu --num_processes N -m fashion_fastai.train ...` on GPUs, or
-`torchrun --standalone --nproc_per_node N -m fashion_fastai.train ...` anywhere (Accelerate's own launcher starts a single
-process on a CPU).  Every process runs the same program on the same data; `DistributedDL` gives each its share of every
-epoch and DDP keeps their weights identical.  Only the main process (rank 0) writes the run folder and evaluates, once, on
-the whole test split: the other processes wait for it at a barrier.
+`torchrun --standalone --nproc_per_node N -m fashion_fastai.train ...` anywhere (Accelerate's own launcher starts a
+single process on a CPU). Every process runs the same program on the same data; `DistributedDL` gives each its share of
+every epoch and DDP keeps their weights identical. Only the main process (rank 0) writes the run folder and evaluates,
+once, on the whole test split: the other processes wait for it at a barrier.
 
 `--bs` stays the batch the optimiser sees: each of N processes takes bs / N images per step, so a run on N processes
 follows the same schedule (steps, learning rate) as a run on one, and its results match within noise.
@@ -20,7 +20,8 @@ from fastai.distributed import rank_distrib, num_distrib, distrib_barrier
 from fashion_fastai.core.compat import patch_distributed_broadcast, single_process_gather
 from fashion_fastai.core.errors import OptionError
 
-__all__ = ['num_distrib', 'is_distributed', 'is_main', 'init_distributed', 'from_main', 'barrier', 'training_ctx', 'per_process_bs', 'alone',
+__all__ = ['num_distrib', 'is_distributed', 'is_main', 'init_distributed', 'from_main', 'barrier', 'training_ctx',
+           'per_process_bs', 'alone',
            'say', 'on_main']
 
 
