@@ -42,6 +42,8 @@ def test_the_graph_answers_as_pytorch_does(shipped_run, photos):
     record = meta['onnx']
     assert record['outputs'] == ['gender', 'usage', 'articleType'] and record['input'] == 'pixels'
     assert (shipped_run / record['file']).is_file() and record['check']['images'] == 11
+    assert sorted(f.name for f in shipped_run.iterdir() if 'onnx' in f.name or f.name.startswith('.')) == [
+        'stage1.onnx']  # self-contained: no weights beside it under a temporary name
     assert record['check']['max_abs_diff'] <= record['check']['tolerance'] and meta['vocab']  # the rest stays
     files = sorted(photos.iterdir())
     ours = shipped.OnnxModel(shipped_run / 'stage1.json').head_probs(files, bs=4)  # batches of another size: dynamic
@@ -78,7 +80,8 @@ def test_predict_engine_onnx_answers_like_torch(shipped_run, photos, tmp_path):
     assert [r['path'] for r in ours['predictions']] == [r['path'] for r in torchs['predictions']]
     for a, b in zip(ours['predictions'], torchs['predictions']):
         assert a['top'][0]['class'] == b['top'][0]['class'] and abs(a['top'][0]['prob'] - b['top'][0]['prob']) <= 1e-3
-        assert {h: v['class'] for h, v in a['attributes'].items()} == {h: v['class'] for h, v in b['attributes'].items()}
+        assert ({h: v['class'] for h, v in a['attributes'].items()}
+                == {h: v['class'] for h, v in b['attributes'].items()})
 
 
 def test_worker_processes_run_the_graph_too(shipped_run, photos):
@@ -112,6 +115,19 @@ def test_what_is_missing_is_said(tmp_path, tiny_dls, shipped_run, photos, monkey
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)  # the optional extra not installed
     with pytest.raises(ImportError, match=r"pip install 'fashion_fastai\[onnx\]'"): shipped.import_onnxruntime()
     with pytest.raises(OptionError, match='needs onnxruntime'): load_model(shipped_run, engine='onnx')
+
+
+def test_a_graph_of_another_model_is_refused_before_any_photo(shipped_run, photos, tmp_path):
+    "A JSON whose heads (or input size) differ from its graph's: copied from another model, or edited by hand."
+    meta = json.loads((shipped_run / 'stage1.json').read_text())
+    other = tmp_path / 'other'; other.mkdir()
+    shutil.copy(shipped_run / 'stage1.onnx', other / 'stage1.onnx')
+    for name, changed in (('fewer', {**meta, 'vocab': meta['vocab'][:-1]}), ('size', {**meta, 'size': [64, 48]})):
+        (other / 'stage1.json').write_text(json.dumps(changed))
+        with pytest.raises(ModelError, match=r'does not belong to .*stage1\.json.*export'):
+            load_model(other / 'stage1.json', engine='onnx')
+    p = run_module('fashion_fastai.predict', other, photos, '--engine', 'onnx', check=False)
+    assert p.returncode == 2 and 'predict: error:' in p.stderr and 'does not belong to' in p.stderr
 
 
 def test_export_command_checks_its_inputs(tmp_path):

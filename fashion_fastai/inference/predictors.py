@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from fastai.vision.all import load_learner
 
 from fashion_fastai.answering.answering import Answering
-from fashion_fastai.core.errors import OptionError
+from fashion_fastai.core.errors import ModelError, OptionError
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.data.pixels import decoded_ahead, image_batch
 from fashion_fastai.inference.locate import read_meta, weights_error
-from fashion_fastai.networks.attributes import add_attribute_heads, article_head, article_vocab, attribute_heads, head_vocabs
+from fashion_fastai.networks.attributes import (add_attribute_heads, article_head, article_vocab, attribute_heads,
+                                                head_vocabs)
 from fashion_fastai.networks.weights import create_model
 from fashion_fastai.shipped.runtime import OnnxModel, import_onnxruntime
 
@@ -26,7 +27,8 @@ DEVICES = ('auto', 'cpu', 'cuda')
 
 
 def resolve_device(device='auto') -> torch.device:
-    "The one place the device is chosen: `auto` is CUDA when torch sees a GPU, else the CPU; `cuda` without one is refused."
+    """The one place the device is chosen: `auto` is CUDA when torch sees a GPU, else the CPU; `cuda` without one is
+    refused."""
     if isinstance(device, torch.device): return device
     if device not in DEVICES: raise OptionError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}.")
     if device == 'cuda' and not torch.cuda.is_available():
@@ -43,12 +45,13 @@ def worker_device(device='auto') -> torch.device:
 class Predictor:
     """What `predict` and the web page use: `vocab` (the article types), `vocabs` (every head's, in output order, the
     article type last) and `head_probs(paths)`, one probability tensor per head on the CPU, the trained heads' softmax;
-    `answer_probs(paths)`, the same as the model answers (answering.py: calibrated, and joined with its zero-shot classes
-    unless `closed_set`), with which images the zero-shot path answered.  A context manager, so that a caller need not
-    know whether there are processes to stop."""
+    `answer_probs(paths)`, the same as the model answers (answering.py: calibrated, and joined with its zero-shot
+    classes unless `closed_set`), with which images the zero-shot path answered.  A context manager, so that a caller
+    need not know whether there are processes to stop."""
     vocabs: dict
     answering: Answering = Answering(why_not='no answering record was loaded with this model')
-    scorer = None          # the frozen ImageNet network's probabilities (imagenet_classifier.Scorer or shipped.OnnxScorer)
+    # the frozen ImageNet network's probabilities (imagenet_classifier.Scorer or shipped.OnnxScorer)
+    scorer = None
     closed_set = False     # True: the trained heads alone (calibrated), as the published runs of the protocol scored
 
     @property
@@ -105,15 +108,17 @@ class WeightsOnlyModel(Predictor):
         self.model.load_state_dict(state)
         self.device = resolve_device(device)
         self.channels_last = bool(self.meta.get('channels_last'))  # the layout it trained in (export_stage records it)
-        self.model.eval().to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.model.eval().to(self.device,
+                             memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
         stat = lambda v: torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1).to(self.device)
         self.mean, self.std = stat(self.meta['mean']), stat(self.meta['std'])
 
     def batches(self, paths, bs=64, num_workers: int = None):
         """The model's input batches: uint8 pixels decoded and resized exactly as in training (pixels.py, the same bytes
-        as fastai's pipeline), then fastai's own `IntToFloatTensor` and `Normalize` arithmetic, on the model's device and
-        in its memory layout.  Decoding needs no fastai `DataLoader` (whose per-item Python costs more than the decoding
-        of a small photo); with `num_workers` other than 0 the next batch is decoded in a thread while the model runs."""
+        as fastai's pipeline), then fastai's own `IntToFloatTensor` and `Normalize` arithmetic, on the model's device
+        and in its memory layout.  Decoding needs no fastai `DataLoader` (whose per-item Python costs more than the
+        decoding of a small photo); with `num_workers` other than 0 the next batch is decoded in a thread while the
+        model runs."""
         paths = list(paths)
         chunks = [paths[i:i + bs] for i in range(0, len(paths), bs)]
         decode = lambda chunk: torch.from_numpy(image_batch(chunk, self.size))
@@ -127,19 +132,20 @@ class WeightsOnlyModel(Predictor):
         others = lambda keys: sorted({k.split('.')[2] for k in keys if k.startswith('1.others.')})
         expected, got = others(self.model.state_dict()), others(state)
         if expected != got:
-            raise ValueError(f"{json_path.name} lists other attributes {expected or 'none'} but {weights.name} has heads "
-                             f"for {got or 'none'}: the two files come from different runs or models")
+            raise ValueError(f"{json_path.name} lists other attributes {expected or 'none'} but {weights.name} has "
+                             f"heads for {got or 'none'}: the two files come from different runs or models")
         names = {m: n for n, m in self.model.named_modules()}
         heads = attribute_heads(self.model)
         layers = {**({a: h[-1] for a, h in heads.others.items()} if heads is not None else {}),
                   LABEL: article_head(self.model)[-1]}
         for head, layer in layers.items():
-            weight = state.get(f'{names[layer]}.weight')  # absent: another model altogether, which load_state_dict names
+            # absent: another model altogether, which load_state_dict names
+            weight = state.get(f'{names[layer]}.weight')
             n_out = None if weight is None else weight.shape[0]
             if n_out is not None and n_out != len(self.vocabs[head]):
                 what = 'classes' if head == LABEL else f'{head} values'
-                raise ValueError(f"{json_path.name} lists {len(self.vocabs[head])} {what} but {weights.name} has {n_out} "
-                                 f"outputs for them: the two files come from different runs or models")
+                raise ValueError(f"{json_path.name} lists {len(self.vocabs[head])} {what} but {weights.name} has "
+                                 f"{n_out} outputs for them: the two files come from different runs or models")
 
     def head_probs(self, paths, bs=64, num_workers: int = None) -> dict:
         outs = []
@@ -165,7 +171,8 @@ class PickledLearner(Predictor):
     "An exported `.pkl` learner behind the same interface as `WeightsOnlyModel`."
     def __init__(self, pkl_path: Path, device='auto'):
         self.device = resolve_device(device)
-        with warnings.catch_warnings():  # fastai's own pickle warning: `find_model` has warned, or --trust-pickle said so
+        # fastai's own pickle warning: `find_model` has warned, or --trust-pickle said so
+        with warnings.catch_warnings():
             warnings.filterwarnings('ignore', message='load_learner` uses', category=UserWarning)
             self.learn = load_learner(pkl_path, cpu=self.device.type == 'cpu')
         self.learn.dls.to(self.device)  # fastai keeps the DataLoaders on the device they were exported from
@@ -190,6 +197,7 @@ class OnnxPredictor(Predictor):
         wants_cuda = resolve_device(device).type == 'cuda'
         cuda = wants_cuda and (device == 'cuda' or 'CUDAExecutionProvider' in ort.get_available_providers())
         try: self.model = OnnxModel(json_path, threads, cuda)
+        except ModelError: raise
         except Exception as e:
             raise weights_error(json_path, f"ONNX Runtime could not load the graph {json_path.with_suffix('.onnx')} "
                                            f"({type(e).__name__}: {str(e)[:300]}): export it again") from e

@@ -11,9 +11,9 @@ outputs in order, and the check.  A run whose models have a zero-shot path also 
 
 The check, on real product photos: ONNX Runtime's probabilities must equal PyTorch's within what float32 arithmetic
 allows this very network on these images.  The reference is PyTorch in float64; PyTorch's own float32 run sets the
-scale of float32 error; ONNX Runtime (which fuses BatchNorm into the convolutions and picks other kernels) may stray from
-the reference by `TOLERANCE_FACTOR` times that, never less than a few float32 ulps of 1.  Otherwise the export fails,
-naming the worst image, and no `.onnx` is left behind.
+scale of float32 error; ONNX Runtime (which fuses BatchNorm into the convolutions and picks other kernels) may stray
+from the reference by `TOLERANCE_FACTOR` times that, never less than a few float32 ulps of 1.  Otherwise the export
+fails, naming the worst image, and no `.onnx` is left behind.
 """
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def check_images(run_dir: Path, images=None, n: int = 64) -> list:
         images = Path(data_dir) / 'images'
     images = Path(images)
     files = sorted(f for f in images.rglob('*') if f.suffix.lower() in IMAGE_EXTS)[:n] if images.is_dir() else []
-    if not files: raise DataError(f"--images {images} holds no image files to check the export on: pass a folder of photos.")
+    if not files:
+        raise DataError(f"--images {images} holds no image files to check the export on: pass a folder of photos.")
     return files
 
 
@@ -80,7 +81,9 @@ def export_graph(net: torch.nn.Module, pixels: torch.Tensor, outputs: list, onnx
     with atomic_path(onnx_path) as tmp, warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the exporter's notes on its own internals: nothing a user can act on
         torch.onnx.export(net, (pixels[:2],), str(tmp), input_names=[INPUT], output_names=outputs, opset_version=OPSET,
-                          dynamo=True, dynamic_shapes=({0: torch.export.Dim('batch')},), verbose=False)
+                          dynamo=True, dynamic_shapes=({0: torch.export.Dim('batch')},), verbose=False,
+                          external_data=False)  # one file to ship (the exporter would put the weights beside it, named
+                          # after the temporary file); ONNX's 2 GB limit on one file is far above these networks
         ours = session(tmp)
         with torch.inference_mode():
             double = copy.deepcopy(net).double()
@@ -94,10 +97,10 @@ def export_graph(net: torch.nn.Module, pixels: torch.Tensor, outputs: list, onnx
         if not worst <= tol:
             head, d = max(zip(outputs, diff), key=lambda hd: float(hd[1].max()))
             image = files[int(d.max(dim=1).values.argmax())]
-            raise ModelError(f"{onnx_path.name}: ONNX Runtime's {head} probabilities differ from PyTorch's by {worst:.3g} "
-                             f"(on {image}), beyond the {tol:.3g} float32 arithmetic allows this network: the graph is "
-                             f"not the model. Nothing was written; report it with the versions of torch, onnx and "
-                             f"onnxruntime.")
+            raise ModelError(f"{onnx_path.name}: ONNX Runtime's {head} probabilities differ from PyTorch's by "
+                             f"{worst:.3g} (on {image}), beyond the {tol:.3g} float32 arithmetic allows this network: "
+                             "the graph is not the model. Nothing was written; report it with the versions of torch, "
+                             f"onnx and onnxruntime.")
     return dict(file=onnx_path.name, input=INPUT, layout='uint8 RGB [batch, 3, height, width], resized as in training',
                 outputs=outputs, opset=OPSET, check=dict(images=len(files), max_abs_diff=worst, tolerance=tol,
                                                          torch_float32_diff=tol / TOLERANCE_FACTOR))
@@ -147,8 +150,9 @@ def main(run: str,             # a run folder (every model), or one weights-only
     files = check_images(run_dir, images, photos)
     for t in targets:
         r = export_onnx(t, files)
-        print(f"{t.with_suffix('.onnx')}: {', '.join(r['outputs'])}; ONNX Runtime within {r['check']['max_abs_diff']:.2g} "
-              f"of PyTorch's float64 probabilities on {r['check']['images']} photos (float32 allows {r['check']['tolerance']:.2g})",
+        print(f"{t.with_suffix('.onnx')}: {', '.join(r['outputs'])}; ONNX Runtime within "
+              f"{r['check']['max_abs_diff']:.2g} of PyTorch's float64 probabilities on {r['check']['images']} photos "
+              f"(float32 allows {r['check']['tolerance']:.2g})",
               flush=True)
         z = export_imagenet(t, files)
         if z and not z.get('reused'):

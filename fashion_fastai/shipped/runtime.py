@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fashion_fastai.core.errors import ModelError
 from fashion_fastai.data.pixels import decoded_ahead, image_batch
 
 INPUT = 'pixels'  # the graph's one input: uint8 RGB, [batch, 3, height, width]
@@ -56,6 +57,20 @@ class OnnxModel:
         self.size, self.outputs = tuple(self.meta['size']), shipped['outputs']
         self.vocabs = {**self.meta.get('attributes', {}), self.outputs[-1]: self.meta['vocab']}  # the article type last
         self.session = session(json_path.parent / shipped['file'], threads, cuda)
+        self._check_graph(json_path, json_path.parent / shipped['file'])
+
+    def _check_graph(self, json_path: Path, graph: Path) -> None:
+        """The graph's input and heads against what the JSON says: a graph exported from another model or run (copied
+        over this one, or a JSON edited by hand) would otherwise answer with another vocab's names, or fail mid-way."""
+        heads = {o.name: o.shape[-1] for o in self.session.get_outputs()}
+        expected = {h: len(v) for h, v in self.vocabs.items()}
+        inputs = [(i.name, i.shape[-2:]) for i in self.session.get_inputs()]
+        size = [d if isinstance(d, int) else None for d in inputs[0][1]] if len(inputs) == 1 else None
+        if heads != expected or inputs[0][0] != INPUT or size not in ([*self.size], [None, None]):
+            said = lambda d: ', '.join(f'{h} {n}' for h, n in d.items())
+            raise ModelError(f"{graph} does not belong to {json_path}: the graph takes {inputs} and answers "
+                             f"{said(heads)}, the JSON expects input {INPUT} at {list(self.size)} and "
+                             f"{said(expected)}. Run `python -m fashion_fastai.export {json_path.parent}` again.")
 
     def run(self, pixels: np.ndarray) -> dict:
         "Probabilities per head for a uint8 batch [N, 3, height, width]."
