@@ -58,7 +58,8 @@ def shown_models(run_dir: Path, stage: str) -> list:
 def shown_files(model: Path, stage: str = 'auto', trust_pickle: bool = False, engine: str = 'torch') -> dict:
     """{name: (file, form)} of the models to show, as `predict` would choose them: known before any is loaded, so that
     --similar's checks come first."""
-    if stage not in STAGE_CHOICES: raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
+    if stage not in STAGE_CHOICES:
+        raise OptionError(f"--stage must be one of {', '.join(STAGE_CHOICES)}, got {stage!r}.")
     model = Path(model)
     if not model.is_dir(): return {model.stem: choose_engine(find_model(model, None, trust_pickle), engine)}  # its own
     return {s: choose_engine(find_model(model, s, trust_pickle), engine) for s in shown_models(model, stage)}
@@ -89,15 +90,15 @@ def open_index(index: str, similar: int, found: dict, engine: str) -> tuple[Inde
     missing = [f for f in files if not Path(f).is_file()]
     if missing:
         raise OptionError(f"--index {index}: {len(missing)} of its {len(files)} photos are not there to show (e.g. "
-                          f"{missing[0]}): run the page where the catalogue's photos are (from the folder the index was "
-                          f"built in, for relative paths), or build the index again.")
+                          f"{missing[0]}): run the page where the catalogue's photos are (from the folder the index "
+                          f"was built in, for relative paths), or build the index again.")
     return chosen
 
 
 def load_page(model: Path, stage: str = 'auto', trust_pickle: bool = False, device: str = 'auto', engine: str = 'torch',
               similar: int = 0, index: str = None, closed_set: bool = False) -> tuple[dict, Catalogue | None]:
-    """`load_predictors`'s {title: predictor} and, with --similar, the gallery's `Catalogue` (else None); every option is
-    checked before the first model is loaded (see `main` for each one)."""
+    """`load_predictors`'s {title: predictor} and, with --similar, the gallery's `Catalogue` (else None); every option
+    is checked before the first model is loaded (see `main` for each one)."""
     found = shown_files(model, stage, trust_pickle, engine)
     chosen = open_index(index, similar, found, engine)
     loaded = {s: load_model_file(*f, device, closed_set=closed_set) for s, f in found.items()}
@@ -106,7 +107,8 @@ def load_page(model: Path, stage: str = 'auto', trust_pickle: bool = False, devi
 
 
 def load_predictors(model: Path,                # run folder, <model>.json or <model>.pkl
-                    stage: str = 'auto',        # auto (the model `predict` answers with), a model's name, or both stages
+                    # auto (the model `predict` answers with), a model's name, or both stages
+                    stage: str = 'auto',
                     trust_pickle: bool = False, # load .pkl files even when a weights-only form exists
                     device: str = 'auto',       # auto, cpu or cuda (`inference.resolve_device`)
                     engine: str = 'torch',      # torch, or onnx (ONNX Runtime on the run's exported graphs)
@@ -116,7 +118,8 @@ def load_predictors(model: Path,                # run folder, <model>.json or <m
 
 
 def gallery(neighbours: list) -> list:
-    "`Catalogue.neighbours` as `gr.Gallery` takes them: each image with its id, label and cosine, as predict prints them."
+    """`Catalogue.neighbours` as `gr.Gallery` takes them: each image with its id, label and cosine,
+    as predict prints them."""
     return [(n['file'], f"{n['id']} {n['label']} {n['score']:.2f}") for n in neighbours]
 
 
@@ -172,7 +175,8 @@ def import_gradio():
 def build_app(predictors: dict,             # {title: predictor}, as from `load_predictors`
               topk: int = 5,                # classes shown per stage
               source: str = '',             # where the model came from, shown on the page
-              catalogue: Catalogue = None,  # with --similar: a gallery of the nearest catalogue products under the labels
+              # with --similar: a gallery of the nearest catalogue products under the labels
+              catalogue: Catalogue = None,
               ):
     "The Gradio page (not launched): one image in, one `gr.Label` per stage out (and the similar products' gallery)."
     gr = import_gradio()
@@ -194,7 +198,8 @@ def build_app(predictors: dict,             # {title: predictor}, as from `load_
         outputs=outputs,
         live=True, flagging_mode='never', title='Fashion product classifier',
         description=f"Upload a product photo to see the top-{topk} article types and their calibrated probabilities"
-                    + (f" from `{source}`" if source else "") + f". Classes marked{ZERO_SHOT_MARK} had no training photo: "
+                    + (f" from `{source}`" if source else "")
+                    + f". Classes marked{ZERO_SHOT_MARK} had no training photo: "
                     f"they are answered from the starting network's ImageNet classifier.")
 
 

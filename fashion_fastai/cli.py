@@ -1,6 +1,6 @@
 """What the command-line programs (`train`, `predict`, `prepare`, `app`, `export`, `tag`, `index`, `audit`) share: a
-usage line that shows the command as typed, and a user error (`FashionError`) as one line `NAME: error: ...` on stderr with exit
-status 2, as argparse reports a bad option.  Anything else is a bug and keeps its traceback."""
+usage line that shows the command as typed, and a user error (`FashionError`) as one line `NAME: error: ...` on stderr
+with exit status 2, as argparse reports a bad option.  Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import sys

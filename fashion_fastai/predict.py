@@ -54,7 +54,8 @@ def main(model: Model,
          engine: Engine = DEFAULT.engine,
          similar: int = 0,           # with --index: also the K most alike catalogue products of each photo
          index: str = None,          # a catalogue index from `python -m fashion_fastai.index`, built with this model
-         closed_set: bool = False,   # the trained classes alone, without the zero-shot ones (as the published runs scored)
+         # the trained classes alone, without the zero-shot ones (as the published runs scored)
+         closed_set: bool = False,
          ):
     "Predict the top-k article types of product images with a trained model."
     check_options(paths, topk, stage=stage, engine=engine, device=device, processes=processes, min_prob=min_prob)

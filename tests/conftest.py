@@ -2,8 +2,8 @@
 
 - `demo_data`: the built-in demo data set at scale 0.1 (~310 rows), generated once per session.
 - `make_dataset`: writes a small custom Kaggle-style folder from CSV lines (see `helpers.write_dataset`).
-- `tiny_data` / `tiny_dls`: the 4-class hand-made data set (`helpers.tiny_lines`) and the top part's DataLoaders at 32x24,
-  batch size 8: small enough to train a resnet18 for a few batches in seconds.
+- `tiny_data` / `tiny_dls`: the 4-class hand-made data set (`helpers.tiny_lines`) and the top part's DataLoaders at
+  32x24, batch size 8: small enough to train a resnet18 for a few batches in seconds.
 - `preds` / `table`: the hand-made prediction set of the scores, report and plots tests, and its per-class table.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 
 from helpers import CASES, SMALL, TRAIN, VOCAB, score_row, tiny_lines, write_dataset
 
-# One intra-op thread: the tests' tensors are tiny, and on a small shared CPU two spinning threads cost far more wall time
-# than one.
+# One intra-op thread: the tests' tensors are tiny, and on a small shared CPU two spinning threads cost far more wall
+# time than one.
 torch.set_num_threads(1)
 
 

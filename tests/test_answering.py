@@ -100,7 +100,8 @@ def test_every_form_answers_with_the_zero_shot_path(run, env):
     closed = load_model(run, stage='stage1', device='cpu', closed_set=True)
     closed_heads, none = closed.answer_probs(files)
     assert none is None and closed.scorer is None and not closed.zero_shot
-    assert torch.equal(closed_heads['articleType'].argmax(1), torch.from_numpy(raw).argmax(1))  # a temperature keeps order
+    # a temperature keeps order
+    assert torch.equal(closed_heads['articleType'].argmax(1), torch.from_numpy(raw).argmax(1))
     p = run_module('fashion_fastai.predict', run / 'stage1.json', *files[:2], '--json', env=env)
     out = json.loads(p.stdout)
     assert out['answering'] == {'calibrated': True, 'zero_shot': True, 'zero_shot_classes': 1}

@@ -1,8 +1,8 @@
 """The web demo (`fashion_fastai.app`): its prediction function, its errors, and the real page in a headless browser.
 
-The models are untrained (random weights, exported like a run's): their answers are meaningless but deterministic, which is
-all that is needed to check that the page shows what `predict` answers for the same file.  The similar products' gallery
-searches an index of the tiny data set's own photos, so that a photo's nearest product is itself.
+The models are untrained (random weights, exported like a run's): their answers are meaningless but deterministic, which
+is all that is needed to check that the page shows what `predict` answers for the same file.  The similar products'
+gallery searches an index of the tiny data set's own photos, so that a photo's nearest product is itself.
 """
 import os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
@@ -42,7 +42,8 @@ def indexes(run_dir, tiny_dir, tmp_path_factory):
 
 
 def expected_similar(run_dir, stage, index, path, k):
-    "What `predict --similar k` adds for `path`: the index's neighbours of its embedding by the model that made the index."
+    """What `predict --similar k` adds for `path`: the index's neighbours of its embedding by the model that made the
+    index."""
     from fashion_fastai.catalogue.index import Index, model_identity
     from fashion_fastai.inference.predictors import WeightsOnlyModel
     embeddings, _ = WeightsOnlyModel(run_dir / f'{stage}.json').embed([path])
@@ -116,11 +117,13 @@ def test_page_builds_without_launching_and_keeps_the_uploaded_file(run_dir, inde
     assert not galleries(demo)                                                            # no --similar, no gallery
     predictors, catalogue = load_page(run_dir, 'both', similar=3, index=str(indexes['stage1']))
     assert len(galleries(build_app(predictors, catalogue=catalogue))) == 1
-    with pytest.raises(ValueError, match='cannot be read any more'): pixels([(tmp_path / 'gone.jpg', 'gone since the start')])
+    with pytest.raises(ValueError, match='cannot be read any more'):
+        pixels([(tmp_path / 'gone.jpg', 'gone since the start')])
     labels = [c for c in demo.blocks.values() if isinstance(c, gr.Label)]
     image, = [c for c in demo.blocks.values() if isinstance(c, gr.Image)]
     assert len(labels) == 2 and image.type == 'filepath'
-    # a greyscale JPEG reaches the model as the same file, not re-encoded in RGB by Gradio (which would change its pixels)
+    # a greyscale JPEG reaches the model as the same file, not re-encoded in RGB by Gradio
+    # (which would change its pixels)
     grey = tmp_path / 'grey.jpg'; Image.new('L', (60, 80), 90).save(grey)
     assert image.preprocess(FileData(path=str(grey), orig_name='grey.jpg')) == str(grey)
 
@@ -136,7 +139,8 @@ def app_error(capsys, **options) -> str:
 
 @pytest.mark.parametrize('kind', ['missing', 'stage', 'not_ours', 'not_json', 'no_model'])
 def test_user_errors_exit_2_with_one_line(run_dir, tmp_path, capsys, kind):
-    "A model that is missing or not what its name says, and a bad --stage: one line naming it, before any page is built."
+    """A model that is missing or not what its name says, and a bad --stage: one line naming it, before any page is
+    built."""
     (tmp_path / 'config.json').write_text('{"arch": "resnet18"}')  # a run's config.json handed as the model
     (tmp_path / 'stage1.json').write_text('{"arch": ')              # cut short
     (tmp_path / 'empty').mkdir()
@@ -181,7 +185,8 @@ def test_similar_option_errors(run_dir, indexes, tiny_dir, tiny_dls, tmp_path, c
 def test_a_port_that_is_no_port(run_dir, capsys, monkeypatch, port):
     import fashion_fastai.app as app
     monkeypatch.setattr(app, 'load_predictors', lambda *a, **k: pytest.fail('the models were loaded'))
-    assert f'--port must be a port number from 1 to 65535, got {port}' in app_error(capsys, model=str(run_dir), port=port)
+    assert (f'--port must be a port number from 1 to 65535, got {port}'
+            in app_error(capsys, model=str(run_dir), port=port))
 
 
 def test_a_port_already_served(run_dir, capsys):
@@ -218,9 +223,9 @@ def free_port() -> int:
 
 
 def serve(request, tmp_path, *args) -> str:
-    """`python -m fashion_fastai.app *args` on a free port; its URL once it answers HTTP; stopped after the test.  Its temp
-    and working folders are the test's own, so that the catalogue's photos lie outside both: the only folders Gradio
-    serves files from unless told otherwise, which the app must not need."""
+    """`python -m fashion_fastai.app *args` on a free port; its URL once it answers HTTP; stopped after the test.  Its
+    temp and working folders are the test's own, so that the catalogue's photos lie outside both: the only folders
+    Gradio serves files from unless told otherwise, which the app must not need."""
     port = free_port()
     env = {**os.environ, 'GRADIO_TEMP_DIR': str(tmp_path / 'gradio'), 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1',
            'TMPDIR': str(tmp_path / 'tmp')}
@@ -236,12 +241,14 @@ def serve(request, tmp_path, *args) -> str:
     request.addfinalizer(stop)
     url, deadline = f'http://127.0.0.1:{port}/', time.monotonic() + 300   # imports take long on a busy 2-core machine
     while True:
-        if proc.poll() is not None: pytest.fail(f"the app exited ({proc.returncode}):\n{(tmp_path / 'app.log').read_text()}")
+        if proc.poll() is not None:
+            pytest.fail(f"the app exited ({proc.returncode}):\n{(tmp_path / 'app.log').read_text()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200: return url
         except OSError: pass
-        if time.monotonic() > deadline: pytest.fail(f"the app did not answer in 300 s:\n{(tmp_path / 'app.log').read_text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"the app did not answer in 300 s:\n{(tmp_path / 'app.log').read_text()}")
         time.sleep(0.5)
 
 
@@ -260,7 +267,8 @@ def served_similar(run_dir, indexes, tmp_path, request):
 @pytest.fixture
 def playwright_api():
     "playwright's sync API; skips (before the app is started) only where no browser can run."
-    if not CHROMIUM.exists(): pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup.sh does, as root)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} missing: install Debian's chromium (scripts/setup.sh does, as root)")
     try: from playwright import sync_api
     except ImportError as e: pytest.skip(f"playwright not importable ({e}): pip install -e '.[test]'")
     return sync_api
@@ -269,7 +277,8 @@ def playwright_api():
 def upload(playwright_api, url, photo, check) -> None:
     "Open the page at `url` in headless Chromium, upload `photo` and run `check(page, expect)`."
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'])
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM),
+                                     args=['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'])
         try:
             page = browser.new_page()
             page.goto(url)

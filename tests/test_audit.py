@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fashion_fastai.catalogue.audit import TrainingSet, audit, disagreements, duplicate_groups, label_issues, summary_lines
+from fashion_fastai.catalogue.audit import (TrainingSet, audit, disagreements, duplicate_groups, label_issues,
+                                            summary_lines)
 from fashion_fastai.core.errors import DataError, OptionError
 from helpers import run_module, style_line, write_dataset
 
@@ -71,14 +72,16 @@ def test_label_issues_judges_only_what_the_model_did_not_train_on():
     judged = np.array([True] * 7 + [False])
     trained = TrainingSet(classes={'articleType': {'a': 10, 'b': 12, 'c': 9}}, known=True)  # c: too few to judge
     heads = {'articleType': p, 'gender': p}  # gender: a head of the model, but not a column asked for
-    issues, counts = label_issues(rows.assign(gender='a'), ['articleType'], heads, {'articleType': vocab, 'gender': vocab},
+    issues, counts = label_issues(rows.assign(gender='a'), ['articleType'], heads,
+                                  {'articleType': vocab, 'gender': vocab},
                                   judged, trained, cleanlab.filter.find_label_issues, min_train=10)
     assert list(counts) == ['articleType'] and set(issues['attribute']) == {'articleType'}
     assert counts['articleType'] == dict(judged=5, not_judged_trained_on=1, not_judged_missing_label=1,
                                          not_judged_class_too_rare=1, flagged=len(issues))
     first = issues.iloc[0]
     assert (first['id'], first['given'], first['suggested'], first['rank']) == (4, 'a', 'b', 1)
-    assert first['prob_given'] == pytest.approx(.02, abs=1e-4) and first['prob_suggested'] == pytest.approx(.97, abs=1e-4)
+    assert (first['prob_given'] == pytest.approx(.02, abs=1e-4)
+            and first['prob_suggested'] == pytest.approx(.97, abs=1e-4))
     assert not set(issues['id']) & {5, 6, 7}
 
 

@@ -1,4 +1,5 @@
-"""The two command-line programs end to end, as a user runs them: `train` on a tiny demo set, then `predict` on its output."""
+"""The two command-line programs end to end, as a user runs them: `train` on a tiny demo set, then `predict` on its
+output."""
 import json, os, re, subprocess, sys
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def run(tmp_path_factory, env):
 @pytest.mark.slow
 def test_train_writes_run_folder(run):
     run_dir, _ = run
-    for f in ['config.json', 'load_report.json', 'results.md', 'metrics.json', 'history_stage1.csv', 'history_stage2.csv',
+    for f in ['config.json', 'load_report.json', 'results.md', 'metrics.json',
+              'history_stage1.csv', 'history_stage2.csv',
               'stage1.pkl', 'stage1.pth', 'stage1.json', 'stage2.pkl', 'stage2.pth', 'stage2.json',
               'all.pkl', 'all.pth', 'all.json', 'history_all.csv', 'per_class_all.csv', 'losses_all.png',
               'per_class_stage1.csv', 'per_class_stage2.csv', 'losses_stage1.png', 'losses_stage2.png',
@@ -188,23 +190,26 @@ def test_cli_errors_are_one_line_before_any_work(env, tmp_path):
     p = run_module('fashion_fastai.train', *TINY, '--out', blocker / 'runs', env=env, check=False)
     assert p.returncode == 2 and 'train: error: Cannot write the run folder' in p.stderr
     assert 'Traceback' not in p.stderr and 'Loaded' not in p.stdout
-    p = run_module('fashion_fastai.train', *TINY, '--weights', blocker, '--out', tmp_path / 'runs', env=env, check=False)
+    p = run_module('fashion_fastai.train', *TINY, '--weights', blocker, '--out', tmp_path / 'runs', env=env,
+                   check=False)
     assert p.returncode == 2 and f'train: error: --weights {blocker} is not a readable PyTorch state_dict' in p.stderr
     assert 'Traceback' not in p.stderr and 'Loaded' not in p.stdout  # checked before the data is read
     for resume, why in [(tmp_path / 'gone', 'no such folder'), (tmp_path, 'no config.json')]:
         p = run_module('fashion_fastai.train', '--resume', resume, env=env, check=False)
-        assert p.returncode == 2 and f'train: error: --resume {resume}: {why}' in p.stderr and 'Traceback' not in p.stderr
+        assert (p.returncode == 2 and f'train: error: --resume {resume}: {why}' in p.stderr
+                and 'Traceback' not in p.stderr)
     p = run_module('fashion_fastai.predict', tmp_path / 'missing.json', blocker, env=env, check=False)
     assert p.returncode == 2 and 'predict: error:' in p.stderr and 'Traceback' not in p.stderr
 
 
 HELP_MODULES = ['fashion_fastai.train', 'fashion_fastai.predict', 'fashion_fastai.app', 'fashion_fastai.prepare',
                 'fashion_fastai.export', 'fashion_fastai.tag', 'fashion_fastai.index']
-# Each module's `--help` run as `python -m` runs it (`runpy`, as __main__), all in one fresh process: importing torch and
-# fastai costs half a minute, and whatever any import prints still reaches this process's stderr.
+# Each module's `--help` run as `python -m` runs it (`runpy`, as __main__), all in one fresh process: importing torch
+# and fastai costs half a minute, and whatever any import prints still reaches this process's stderr.
 HELP_RUNNER = """
 import contextlib, io, json, runpy, sys, warnings
-warnings.filterwarnings('ignore', message='.*found in sys.modules', category=RuntimeWarning)  # runpy, for the 2nd module on
+# runpy, for the 2nd module on
+warnings.filterwarnings('ignore', message='.*found in sys.modules', category=RuntimeWarning)
 helps = {}
 for mod in sys.argv[1:]:
     sys.argv, out = [mod, '--help'], io.StringIO()
@@ -241,7 +246,8 @@ def test_progress_bars_in_a_terminal(env, tmp_path):
     "In a terminal (a pseudo-terminal here) the user sees fastprogress's bars and fastai's epoch table, not log lines."
     import pty
     master, slave = pty.openpty()
-    cmd = [sys.executable, '-m', 'fashion_fastai.train', *TINY, '--epochs2', '0', '--out', str(tmp_path), '--name', 'tty']
+    cmd = [sys.executable, '-m', 'fashion_fastai.train', *TINY, '--epochs2', '0', '--out', str(tmp_path),
+           '--name', 'tty']
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     chunks = []

@@ -36,7 +36,8 @@ def test_build_embeds_labels_and_skips(run_dir, catalogue):
     assert np.allclose(np.linalg.norm(index.vectors.astype(np.float32), axis=1), 1, atol=1e-2)
     assert set(index.label_source) == {'styles.csv'} and index.labels[index.ids.index('2')] == 'Socks'
     reasons = {s['path'].rsplit('/', 1)[1]: s['error'] for s in skipped}
-    assert set(reasons) == {'broken.jpg', '3.jpg'} and reasons['3.jpg'].startswith('duplicate id 3')  # 03.jpg came first
+    # 03.jpg came first
+    assert set(reasons) == {'broken.jpg', '3.jpg'} and reasons['3.jpg'].startswith('duplicate id 3')
     assert index.model == model_identity(run_dir / 'stage1.json')
 
 
@@ -72,7 +73,8 @@ def test_another_models_index_is_refused_by_name(run_dir, catalogue, tiny_dls, t
     (tmp_path / 'junk.npz').write_bytes(b'junk')
     with pytest.raises(OptionError, match='is not an index written by'): Index.load(tmp_path / 'junk.npz')
     pkl = tmp_path / 'pkl'; pkl.mkdir(); (pkl / 'stage1.pkl').write_bytes((run_dir / 'stage1.pkl').read_bytes())
-    with pytest.warns(UserWarning), pytest.raises(ModelError, match='needs the weights-only form'): weights_only(pkl / 'stage1.pkl')
+    with pytest.warns(UserWarning), pytest.raises(ModelError, match='needs the weights-only form'):
+        weights_only(pkl / 'stage1.pkl')
 
 
 def test_predict_similar_from_the_command_line(run_dir, catalogue, tmp_path):

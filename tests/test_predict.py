@@ -19,7 +19,8 @@ VOCAB = list(TINY_TOP)
 
 
 def write_weights_only(folder, dls, stage="stage1"):
-    "`<stage>.json` + `<stage>.pth` as `export_stage` writes them for an untrained 3-class resnet18, without the `.pkl`."
+    """`<stage>.json` + `<stage>.pth` as `export_stage` writes them for an untrained 3-class resnet18, without the
+    `.pkl`."""
     j = export_untrained(folder, dls, stage)
     j.with_suffix(".pkl").unlink()
     return j
@@ -127,7 +128,8 @@ def test_predict_cli_skips_a_non_image(run_dir, tmp_path):
     """The CLI as a user runs it, without a trained run (test_cli's version needs one).  A bad model file's one-line CLI
     error goes through the same `FashionError` path as test_cli's `test_cli_errors_are_one_line_before_any_work`."""
     (g0, g1), text, _ = inputs(tmp_path)
-    p = subprocess.run([sys.executable, "-m", "fashion_fastai.predict", run_dir / "stage1.json", g0, text, g1, "--json"],
+    p = subprocess.run([sys.executable, "-m", "fashion_fastai.predict", run_dir / "stage1.json",
+                        g0, text, g1, "--json"],
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr
     assert [r["path"] for r in json.loads(p.stdout)["predictions"]] == [str(g0), str(g1)]
@@ -203,8 +205,10 @@ def test_predict_cli_refuses_bad_options(run_dir, tmp_path, args, named):
 
 
 def cli_error(capsys, *args, **options) -> str:
-    "`predict MODEL PATH... --options` run as the CLI runs it: one line `predict: error: ...`, exit status 2; that line."
-    with pytest.raises(SystemExit) as e: main.__wrapped__(*map(str, args), **options)  # behind call_parse's argv parsing
+    """`predict MODEL PATH... --options` run as the CLI runs it: one line `predict: error: ...`, exit status 2; that
+    line."""
+    # behind call_parse's argv parsing
+    with pytest.raises(SystemExit) as e: main.__wrapped__(*map(str, args), **options)
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith("predict: error: "), err
     return err[0]

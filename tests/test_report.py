@@ -1,4 +1,5 @@
-"""Tests for fashion_fastai.reporting.report: the exact markdown, and files an interrupted write never leaves half done."""
+"""Tests for fashion_fastai.reporting.report: the exact markdown, and files an interrupted write never leaves half
+done."""
 
 import json
 import os

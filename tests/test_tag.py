@@ -70,10 +70,12 @@ def test_bad_inputs_are_refused_before_any_image_is_read(run_dir, tmp_path):
     (tmp_path / 'empty').mkdir()
     with pytest.raises(DataError, match='holds no image files'):
         tag(load_model(run_dir), [tmp_path / 'empty'], tmp_path / 't.csv', show=False)
-    with pytest.raises(OptionError, match='is a folder'): tag(load_model(run_dir), [tmp_path / 'shop'], tmp_path, show=False)
+    with pytest.raises(OptionError, match='is a folder'):
+        tag(load_model(run_dir), [tmp_path / 'shop'], tmp_path, show=False)
     with pytest.raises(OptionError, match='does not exist'):
         tag(load_model(run_dir), [tmp_path / 'shop'], tmp_path / 'nowhere' / 't.csv', show=False)
-    other = tmp_path / 'other.csv'; other.write_text('id,articleType,articleType_prob,needs_review,file\n1,Caps,0.9,False,x\n')
+    other = tmp_path / 'other.csv'
+    other.write_text('id,articleType,articleType_prob,needs_review,file\n1,Caps,0.9,False,x\n')
     with pytest.raises(OptionError, match='comes from another model'):
         tag(load_model(run_dir), [tmp_path / 'shop'], other, show=False)
     p = run_module('fashion_fastai.tag', run_dir, tmp_path / 'empty', '--out', tmp_path / 't.csv', check=False)

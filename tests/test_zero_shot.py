@@ -7,8 +7,8 @@ import pytest
 
 from fashion_fastai.answering.temperature import fit_temperature
 from fashion_fastai.core.errors import DataError
-from fashion_fastai.answering.zero_shot import (SECONDARY, TABLE, ZeroShotHead, ZeroShotPath, fit_boost, imagenet_index, join,
-                                     load_map, read_map)
+from fashion_fastai.answering.zero_shot import (SECONDARY, TABLE, ZeroShotHead, ZeroShotPath, fit_boost, imagenet_index,
+                                                join, load_map, read_map)
 
 
 def test_the_table_names_only_imagenet_classes():
@@ -22,7 +22,8 @@ def test_the_table_names_only_imagenet_classes():
 
 @pytest.mark.parametrize('body, message', [
     ('articleType,imagenet\nLipstick,lipstick\nGlitter,lip gloss\n', r"line 3 \(Glitter\): 'lip gloss' is no ImageNet"),
-    ('articleType,imagenet\nCranes,crane\n', r"line 2 \(Cranes\): 'crane' names two ImageNet classes: give its synset id"),
+    ('articleType,imagenet\nCranes,crane\n',
+     r"line 2 \(Cranes\): 'crane' names two ImageNet classes: give its synset id"),
     ('articleType,imagenet\nLipstick,lipstick\nLipstick,perfume\n', r"line 3: 'Lipstick' has a row already"),
     ('articleType,imagenet\nLipstick,\n', r"line 2: every row needs an article type and at least one ImageNet class"),
     ('articleType,classes\nLipstick,lipstick\n', r"no column imagenet"),
@@ -45,13 +46,15 @@ def test_a_users_map_adds_and_replaces_rows(tmp_path):
                                       'Lipstick,n03916031,,\n')
     zmap = load_map(tmp_path / 'map.csv')
     assert zmap['Umbrella Hats'] == {imagenet_index('umbrella'): SECONDARY, imagenet_index('sombrero'): 1.}
-    assert zmap['Lipstick'] == {imagenet_index('perfume'): SECONDARY} and zmap['Sunscreen'] == read_map(TABLE)['Sunscreen']
+    assert (zmap['Lipstick'] == {imagenet_index('perfume'): SECONDARY}
+            and zmap['Sunscreen'] == read_map(TABLE)['Sunscreen'])
     assert zmap['Hat'][imagenet_index('sombrero')] == SECONDARY  # the user's row took the main answer for sombrero
 
 
 def test_scores_come_from_the_mapped_imagenet_classes():
     head = ZeroShotHead.of(['Lipstick', 'Shoe Laces', 'Perfume and Body Mist', 'Lip Gloss'], load_map())
-    assert head.classes == ('Lipstick', 'Perfume and Body Mist', 'Lip Gloss')  # no row for Shoe Laces: no zero-shot answer
+    # no row for Shoe Laces: no zero-shot answer
+    assert head.classes == ('Lipstick', 'Perfume and Body Mist', 'Lip Gloss')
     p = np.zeros((2, 1000)); p[0, 629] = .7; p[0, 0] = .3; p[1, imagenet_index('hair spray')] = .4
     scores, evidence = head.scores(p)
     assert np.allclose(scores, [[.7, 0, .7 * SECONDARY], [0, .4 * SECONDARY, 0]]) and np.allclose(evidence, [.7, .4])
@@ -116,7 +119,8 @@ def test_a_path_joins_in_the_models_vocab_and_survives_its_json(tmp_path):
 
 def test_the_joined_temperature_leaves_out_classes_it_cannot_answer():
     """A held-out photo of a class with no training photo and no map row (Gloves: a held year can have some) has joined
-    probability 0; fitted with it, the temperature runs off to flatten everything, as a stage two of whole held years did."""
+    probability 0; fitted with it, the temperature runs off to flatten everything, as a stage two of whole held years
+    did."""
     vocab = ['Shirts', 'Lipstick', 'Watches', 'Gloves']
     path = ZeroShotPath.of(vocab, ['Lipstick', 'Gloves'], load_map())
     assert path.head.classes == ('Lipstick',)

@@ -20,7 +20,8 @@ from fashion_fastai.answering.temperature import temper
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.answering.zero_shot import ZeroShotPath
 
-REVIEW_PROB = 0.5  # below this calibrated probability an answer "needs review" (predict's --min-prob default, the report's line)
+# below this calibrated probability an answer "needs review" (predict's --min-prob default, the report's line)
+REVIEW_PROB = 0.5
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Answering:
 
     @classmethod
     def from_meta(cls, meta: dict) -> 'Answering':
-        "From a model's JSON; a model from before calibration answers with its softmax, and says it has no zero-shot path."
+        """From a model's JSON; a model from before calibration answers with its softmax, and says it has no zero-shot
+        path."""
         d = meta.get('answering')
         if d is None:
             return cls(why_not='this model was exported before zero-shot answers and calibration existed (retrain it, '

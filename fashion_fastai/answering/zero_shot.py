@@ -6,7 +6,8 @@ scores the ImageNet probability of the ImageNet classes its table row names.  Th
 was written from the article types' names and ImageNet's label names and glosses alone (timm's `ImageNetInfo`), before
 any number was measured with it.  Of the 35 article types of the Kaggle data with no even-year photo, five have no row:
 no ImageNet class fits their name (Beauty Accessory, Mens Grooming Kit, Nail Essentials, Nail Polish, Shoe Laces).  Rows
-that name the same ImageNet classes (the lip products) tie: from a photo, the ImageNet classifier cannot tell them apart.
+that name the same ImageNet classes (the lip products) tie: from a photo, the ImageNet classifier cannot tell them
+apart.
 
 A user's map file (`--zero-shot-map`, the same columns) adds rows or replaces the table's, so that a catalogue's own new
 category gets answers before it has photos.
@@ -54,7 +55,8 @@ def imagenet_index(label: str) -> int:
     if by_name.get(label) is not None: return by_name[label]
     if label in by_name: raise ValueError(f"{label!r} names two ImageNet classes: give its synset id (nXXXXXXXX)")
     near = sorted(n for n in by_name if label.lower() in n.lower() or n.lower() in label.lower())[:5]
-    raise ValueError(f"{label!r} is no ImageNet-1k class" + (f" (did you mean {', '.join(map(repr, near))}?)" if near else ''))
+    raise ValueError(f"{label!r} is no ImageNet-1k class"
+                     + (f" (did you mean {', '.join(map(repr, near))}?)" if near else ''))
 
 
 def _labels(cell: str) -> list:
@@ -62,9 +64,9 @@ def _labels(cell: str) -> list:
 
 
 def read_map(path: Path, known: set = None) -> dict:
-    """{article type: {ImageNet index: weight}} of a map file: 1 for the classes in its `main` column, `SECONDARY` for the
-    others it names; a row that cannot be used is an error naming its line, as is, given the `known` article types (the
-    data's), a row for another one (a typo would otherwise answer nothing, silently)."""
+    """{article type: {ImageNet index: weight}} of a map file: 1 for the classes in its `main` column, `SECONDARY` for
+    the others it names; a row that cannot be used is an error naming its line, as is, given the `known` article types
+    (the data's), a row for another one (a typo would otherwise answer nothing, silently)."""
     path = Path(path)
     if not path.is_file(): raise DataError(f"--zero-shot-map {path}: no such file.")
     try: path.read_text(encoding='utf-8-sig')  # a small table: decoding it whole first gives one line, not a traceback
@@ -81,7 +83,8 @@ def read_map(path: Path, known: set = None) -> dict:
         for line, row in enumerate(reader, start=2):
             name, labels, main = (row['articleType'] or '').strip(), _labels(row['imagenet']), _labels(row.get(MAIN))
             if not name or not labels:
-                raise DataError(f"{path}, line {line}: every row needs an article type and at least one ImageNet class.")
+                raise DataError(f"{path}, line {line}: every row needs an article type and at least one ImageNet "
+                                "class.")
             if name in rows: raise DataError(f"{path}, line {line}: {name!r} has a row already.")
             if known is not None and name not in known:
                 near = sorted(k for k in known if name.lower() in k.lower() or k.lower() in name.lower())[:5]
@@ -94,7 +97,8 @@ def read_map(path: Path, known: set = None) -> dict:
                 if i not in named: raise DataError(f"{path}, line {line} ({name}): its {MAIN} class {label!r} is not "
                                                    f"among its {COLUMNS[1]} classes.")
                 if i in main_of: raise DataError(f"{path}, line {line} ({name}): {label!r} is the {MAIN} class of "
-                                                 f"{main_of[i]!r} already; an ImageNet class is the main one of one row.")
+                                                 f"{main_of[i]!r} already; an ImageNet class is the main one of one "
+                                                 "row.")
                 main_of[i] = name
             rows[name] = {i: 1. if i in mains else SECONDARY for i in named}
     return rows
@@ -105,7 +109,8 @@ def load_map(user_map: Path = None, known: set = None) -> dict:
     article types, when given); a main class a user's row claims counts as secondary in the table's rows."""
     table, user = read_map(TABLE), read_map(user_map, known) if user_map else {}
     claimed = {i for row in user.values() for i, w in row.items() if w == 1.}
-    table = {n: {i: SECONDARY if i in claimed else w for i, w in row.items()} for n, row in table.items() if n not in user}
+    table = {n: {i: SECONDARY if i in claimed else w for i, w in row.items()}
+             for n, row in table.items() if n not in user}
     return {**table, **user}
 
 
@@ -113,7 +118,8 @@ def load_map(user_map: Path = None, known: set = None) -> dict:
 class ZeroShotHead:
     "The zero-shot classes of one model, and the matrix that scores them from ImageNet probabilities."
     classes: tuple          # article types with no training photo that the map has a row for, in the model's order
-    weights: np.ndarray     # [1000, len(classes)]: each row's weight on the ImageNet classes it names (1 main, else SECONDARY)
+    # [1000, len(classes)]: each row's weight on the ImageNet classes it names (1 main, else SECONDARY)
+    weights: np.ndarray
     mapped: np.ndarray      # [1000] bool: ImageNet classes some row names (their total is the gate's evidence)
 
     @classmethod
@@ -134,7 +140,8 @@ def join(trained: np.ndarray, scores: np.ndarray, evidence: np.ndarray, boost: f
     """One probability over the trained classes then the zero-shot ones [N, K + U].  The zero-shot classes together get
     the `evidence` (ImageNet probability of every mapped class) with its odds multiplied by `boost`, split in proportion
     to their `scores`; the trained head's probabilities share the rest.  `boost` is calibrated stacking's one parameter
-    (Chao et al., 2016): how much the unseen side is favoured against a head that has never had to say "none of mine"."""
+    (Chao et al., 2016): how much the unseen side is favoured against a head that has never had to say "none of
+    mine"."""
     trained, scores = np.asarray(trained, np.float64), np.asarray(scores, np.float64)
     e = np.clip(np.asarray(evidence, np.float64), 0., 1.)[:, None]
     total = scores.sum(1, keepdims=True)
@@ -194,7 +201,8 @@ class ZeroShotPath:
         return (t, *self.head.scores(imagenet_probs))
 
     def joined(self, probs: np.ndarray, imagenet_probs: np.ndarray) -> np.ndarray:
-        "The trained head's `probs` [N, len(vocab)] joined with the zero-shot scores, in the vocab's order [N, len(vocab)]."
+        """The trained head's `probs` [N, len(vocab)] joined with the zero-shot scores, in the vocab's order [N,
+        len(vocab)]."""
         small = join(*self.parts(probs, imagenet_probs), self.boost)
         out = np.zeros((len(small), len(self.vocab)))
         k = len(self.trained_index)
@@ -203,9 +211,9 @@ class ZeroShotPath:
 
     def fitted(self, probs: np.ndarray, imagenet_probs: np.ndarray, max_routed: float = MAX_ROUTED,
                targets: np.ndarray = None) -> 'ZeroShotPath':
-        """This path with the boost `fit_boost` chooses on held-out images of trained classes.  `targets` (class indices):
-        the images of classes without a training photo are left out first (a holdout of whole years can hold such
-        images, which a zero-shot answer gets right, not wrong)."""
+        """This path with the boost `fit_boost` chooses on held-out images of trained classes.  `targets` (class
+        indices): the images of classes without a training photo are left out first (a holdout of whole years can hold
+        such images, which a zero-shot answer gets right, not wrong)."""
         if targets is not None:
             keep = self.of_trained(targets)
             probs, imagenet_probs = np.asarray(probs)[keep], np.asarray(imagenet_probs)[keep]
@@ -217,9 +225,10 @@ class ZeroShotPath:
         return np.isin(np.asarray(targets), self.trained_index)
 
     def answerable(self, targets) -> np.ndarray:
-        """Which images (by class index) the joined probabilities can get right: of a trained class or of a zero-shot one.
-        A class with neither (no training photo, no map row) has probability 0 there, which only an infinite temperature
-        explains, so the joined temperature is fitted without its images (a holdout of whole years can hold some)."""
+        """Which images (by class index) the joined probabilities can get right: of a trained class or of a zero-shot
+        one. A class with neither (no training photo, no map row) has probability 0 there, which only an infinite
+        temperature explains, so the joined temperature is fitted without its images (a holdout of whole years can hold
+        some)."""
         return np.isin(np.asarray(targets), np.concatenate([self.trained_index, self.zero_shot_index]))
 
     def routed(self, joined: np.ndarray) -> np.ndarray:
@@ -229,7 +238,8 @@ class ZeroShotPath:
     def to_dict(self) -> dict:
         w = self.head.weights
         return dict(untrained=list(self.untrained), classes=list(self.head.classes),
-                    imagenet=[{str(i): float(w[i, j]) for i in np.flatnonzero(w[:, j])} for j in range(len(self.head.classes))],
+                    imagenet=[{str(i): float(w[i, j]) for i in np.flatnonzero(w[:, j])}
+                              for j in range(len(self.head.classes))],
                     boost=self.boost)
 
     @classmethod

@@ -8,8 +8,8 @@ Two independent signals, each written to a CSV and shown on one HTML page with t
   the photos' perceptual hashes (imagehash's DCT `phash`) say so: the embedding alone pairs any two plain black
   t-shirts, the hash alone any two photos of a similar silhouette on white.  The hash is of the grey image, so two
   colours of one model photographed alike differ by a few bits only: by default the hashes must be equal (chosen on
-  the even years: BENCHMARKS.md); so must their colour hashes, which tell two shades of one lipstick apart.  Pairs join into groups (connected components); a group is reported for each
-  attribute on which its labels differ.
+  the even years: BENCHMARKS.md); so must their colour hashes, which tell two shades of one lipstick apart.  Pairs join
+  into groups (connected components); a group is reported for each attribute on which its labels differ.
 * **Labels the model confidently contradicts**, found by cleanlab's confident learning (`find_label_issues`) from the
   model's probabilities, ranked by the given label's probability.  These are the trained heads' softmax, deliberately
   not what `predict` answers (no temperature, no zero-shot class): the closed-set model judges the labels of the
@@ -39,7 +39,8 @@ from fashion_fastai.cli import command
 from fashion_fastai.training.config import TrainConfig
 from fashion_fastai.core.schema import ATTRIBUTES, LABEL
 from fashion_fastai.data.pixels import open_rgb
-from fashion_fastai.data.styles import LoadReport, assign_protocol, attach_images, data_folder_problem, is_missing, load_styles
+from fashion_fastai.data.styles import (LoadReport, assign_protocol, attach_images, data_folder_problem, is_missing,
+                                        load_styles)
 from fashion_fastai.core.errors import DataError, OptionError
 from fashion_fastai.catalogue.index import Index, weights_only
 from fashion_fastai.inference.options import DEFAULT, Batch, Device, Stage, WeightsModel, check_model_options
@@ -79,13 +80,14 @@ def training_set(model_json: Path, heads: list, data_dir: Path = None, rows: pd.
     run_dir = Path(model_json).parent
     name = Path(model_json).stem
     if not (run_dir / 'config.json').is_file() or name not in NAMES:
-        return TrainingSet(note=f"{model_json} has no run's config.json beside it: which photos it trained on is unknown, "
-                                f"so every photo is judged as out-of-sample and every class of its vocab as trained")
+        return TrainingSet(note=f"{model_json} has no run's config.json beside it: which photos it trained on is "
+                                f"unknown, so every photo is judged as out-of-sample and every class of its vocab as "
+                                f"trained")
     cfg, record = TrainConfig.of_run(run_dir), json.loads((run_dir / 'config.json').read_text())
     trained_on = Path(record['data_dir'])
     if data_folder_problem(trained_on, '--data', demo_hint=False):
-        raise DataError(f"{run_dir}/config.json says the run trained on {trained_on}, which is no longer a data folder: "
-                        f"the audit must know which photos the model trained on; restore that folder.")
+        raise DataError(f"{run_dir}/config.json says the run trained on {trained_on}, which is no longer a data "
+                        f"folder: the audit must know which photos the model trained on; restore that folder.")
     if rows is None or Path(data_dir).resolve() != Path(trained_on).resolve():
         styles, report = load_styles(trained_on / 'styles.csv')
         rows = attach_images(styles, trained_on / 'images', report)
@@ -98,7 +100,8 @@ def training_set(model_json: Path, heads: list, data_dir: Path = None, rows: pd.
     classes = {h: r[h].dropna().map(str.strip).value_counts().drop('', errors='ignore').to_dict()
                for h, r in seen.items() if h in r}
     years = "its run's even years" + (' less its holdout' if cfg.holdout else '')
-    return TrainingSet(set(train['file']), classes, True, f"the model trained on {len(train)} photos of {trained_on} ({years})")
+    return TrainingSet(set(train['file']), classes, True,
+                       f"the model trained on {len(train)} photos of {trained_on} ({years})")
 
 
 def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame, LoadReport, list]:
@@ -110,8 +113,8 @@ def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame,
     default = [c for c in VISIBLE if c in styles.columns]
     absent = [a for a in attributes or () if a not in styles.columns]
     if absent:
-        raise DataError(f"{data_dir / 'styles.csv'} has no column {', '.join(absent)} to audit; it has {', '.join(there)}: "
-                        f"leave it out of --attributes.")
+        raise DataError(f"{data_dir / 'styles.csv'} has no column {', '.join(absent)} to audit; it has "
+                        f"{', '.join(there)}: leave it out of --attributes.")
     attributes = list(attributes or default)
     rows = attach_images(styles, data_dir / 'images', report)
     if rows.empty: raise DataError(f"no usable photo in {data_dir}: {report.summary()}")
@@ -121,10 +124,10 @@ def audited_rows(data_dir: Path, attributes: list = None) -> tuple[pd.DataFrame,
 
 def label_issues(rows: pd.DataFrame, attributes: list, probs: dict, vocabs: dict, judged: np.ndarray,
                  trained: TrainingSet, find_label_issues, min_train: int = 10) -> tuple[pd.DataFrame, dict]:
-    """Per column of `attributes` that the model has a head for: the rows whose label confident learning calls wrong, worst
-    first, and the counts of what was judged and why the rest was not.  A label of a class with fewer than `min_train`
-    training photos is not judged: the model hardly answers such a class (Personal Care has one even-year photo), so
-    its low probability says nothing against the label."""
+    """Per column of `attributes` that the model has a head for: the rows whose label confident learning calls wrong,
+    worst first, and the counts of what was judged and why the rest was not.  A label of a class with fewer than
+    `min_train` training photos is not judged: the model hardly answers such a class (Personal Care has one even-year
+    photo), so its low probability says nothing against the label."""
     out, counts = [], {}
     for head, p in probs.items():
         if head not in attributes: continue
@@ -178,7 +181,8 @@ def duplicate_groups(files: list, vectors: np.ndarray, min_cosine: float, max_bi
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
     pairs = candidate_pairs(vectors, min_cosine)
-    hashes = {i: (imagehash.phash(im), imagehash.colorhash(im)) for i in np.unique(pairs) for im in [open_rgb(files[i])]}
+    hashes = {i: (imagehash.phash(im), imagehash.colorhash(im)) for i in np.unique(pairs)
+              for im in [open_rgb(files[i])]}
     alike = lambda a, b: hashes[a][0] - hashes[b][0] <= max_bits and hashes[a][1] - hashes[b][1] <= max_colour_bits
     pairs = np.array([p for p in pairs if alike(*p)], np.int64).reshape(-1, 2)
     n = len(files)
@@ -199,7 +203,8 @@ def disagreements(rows: pd.DataFrame, groups: np.ndarray, attributes: list) -> t
         counts[a] = dict(groups=int((differ > 1).sum()), photos=len(bad))
         out.append(bad.assign(attribute=a, value=bad[a])[['attribute', 'group', 'id', 'file', 'value']])
     counts = {a: counts.get(a, dict(groups=0, photos=0)) for a in attributes}
-    df = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=['attribute', 'group', 'id', 'file', 'value'])
+    df = (pd.concat(out, ignore_index=True) if out
+          else pd.DataFrame(columns=['attribute', 'group', 'id', 'file', 'value']))
     return df.sort_values(['attribute', 'group', 'value', 'id'], kind='stable').reset_index(drop=True), counts
 
 
@@ -248,7 +253,8 @@ def audit(model: Path, data: Path = None, out: Path = Path('audit'), stage: str 
     dups, dup_counts = disagreements(rows, groups, attributes)
     summary = dict(data=str(data), model=str(model_json), photos=len(rows), load_report=load_report.to_dict(),
                    training_set=trained.note, attributes=attributes, min_train=min_train,
-                   near_duplicates=dict(min_cosine=min_cosine, max_hash_bits=max_bits, max_colour_hash_bits=max_colour_bits,
+                   near_duplicates=dict(min_cosine=min_cosine, max_hash_bits=max_bits,
+                                        max_colour_hash_bits=max_colour_bits,
                                         groups=int(len(set(groups[groups >= 0]))),
                                         photos_in_groups=int((groups >= 0).sum()), disagreeing=dup_counts),
                    label_issues=issue_counts)
@@ -266,8 +272,8 @@ def summary_lines(summary: dict) -> list:
     for a in summary['attributes']:
         c, i = d['disagreeing'].get(a, {}), summary['label_issues'].get(a)
         lines.append(f"{a}: {c.get('groups', 0)} near-duplicate groups disagree"
-                     + (f"; {i['flagged']} of {i['judged']} judged labels flagged ({i['not_judged_trained_on']} trained "
-                        f"on, {i['not_judged_class_too_rare']} of classes with too few training photos, "
+                     + (f"; {i['flagged']} of {i['judged']} judged labels flagged ({i['not_judged_trained_on']} "
+                        f"trained on, {i['not_judged_class_too_rare']} of classes with too few training photos, "
                         f"{i['not_judged_missing_label']} without a label: not judged)" if i else
                         "; no head of the model predicts it: labels not judged"))
     return lines
@@ -286,14 +292,16 @@ def main(model: WeightsModel,
          min_train: int = 10,        # judge only labels of classes with at least this many training photos
          bs: Batch = DEFAULT.bs,
          device: Device = DEFAULT.device,
-         page_items: int = 100,      # most label issues and duplicate groups per attribute on the page (the CSVs hold all)
+         # most label issues and duplicate groups per attribute on the page (the CSVs hold all)
+         page_items: int = 100,
          ):
     "Find probably wrong labels in a data folder: disagreeing near-duplicates and labels the model contradicts."
     check_model_options(stage=stage, device=device, bs=bs)
     if not -1 <= min_cosine <= 1:
         raise OptionError(f"--min-cosine must be a cosine in [-1, 1], e.g. 0.95; got {min_cosine}.")
     if not 0 <= max_bits <= 64: raise OptionError(f"--max-bits must be from 0 to 64, got {max_bits}.")
-    if not 0 <= max_colour_bits <= 42: raise OptionError(f"--max-colour-bits must be from 0 to 42, got {max_colour_bits}.")
+    if not 0 <= max_colour_bits <= 42:
+        raise OptionError(f"--max-colour-bits must be from 0 to 42, got {max_colour_bits}.")
     if min_train < 1: raise OptionError(f"--min-train must be at least 1, got {min_train}.")
     if page_items < 1: raise OptionError(f"--page-items must be at least 1, got {page_items}.")
     names = [a.strip() for a in attributes.split(',') if a.strip()] if attributes else None
@@ -303,4 +311,5 @@ def main(model: WeightsModel,
     summary = audit(Path(model), Path(data) if data else None, Path(out), stage, names, min_cosine, max_bits,
                     max_colour_bits, min_train, bs, device, page_items)
     for line in summary_lines(summary): print(line)
-    print(f"audit: {Path(out) / 'audit.html'} to go through; all of it in {out}/label_issues.csv and duplicate_groups.csv")
+    print(f"audit: {Path(out) / 'audit.html'} to go through; "
+          f"all of it in {out}/label_issues.csv and duplicate_groups.csv")

@@ -1,5 +1,5 @@
-"""The audit's HTML page: what `python -m fashion_fastai.audit` found, with a thumbnail of every photo, for a person to go
-through and decide.
+"""The audit's HTML page: what `python -m fashion_fastai.audit` found, with a thumbnail of every photo, for a person to
+go through and decide.
 
 One self-contained file (thumbnails inlined as JPEG data URIs, no script, no request to anywhere), so that it can be
 mailed or opened from an archive; the full lists stay in the CSVs beside it.
@@ -31,7 +31,8 @@ def thumbnail(file) -> str:
     im.thumbnail(THUMBNAIL)
     buf = io.BytesIO()
     im.save(buf, 'JPEG', quality=85)
-    return f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}" alt="{escape(Path(file).name)}">'
+    return (f'<img src="data:image/jpeg;base64,{base64.b64encode(buf.getvalue()).decode()}" '
+            f'alt="{escape(Path(file).name)}">')
 
 
 def issues_section(issues: pd.DataFrame, attribute: str, limit: int) -> str:
@@ -44,8 +45,9 @@ def issues_section(issues: pd.DataFrame, attribute: str, limit: int) -> str:
         f"<td class=suggested>{escape(str(r['suggested']))} ({100 * r['prob_suggested']:.1f}%)</td></tr>"
         for _, r in rows.iterrows())
     shown = f"the first {len(rows)} of {(issues['attribute'] == attribute).sum()}"
-    return (f"<h3>{escape(attribute)}: labels the model contradicts ({shown})</h3><table><tr><th>rank</th><th>photo</th>"
-            f"<th>id</th><th>label given (model's probability)</th><th>model's answer</th></tr>{cells}</table>")
+    return (f"<h3>{escape(attribute)}: labels the model contradicts ({shown})</h3>"
+            f"<table><tr><th>rank</th><th>photo</th><th>id</th><th>label given (model's probability)</th>"
+            f"<th>model's answer</th></tr>{cells}</table>")
 
 
 def group_row(group: pd.DataFrame) -> str:
@@ -70,7 +72,8 @@ def groups_section(dups: pd.DataFrame, attribute: str, limit: int) -> str:
 def counts_table(summary: dict) -> str:
     "Per attribute: disagreeing near-duplicate groups, and labels judged, flagged and not judged (with why)."
     head = ("<tr><th>attribute</th><th>near-duplicate groups that disagree</th><th>labels judged</th><th>flagged</th>"
-            "<th>not judged: trained on</th><th>not judged: class with too few training photos</th><th>not judged: no label</th></tr>")
+            "<th>not judged: trained on</th><th>not judged: class with too few training photos</th>"
+            "<th>not judged: no label</th></tr>")
     body = ''
     for a in summary['attributes']:
         d, i = summary['near_duplicates']['disagreeing'].get(a, {}), summary['label_issues'].get(a)
@@ -89,8 +92,8 @@ def write_page(path: Path, issues: pd.DataFrame, dups: pd.DataFrame, summary: di
             f"<style>{STYLE}</style></head><body><h1>Label audit</h1>"
             f"<p>{summary['photos']} photos of <code>{escape(summary['data'])}</code>, judged by "
             f"<code>{escape(summary['model'])}</code>; {escape(summary['training_set'])}. Near-duplicates: embedding "
-            f"cosine at least {nd['min_cosine']}, perceptual hashes at most {nd['max_hash_bits']} bits apart and colour "
-            f"hashes at most {nd['max_colour_hash_bits']}: "
+            f"cosine at least {nd['min_cosine']}, perceptual hashes at most {nd['max_hash_bits']} bits apart and "
+            f"colour hashes at most {nd['max_colour_hash_bits']}: "
             f"{nd['groups']} groups of {nd['photos_in_groups']} photos.</p>{counts_table(summary)}"
             f"{sections or '<p>Nothing flagged.</p>'}</body></html>")
     atomic_write_text(Path(path), html)

@@ -3,11 +3,11 @@
 
 A photo's embedding is what a trained model of the run separates article types with: the input of its article-type
 layer (`WeightsOnlyModel.embed`), L2-normalised, so that the dot product is the cosine.  The index keeps the vectors
-(float16 on disk, float32 once loaded), each photo's id, file and label (the article type `styles.csv` gives it when the folder is a Kaggle
-`images/` folder, else the model's answer, with which one it is), and the model they came from (its file and the
-SHA-256 of its weights): an index searched with another model's embeddings would answer nonsense, so it is refused by
-name.  Search is exact cosine, a matrix product in blocks (BENCHMARKS.md says up to what size it stays fast here; beyond,
-an approximate index such as faiss takes over).
+(float16 on disk, float32 once loaded), each photo's id, file and label (the article type `styles.csv` gives it when the
+folder is a Kaggle `images/` folder, else the model's answer, with which one it is), and the model they came from (its
+file and the SHA-256 of its weights): an index searched with another model's embeddings would answer nonsense, so it is
+refused by name.  Search is exact cosine, a matrix product in blocks (BENCHMARKS.md says up to what size it stays fast
+here; beyond, an approximate index such as faiss takes over).
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def weights_only(model: Path, stage: str = None) -> Path:
     "The weights-only JSON of the model asked for: embeddings come from the PyTorch network itself."
     path, form = find_model(Path(model), stage, trust_pickle=False)
     if form != 'weights':
-        raise ModelError(f"{model}: an index needs the weights-only form (<model>.json + .pth) of a run's model, not the "
-                         f"pickle {path.name}: pass the run folder or its <model>.json.")
+        raise ModelError(f"{model}: an index needs the weights-only form (<model>.json + .pth) of a run's model, not "
+                         f"the pickle {path.name}: pass the run folder or its <model>.json.")
     return path
 
 
@@ -72,7 +72,8 @@ class Index:
     def load(cls, path: Path, model: dict | list = None) -> 'Index':
         "An index file; with `model` (`model_identity`, or a list of them), refused unless it (one of them) made it."
         path = Path(path)
-        if not path.is_file(): raise OptionError(f"--index {path} not found: build it with `python -m fashion_fastai.index`.")
+        if not path.is_file():
+            raise OptionError(f"--index {path} not found: build it with `python -m fashion_fastai.index`.")
         try:
             with np.load(path, allow_pickle=False) as z: vectors, meta = z['vectors'], json.loads(str(z['meta']))
             assert meta.get('format') == FORMAT
@@ -127,8 +128,8 @@ def similar_index(index: str, similar: int, found: list, engine: str, processes:
         raise OptionError(f"--similar K needs K >= 1 and --index FILE (from `python -m fashion_fastai.index`); got "
                           f"--similar {similar}, --index {index}.")
     if engine != 'torch' or processes > 1 or any(form != 'weights' for _, form in found):
-        raise OptionError("--similar embeds the photos with the weights-only PyTorch model: use it with --engine torch, "
-                          "one process, and a run folder or <model>.json.")
+        raise OptionError("--similar embeds the photos with the weights-only PyTorch model: use it with --engine "
+                          "torch, one process, and a run folder or <model>.json.")
     models = [model_identity(path) for path, _ in found]
     catalogue = Index.load(Path(index), models)
     return catalogue, next(i for i, m in enumerate(models) if catalogue.made_by(m))
@@ -189,8 +190,8 @@ def main(model: WeightsModel,
     check_model_options(paths, stage=stage, device=device, bs=bs)
     out = Path(out)
     if out.is_dir() or not out.parent.is_dir():
-        raise OptionError(f"--out {out}: {'a folder' if out.is_dir() else 'its folder does not exist'}; give a file name "
-                          f"in an existing folder.")
+        raise OptionError(f"--out {out}: {'a folder' if out.is_dir() else 'its folder does not exist'}; give a file "
+                          f"name in an existing folder.")
     index, skipped = build(weights_only(Path(model), stage), paths, bs, device)
     index.save(out)
     for s in skipped: print(f"skipped {s['path']}: {s['error']}")

@@ -35,14 +35,15 @@ SKIPPED_COLUMNS = ['path', 'reason']  # <out>.skipped.csv: the files not tagged,
 
 
 def header(vocabs: dict) -> list:
-    "`id`, then each head the model has in `styles.csv`'s column order with its probability, then `needs_review`, `file`."
+    """`id`, then each head the model has in `styles.csv`'s column order with its probability,
+    then `needs_review`, `file`."""
     heads = [c for c in COLUMNS if c in vocabs] + [h for h in vocabs if h not in COLUMNS]
     return ['id', *(x for h in heads for x in (h, f'{h}_prob')), 'needs_review', 'file']
 
 
 def finished_rows(path: Path, columns: list, what: str) -> list:
-    """The rows an earlier run appended to `path` (a CSV with the header `columns`), after cutting off a last line that a
-    kill left without its newline: it was not finished, and the next row must start a line of its own.  A file that is
+    """The rows an earlier run appended to `path` (a CSV with the header `columns`), after cutting off a last line that
+    a kill left without its newline: it was not finished, and the next row must start a line of its own.  A file that is
     not such a CSV (not text, or other columns: another model's) is refused before anything in it is changed."""
     if not path.is_file() or not path.stat().st_size: return []
     data = path.read_bytes()
@@ -159,4 +160,5 @@ def main(model: Model,
     print(f"tag: {counts['tagged']} images tagged into {out}"
           + (f", {counts['already']} done by an earlier run" if counts['already'] else '')
           + (f"; {counts['skipped']} skipped, listed in {out}.skipped.csv" if counts['skipped'] else ''), flush=True)
-    if not counts['tagged'] and not counts['already']: raise DataError(f"no image under {', '.join(paths)} could be tagged.")
+    if not counts['tagged'] and not counts['already']:
+        raise DataError(f"no image under {', '.join(paths)} could be tagged.")

@@ -26,7 +26,8 @@ def review_numbers(probs, before, targets) -> dict:
     probs, targets = np.asarray(probs), np.asarray(targets)
     sure, hit = probs.max(1) >= REVIEW_PROB, probs.argmax(1) == targets
     return dict(ece_before=ece(before, targets), ece_after=ece(probs, targets),
-                coverage=float(sure.mean()) if len(sure) else None, precision=float(hit[sure].mean()) if sure.any() else None)
+                coverage=float(sure.mean()) if len(sure) else None,
+                precision=float(hit[sure].mean()) if sure.any() else None)
 
 
 def untrained_classes(vocab, train_counts: dict) -> list:
@@ -34,7 +35,8 @@ def untrained_classes(vocab, train_counts: dict) -> list:
 
 
 def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_rows(data, part, 'valid')`)
-              test: dict,                     # {head: (table, summary, probs, targets)} of `evaluate_heads` on the test rows
+              # {head: (table, summary, probs, targets)} of `evaluate_heads` on the test rows
+              test: dict,
               test_files: list,               # the test rows' files, in that order
               train_counts: dict,             # {head: {class: training images}}, as evaluated
               zmap: dict,                     # the zero-shot map (zero_shot.load_map)

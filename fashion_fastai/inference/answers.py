@@ -22,7 +22,8 @@ def answers(predictor: Predictor, files: list, heads: dict, topk: int = 5, min_p
     best = {h: p.max(dim=1) for h, p in heads.items()}
     results = []
     for n, (f, v, i) in enumerate(zip(files, vals.tolist(), idxs.tolist())):
-        results.append({'path': str(f), 'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
+        results.append({'path': str(f),
+                        'top': [{'class': predictor.vocab[j], 'prob': round(p, 4)} for p, j in zip(v, i)]})
         if heads: results[-1]['attributes'] = {h: {'class': predictor.vocabs[h][int(b.indices[n])],
                                                    'prob': round(float(b.values[n]), 4)} for h, b in best.items()}
         if min_prob is not None: results[-1]['uncertain'] = v[0] < min_prob

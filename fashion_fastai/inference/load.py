@@ -8,7 +8,8 @@ from fashion_fastai.answering.answering import Answering
 from fashion_fastai.core.errors import ModelError, OptionError
 from fashion_fastai.inference.locate import choose_engine, find_model, read_meta, weights_error
 from fashion_fastai.inference.pool import ProcessPredictor
-from fashion_fastai.inference.predictors import OnnxPredictor, PickledLearner, Predictor, WeightsOnlyModel, worker_device
+from fashion_fastai.inference.predictors import (OnnxPredictor, PickledLearner, Predictor, WeightsOnlyModel,
+                                                 worker_device)
 from fashion_fastai.networks import imagenet_classifier
 from fashion_fastai.shipped.runtime import OnnxScorer
 
@@ -21,12 +22,13 @@ def load_model_file(path: Path, form: str, device='auto', processes: int = 1, th
     checked, on the CPU, that it loads."""
     if processes > 1:
         workers = worker_device(device)
-        return ProcessPredictor(path, form, load_model_file(path, form, 'cpu', closed_set=closed_set), processes, workers,
-                                load_model_file)
+        return ProcessPredictor(path, form, load_model_file(path, form, 'cpu', closed_set=closed_set), processes,
+                                workers, load_model_file)
     return with_answering(load_trained(path, form, device, threads), path, form, threads, closed_set)
 
 
-def with_answering(predictor: Predictor, path: Path, form: str, threads: int = None, closed_set: bool = False) -> Predictor:
+def with_answering(predictor: Predictor, path: Path, form: str, threads: int = None,
+                   closed_set: bool = False) -> Predictor:
     """The predictor with the answering its model's JSON records (a `.pkl` reads the JSON beside it) and, for the
     zero-shot path, the frozen ImageNet network it names, run by the same engine (and in the model's memory layout).  A
     model from before calibration, or a `.pkl` alone, answers with its softmax; `predict` says so."""
@@ -49,8 +51,8 @@ def with_answering(predictor: Predictor, path: Path, form: str, threads: int = N
         return predictor
     if not network.is_file():
         raise ModelError(f"{json_path.name}'s zero-shot path needs the frozen ImageNet network {network}, which is "
-                         f"missing: copy it from the run folder with the model, or pass --closed-set to answer with the "
-                         f"trained classes alone.")
+                         f"missing: copy it from the run folder with the model, or pass --closed-set to answer with "
+                         f"the trained classes alone.")
     net = imagenet_classifier.load(a.network['arch'], network)
     predictor.scorer = imagenet_classifier.Scorer(net, a.network['size'], a.network['mean'], a.network['std'],
                                                   predictor.device, channels_last=bool(meta.get('channels_last')))
@@ -71,13 +73,14 @@ def load_trained(path: Path, form: str, device='auto', threads: int = None) -> P
     except OptionError: raise
     except Exception as e:
         twin = path.with_suffix('.json')
+        # fastai's load_learner swallows an ImportError, then fails on `res`
         why = ("it names a module or class that this installation lacks" if isinstance(e, UnboundLocalError) else
-               f"{type(e).__name__}: {str(e)[:300]}")  # fastai's load_learner swallows an ImportError, then fails on `res`
+               f"{type(e).__name__}: {str(e)[:300]}")
         raise ModelError(f"Could not load the exported learner {path} ({why}). A .pkl loads "
                          f"only if intact and with the fastai/torch versions that wrote it; use the weights-only form "
                          + (f"{twin} instead (it is right there: drop --trust-pickle)." if twin.is_file() else
-                            f"{twin.name} + {path.with_suffix('.pth').name} from the same run instead, which loads with "
-                            f"any version.")) from e
+                            f"{twin.name} + {path.with_suffix('.pth').name} from the same run instead, which loads "
+                            f"with any version.")) from e
 
 
 def load_model(model: Path, stage: str = None, trust_pickle: bool = False, processes: int = 1, device='auto',

@@ -61,8 +61,8 @@ def missing_model(run_dir: Path, name: str | None) -> ModelError:
         return ModelError(f"Run folder {run_dir} has no {name}.json or {name}.pkl: it holds {', '.join(there)}: choose "
                           f"another --stage{skipped}")
     if (run_dir / 'config.json').is_file():
-        return ModelError(f"Run folder {run_dir} holds no model ({name}.json or {name}.pkl): is the run still training, "
-                          f"or did it stop before exporting?")
+        return ModelError(f"Run folder {run_dir} holds no model ({name}.json or {name}.pkl): is the run still "
+                          f"training, or did it stop before exporting?")
     return ModelError(f"{run_dir} holds no model and no config.json: MODEL, the first argument, is {MODEL_HELP}; the "
                       f"images come after it (a run folder still training, or stopped before exporting, has no model "
                       f"yet).")
@@ -83,19 +83,22 @@ def find_model(model: Path, stage: str = None, trust_pickle: bool = False) -> tu
 
 
 def file_form(model: Path, trust_pickle: bool = False) -> tuple[Path, str]:
-    "`find_model` for a file: a `.pth` stands for its `.json`, a `.pkl` gives way to its weights-only twin unless trusted."
-    if model.suffix == '.pth' and model.is_file():  # the state_dict of the weights-only form: its .json says how to use it
+    """`find_model` for a file: a `.pth` stands for its `.json`, a `.pkl` gives way to its weights-only twin
+    unless trusted."""
+    # the state_dict of the weights-only form: its .json says how to use it
+    if model.suffix == '.pth' and model.is_file():
         if not model.with_suffix('.json').is_file():
-            raise ModelError(f"{model} is a bare state_dict: pass the {model.with_suffix('.json').name} written beside it "
-                             f"(arch, vocab, size), which is missing here.")
+            raise ModelError(f"{model} is a bare state_dict: pass the {model.with_suffix('.json').name} written beside "
+                             f"it (arch, vocab, size), which is missing here.")
         model = model.with_suffix('.json')
     if model.suffix == '.pkl':
         twin = model.with_suffix('.json')
         if not trust_pickle and twin.is_file(): return twin, 'weights'
         if not model.exists(): raise ModelError(f"Model file {model} not found: pass {MODEL_HELP}.")
         if not trust_pickle:
-            warnings.warn(f"{model}: no weights-only form ({twin.name}) beside it, so loading the pickle, which runs code "
-                          f"from the file. Only do this with files you trust (pass --trust-pickle to silence this).")
+            warnings.warn(f"{model}: no weights-only form ({twin.name}) beside it, so loading the pickle, which runs "
+                          f"code from the file. Only do this with files you trust "
+                          f"(pass --trust-pickle to silence this).")
         return model, 'pickle'
     if model.suffix == '.json' and model.is_file(): return model, 'weights'
     if model.suffix.lower() in IMAGE_EXTS and model.is_file():
@@ -108,8 +111,8 @@ def file_form(model: Path, trust_pickle: bool = False) -> tuple[Path, str]:
 def weights_error(json_path: Path, what: str) -> ModelError:
     "A weights-only model that cannot be loaded: what was wrong, and the other way to get the same model."
     pkl = json_path.with_suffix('.pkl')
-    return ModelError(f"{what}. " + (f"The exported learner {pkl} may still load with --trust-pickle (it runs code from "
-                                     f"the file)." if pkl.is_file() else
+    return ModelError(f"{what}. " + (f"The exported learner {pkl} may still load with --trust-pickle (it runs code "
+                                     f"from the file)." if pkl.is_file() else
                                      "Copy the .json and its .pth again from the run folder, or retrain."))
 
 
@@ -117,7 +120,8 @@ def read_meta(json_path: Path) -> dict:
     "The weights-only JSON, checked to be one of ours and whole before anything is built from it."
     try: meta = json.loads(json_path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise weights_error(json_path, f"{json_path} is not a readable JSON file ({e}): it is damaged or not a model") from e
+        raise weights_error(json_path,
+                            f"{json_path} is not a readable JSON file ({e}): it is damaged or not a model") from e
     fmt = meta.get('format') if isinstance(meta, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith(WEIGHTS_FORMAT.split('/')[0] + '/'):
         there = exported(json_path.parent)
@@ -128,19 +132,20 @@ def read_meta(json_path: Path) -> dict:
                              f"pass {MODEL_HELP}, e.g. {', '.join(f'{n}.json' for n in NAMES)} from a run folder."))
     if fmt != WEIGHTS_FORMAT:
         raise ModelError(f"{json_path} is in the format {fmt!r}, which fashion_fastai {__version__} does not read (it "
-                         f"reads {WEIGHTS_FORMAT!r}): upgrade fashion_fastai, or use the run's .pkl with --trust-pickle.")
+                         f"reads {WEIGHTS_FORMAT!r}): upgrade fashion_fastai, or use the run's .pkl with "
+                         f"--trust-pickle.")
     missing = [k for k in META_KEYS if k not in meta]
     if missing: raise weights_error(json_path, f"{json_path} lacks {', '.join(missing)}: the file is damaged")
     return meta
 
 
 def onnx_form(path: Path, form: str) -> tuple[Path, str]:
-    """`find_model`'s choice as its shipped graph: the `<model>.onnx` that `python -m fashion_fastai.export` wrote beside
-    the weights-only JSON (which holds its vocabs and size), or an error saying how to make it."""
+    """`find_model`'s choice as its shipped graph: the `<model>.onnx` that `python -m fashion_fastai.export` wrote
+    beside the weights-only JSON (which holds its vocabs and size), or an error saying how to make it."""
     json_path = Path(path).with_suffix('.json')
     if not json_path.is_file():
-        raise ModelError(f"--engine onnx reads the weights-only {json_path.name} and the .onnx beside it; {path} has no "
-                         f"{json_path.name} beside it: pass a run folder or a <model>.json.")
+        raise ModelError(f"--engine onnx reads the weights-only {json_path.name} and the .onnx beside it; {path} has "
+                         f"no {json_path.name} beside it: pass a run folder or a <model>.json.")
     meta = read_meta(json_path)
     shipped = meta.get('onnx')
     if not shipped or not (json_path.parent / shipped['file']).is_file():

@@ -42,7 +42,8 @@ class ProcessPredictor(Predictor):
     def __init__(self,
                  path: Path,      # a weights-only <model>.json or an exported <model>.pkl (see `find_model`)
                  form: str,       # 'weights' or 'pickle'
-                 parent: Predictor,  # the model loaded in the parent, which validated the file: its vocabs and answering
+                 # the model loaded in the parent, which validated the file: its vocabs and answering
+                 parent: Predictor,
                  processes: int = 2,
                  device='cpu',    # each worker's (`worker_device`)
                  load=None):      # what loads the model in a worker (`load.load_model_file`, by reference)

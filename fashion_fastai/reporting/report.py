@@ -25,7 +25,8 @@ from fashion_fastai.core.schema import LABEL
 from fashion_fastai.core.models import ALL, FIRST, TOP, ModelSpec, body_source, spec
 from fashion_fastai.reporting.plots import plot_confusion, plot_per_class, plot_reliability, plot_top_losses
 
-if TYPE_CHECKING: from fashion_fastai.training.run import Run  # the report reads a finished run; the run imports this module
+# the report reads a finished run; the run imports this module
+if TYPE_CHECKING: from fashion_fastai.training.run import Run
 
 MISSING = "–"  # shown for undefined numbers (no test image, no seen class, ...)
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -120,13 +121,14 @@ def answering_markdown(a: dict) -> str:
                   f"test split. ECE: expected calibration error over 15 confidence bins."]
     if zs:
         lines.append(f"Zero-shot classes ({len(zs['classes'])}): {', '.join(_cell(c) for c in zs['classes'])}; gate "
-                     f"boost {zs['boost']:.3g}, the largest that answers at most {100 * zs['max_routed']:g}% of the holdout with one; "
-                     f"{zs['test_images_of_zero_shot_classes']} test photos are of these classes.")
+                     f"boost {zs['boost']:.3g}, the largest that answers at most {100 * zs['max_routed']:g}% of the "
+                     f"holdout with one; {zs['test_images_of_zero_shot_classes']} test photos are of these classes.")
     else: lines.append(f"No zero-shot answers: {a.get('why_not', '')}.")
     others = {h: v for h, v in a["heads"].items() if h != LABEL}
     if others:
         lines.append("Other heads, ECE % softmax -> calibrated (temperature): " + "; ".join(
-            f"{h} {_pct(v['ece_before'])} -> {_pct(v['ece_after'])} ({v['temperature']:.3f})" for h, v in others.items()))
+            f"{h} {_pct(v['ece_before'])} -> {_pct(v['ece_after'])} ({v['temperature']:.3f})"
+            for h, v in others.items()))
     return "\n".join(lines)
 
 
@@ -186,7 +188,8 @@ def write_report(
     stages: dict[str, tuple[pd.DataFrame, dict]],  # stage name -> (class_table, summarize) output
     header_md: str,  # markdown placed above the stage sections (run description, config...)
     extra: dict,  # more top-level keys for metrics.json (must not contain "stages" or "attributes")
-    attributes: dict[str, dict[str, tuple[pd.DataFrame, dict]]] | None = None,  # stage -> other attribute -> (table, summary)
+    # stage -> other attribute -> (table, summary)
+    attributes: dict[str, dict[str, tuple[pd.DataFrame, dict]]] | None = None,
 ) -> None:
     """Write results.md, metrics.json and per_class_<stage>.csv (per_class_<stage>_<attribute>.csv for each other
     attribute's head, whose section follows its stage's), each atomically.
@@ -215,7 +218,8 @@ def write_report(
         if plots[name]:
             section += "\n\n### Plots\n\n" + "\n\n".join(_embed(plots[name]))
         parts.append(section)
-        parts += [stage_markdown(f"{name}: {attribute}", t, s) for attribute, (t, s) in attributes.get(name, {}).items()]
+        parts += [stage_markdown(f"{name}: {attribute}", t, s)
+                  for attribute, (t, s) in attributes.get(name, {}).items()]
     if plots[None]:
         parts.append("## Plots\n\n" + "\n\n".join(_embed(plots[None])))
     atomic_write_text(run_dir / "results.md", "\n\n".join(parts) + "\n")
@@ -253,7 +257,8 @@ def header_markdown(run: Run, timings: dict, speed: dict = None, phases: dict = 
                  f"{' (auto)' * (c.holdout_by == (AUTO,))}"
                  f"{', each drawing from what the one before left' * (len(rules) > 1)})"
                  if c.holdout else
-                 'the odd-year test split itself, with a fixed schedule and no model selection (as the published runs did)')
+                 'the odd-year test split itself, with a fixed schedule and no model selection '
+                 '(as the published runs did)')
     attributes = '' if not c.attributes else (
         f"\n| other attributes | a head each for {', '.join(c.attributes)} beside articleType's, in every model; loss "
         f"weights {', '.join(f'{n} {w:g}' for n, w in zip(('articleType', *c.attributes), c.attribute_weights))}; rows "
@@ -261,12 +266,22 @@ def header_markdown(run: Run, timings: dict, speed: dict = None, phases: dict = 
     models = '\n'.join(
         f"| {m.name} | {m.describe(len(run.data.vocabs[m.part]))}"
         f"{f' (ranked over {c.rank_on} rows)' if m.part == TOP else ''}; body from {_body_words(run, m)}, head "
-        f"{m.head(c)}, {m.epochs(c)} epochs{f' after {c.head_epochs(m.name)} head-only' if c.head_epochs(m.name) else ''} |"
+        f"{m.head(c)}, {m.epochs(c)} epochs"
+        f"{f' after {c.head_epochs(m.name)} head-only' if c.head_epochs(m.name) else ''} |"
         for m in run.models)
     d = run.record['distributed']
     processes = '' if d['processes'] <= 1 else (
         f"\n| processes | {d['processes']} ({d['backend']}), {d['bs_per_process']} images each per step; epoch lines "
         f"show the main process's share of the validation images, the evaluation below all of them |")
+    training = (', channels_last' if c.channels_last else '') + (
+        f", label smoothing {c.label_smoothing}" if c.label_smoothing else '')
+    tta = '' if not c.tta else '; test-time augmentation: ' + (
+        'each image averaged with its mirror image' if c.tta == FLIP else f'fastai tta, {c.tta} passes')
+    times = ', '.join(f"{m.name} {timings.get(m.name, 0) / 60:.1f} min"
+                      + (f" ({speed[m.name]:.0f} training images/s)" if m.name in speed else '') for m in run.models)
+    since = ' (since the last --resume; model times include the epochs before it)' if timings.get('resumed') else ''
+    by_phase = '; '.join(f"{m}: " + ', '.join(f"{k.replace('_', ' ')} {v / 60:.1f}" for k, v in p.items())
+                         for m, p in phases.items()) or '-'
     return f"""# fashion_fastai results
 
 Command: `{run.record['command']}`
@@ -274,14 +289,14 @@ Command: `{run.record['command']}`
 | | |
 |---|---|
 | data | `{run.record['data_dir']}` |
-| arch | {c.arch} at {c.size[0]}x{c.size[1]} (height x width), batch size {c.bs}, {c.precision}{', channels_last' if c.channels_last else ''}{f", label smoothing {c.label_smoothing}" if c.label_smoothing else ''} |
+| arch | {c.arch} at {c.size[0]}x{c.size[1]} (height x width), batch size {c.bs}, {c.precision}{training} |
 | resolved on this machine | {'; '.join(f"{k}: {v}" for k, v in run.record['resolved']['why'].items())} |
 | starting weights | {'ImageNet: ' + w.source if w.pretrained else 'scratch'} ({w.note}) |
 {models}{attributes}
 | validation during training | {validated} |{processes}
-| evaluation | odd-year test split, every image with a known class, fixed order{'; test-time augmentation: ' + ('each image averaged with its mirror image' if c.tta == FLIP else f'fastai tta, {c.tta} passes') if c.tta else ''} |
-| time | {', '.join(f"{m.name} {timings.get(m.name, 0) / 60:.1f} min" + (f" ({speed[m.name]:.0f} training images/s)" if m.name in speed else '') for m in run.models)}, total {timings['total'] / 60:.1f} min{' (since the last --resume; model times include the epochs before it)' if timings.get('resumed') else ''} |
-| time by phase, minutes | {'; '.join(f"{m}: " + ', '.join(f"{k.replace('_', ' ')} {v / 60:.1f}" for k, v in p.items()) for m, p in phases.items()) or '-'} |
+| evaluation | odd-year test split, every image with a known class, fixed order{tta} |
+| time | {times}, total {timings['total'] / 60:.1f} min{since} |
+| time by phase, minutes | {by_phase} |
 | versions | {', '.join(f'{k} {v}' for k, v in run.record['versions'].items())} |
 
 Loading: {run.data.report.summary()}. Skipped ids are listed in `load_report.json`.
@@ -303,7 +318,8 @@ def write_results(run: Run, results: dict) -> None:
     for a, h in results[last]['attributes'].items():
         plot_confusion(h['probs'], h['targs'], h['vocab'], run.dir / f'confusion_{a}_{last}.png',
                        f"{last}: {a} confusion on the test split")
-    plot_per_class({s: r['table'] for s, r in results.items() if spec(s).part != ALL},  # its classes are the stages': its table is in results.md
+    # the all-classes model is left out: its classes are the stages': its table is in results.md
+    plot_per_class({s: r['table'] for s, r in results.items() if spec(s).part != ALL},
                    run.dir / 'per_class_accuracy.png')
     plot_top_losses({s: {k: r[k] for k in ('files', 'probs', 'targs', 'vocab')} for s, r in results.items()},
                     run.dir / 'top_losses.png')
@@ -317,7 +333,8 @@ def write_results(run: Run, results: dict) -> None:
                       train_images_per_second=speed)
     atomic_write_text(run.dir / 'config.json', json.dumps(run.record, indent=1))
     load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
-    write_report(run.dir, {s: with_answer_numbers(r['table'], r['summary'], r.get('answering')) for s, r in results.items()},
+    write_report(run.dir,
+                 {s: with_answer_numbers(r['table'], r['summary'], r.get('answering')) for s, r in results.items()},
                  header_markdown(run, timings, speed, run.record['phase_seconds']),
                  extra=dict(config=run.record, load_report=load_counts),
                  attributes={s: {a: (h['table'], h['summary']) for a, h in r['attributes'].items()}

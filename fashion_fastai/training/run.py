@@ -1,5 +1,5 @@
-"""The steps of one training run, in the order `train` calls them: set up the run, then for each model of the run's table
-(models.py) build it, fit it, evaluate and export it; then write the report.
+"""The steps of one training run, in the order `train` calls them: set up the run, then for each model of the run's
+table (models.py) build it, fit it, evaluate and export it; then write the report.
 
 Several processes may run these together (see distributed.py): they all train, while only the main one writes the run
 folder, evaluates and exports, through `on_main`; the others wait for it there.
@@ -81,7 +81,8 @@ def make_run_dir(run_dir: Path) -> Path:
 def versions() -> dict:
     return dict(fashion_fastai=__version__, python=platform.python_version(), torch=torch.__version__,
                 torchvision=torchvision.__version__, fastai=fastai.__version__,
-                device=str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else f'cpu ({torch.get_num_threads()} threads)')
+                device=(str(torch.cuda.get_device_name(0)) if torch.cuda.is_available()
+                        else f'cpu ({torch.get_num_threads()} threads)'))
 
 
 def _write_json(path: Path, obj) -> None: atomic_write_text(path, json.dumps(obj, indent=1))
@@ -115,16 +116,18 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
     for m in trained(cfg):
         if m.body_option and body_source(m, cfg) == 'imagenet' and imagenet is None:
             raise OptionError(f"--{m.body_option.replace('_', '-')} imagenet needs ImageNet weights, and this run has "
-                              f"none ({winfo.note}): pass --weights FILE, or choose another --{m.body_option.replace('_', '-')}.")
+                              f"none ({winfo.note}): pass --weights FILE, or choose another "
+                              f"--{m.body_option.replace('_', '-')}.")
     processes = dict(processes=max(num_distrib(), 1), backend=backend, bs_per_process=per_process_bs(cfg.bs))
-    if backend: say(f"Distributed: {processes['processes']} processes ({backend}), {processes['bs_per_process']} images "
-                    f"each per step (--bs {cfg.bs} in all); the main one writes {run_dir}")
+    if backend: say(f"Distributed: {processes['processes']} processes ({backend}), {processes['bs_per_process']} "
+                    f"images each per step (--bs {cfg.bs} in all); the main one writes {run_dir}")
     record = {**options.to_dict(), 'resolved': resolved,
               'command': 'python -m fashion_fastai.train ' + ' '.join(sys.argv[1:]),
               'data_dir': str(data_dir), 'distributed': processes, 'weights_info': winfo.to_dict(),
               'versions': versions(), 'top_classes': data.top, 'holdout_rows': held}
     if resume:
-        record['command'], record['resumed_by'] = previous['command'], previous.get('resumed_by', []) + [record['command']]
+        record['command'], record['resumed_by'] = (previous['command'],
+                                                   previous.get('resumed_by', []) + [record['command']])
     on_main(lambda: (_write_json(run_dir / 'load_report.json', data.report.to_dict()),
                      _write_json(run_dir / 'config.json', record)))
     return Run(cfg, run_dir, data, imagenet, winfo, resumed, record, started, zmap,
@@ -149,7 +152,8 @@ def frozen_imagenet(cfg: TrainConfig, imagenet: dict | None, winfo: WeightsInfo,
     if net is None: return None, why, None
     on_main(imagenet_classifier.save, net, run_dir)
     size = imagenet_classifier.input_size(cfg.arch, cfg.size)
-    record = dict(file=imagenet_classifier.FILE, arch=cfg.arch, size=list(size), mean=list(winfo.mean), std=list(winfo.std))
+    record = dict(file=imagenet_classifier.FILE, arch=cfg.arch, size=list(size), mean=list(winfo.mean),
+                  std=list(winfo.std))
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     return (imagenet_classifier.Scorer(net, size, winfo.mean, winfo.std, device, remember=True,
                                        channels_last=cfg.channels_last), '', record)
@@ -165,11 +169,12 @@ def fit_model(run: Run, m: ModelSpec, learn: Learner) -> dict:
         say(f"{m.name}: already trained, reloading {m.name}.pth")
         learn.model.load_state_dict(torch.load(run.dir / f'{m.name}.pth', map_location='cpu', weights_only=True))
         learn.epoch_log.rows = state['rows']
-        return dict(lr=state['lr'], train_seconds=state['train_seconds'], epochs=epochs, freeze_epochs=fe, exported=True,
-                    train_images=len(learn.dls.train_ds))
+        return dict(lr=state['lr'], train_seconds=state['train_seconds'], epochs=epochs, freeze_epochs=fe,
+                    exported=True, train_images=len(learn.dls.train_ds))
     if state: say(f"{m.name}: resuming after {state['phase']} epoch {state['epoch']}")
     if not run.cfg.holdout and run.cfg.tta in (0, FLIP) and num_distrib() <= 1:
-        learn.add_cb(KeepValidPreds())  # validating on the test split: its last pass is the evaluation (or flip's plain half)
+        # validating on the test split: its last pass is the evaluation (or flip's plain half)
+        learn.add_cb(KeepValidPreds())
     t0 = time.time()
     used_lr = train_stage(learn, epochs, m.lr(run.cfg), fe, run_dir=run.dir, resume=state)
     train_s = round(time.time() - t0 + (state['train_seconds'] if state else 0.), 1)
@@ -215,7 +220,8 @@ def evaluate_and_export(run: Run, m: ModelSpec, learn: Learner, fit: dict) -> di
     table, summary, probs, targs = heads.pop(LABEL)
     if m.part == ALL: summary['parts'] = by_part(table, {p: run.data.vocabs[p] for p in PARTS})
     say(f"{m.name}: {headline(summary)}")
-    if 'zero_shot' in answer_numbers: say(f"{m.name} with zero-shot answers: {headline(answer_numbers['zero_shot']['summary'])}")
+    if 'zero_shot' in answer_numbers:
+        say(f"{m.name} with zero-shot answers: {headline(answer_numbers['zero_shot']['summary'])}")
     else: say(f"{m.name}: no zero-shot answers ({answering.why_not})")
     for a, (_, s, _, _) in heads.items(): say(f"{m.name} {a}: {headline(s)}")
     t0 = time.time()
@@ -227,7 +233,9 @@ def evaluate_and_export(run: Run, m: ModelSpec, learn: Learner, fit: dict) -> di
     phases['export'] = round(time.time() - t0, 1)
     say(f"{m.name}: time, minutes: " + ', '.join(f"{k.replace('_', ' ')} {v / 60:.1f}" for k, v in phases.items()))
     plot_losses(history, run.dir / f'losses_{m.name}.png', f'{m.name}: losses and metrics per epoch')
-    return dict(fit, table=table, summary=summary, probs=probs, targs=targs, files=list(rows['file']), answering=answer_numbers,
+    return dict(fit, table=table, summary=summary, probs=probs, targs=targs, files=list(rows['file']),
+                answering=answer_numbers,
                 phase_seconds=phases,
                 vocab=article_vocab(learn.dls),
-                attributes={a: dict(table=t, summary=s, probs=p, targs=y, vocab=list(t.index)) for a, (t, s, p, y) in heads.items()})
+                attributes={a: dict(table=t, summary=s, probs=p, targs=y, vocab=list(t.index))
+                            for a, (t, s, p, y) in heads.items()})
