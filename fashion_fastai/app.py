@@ -34,7 +34,7 @@ from fashion_fastai.core.models import ANSWER_ORDER
 from fashion_fastai.inference.answers import predict_paths
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.inference.locate import choose_engine, exported, default_model, find_model, models_help, readable
-from fashion_fastai.inference.options import DEFAULT, Device, Engine, Model, TrustPickle, check_model_options
+from fashion_fastai.inference.options import DEFAULT, ClosedSet, Device, Engine, Model, TrustPickle, check_model_options
 from fashion_fastai.inference.predictors import WeightsOnlyModel
 from fashion_fastai.core.models import FIRST, NAMES, STAGES, spec
 from fashion_fastai.data.pixels import open_rgb
@@ -217,7 +217,7 @@ def main(model: Model,
          similar: int = 0,           # with --index: a gallery of the K catalogue products most alike the photo
          index: Annotated[str, {'help': "a catalogue index from `python -m fashion_fastai.index`, built with a shown "
                                         "model (the first shown that made it embeds the photo)"}] = None,
-         closed_set: bool = False,   # the trained classes alone, without the zero-shot ones
+         closed_set: ClosedSet = DEFAULT.closed_set,
          ):
     "Serve a web page that shows the top-5 article types of an uploaded product photo."
     if not 0 < port < 65536: raise OptionError(f"--port must be a port number from 1 to 65535, got {port}.")

@@ -20,8 +20,8 @@ from fashion_fastai.catalogue.index import similar_index
 from fashion_fastai.inference.answers import answering_note, predict_paths
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.inference.locate import choose_engine, expand_paths, find_model
-from fashion_fastai.inference.options import (DEFAULT, Device, Engine, MinProb, Model, Processes, Stage, TrustPickle,
-                                              check_model_options)
+from fashion_fastai.inference.options import (DEFAULT, ClosedSet, Device, Engine, MinProb, Model, Processes, Stage,
+                                              TrustPickle, check_model_options)
 
 
 def check_options(paths, topk: int, **options) -> None:
@@ -54,8 +54,7 @@ def main(model: Model,
          engine: Engine = DEFAULT.engine,
          similar: int = 0,           # with --index: also the K most alike catalogue products of each photo
          index: str = None,          # a catalogue index from `python -m fashion_fastai.index`, built with this model
-         # the trained classes alone, without the zero-shot ones (as the published runs scored)
-         closed_set: bool = False,
+         closed_set: ClosedSet = DEFAULT.closed_set,
          ):
     "Predict the top-k article types of product images with a trained model."
     check_options(paths, topk, stage=stage, engine=engine, device=device, processes=processes, min_prob=min_prob)

@@ -12,6 +12,7 @@ from helpers import cli_env, distinctive_resnet_state, run_module, tiny_train_ar
 
 from fashion_fastai.networks import imagenet_classifier
 from fashion_fastai.answering.answering import Answering
+from fashion_fastai.core.errors import ModelError
 from fashion_fastai.inference.load import load_model
 from fashion_fastai.answering.zero_shot import MAX_ROUTED, ZeroShotPath, load_map
 
@@ -261,3 +262,22 @@ def test_the_index_labels_an_unlabelled_photo_as_predict_answers(run, tmp_path):
     assert set(index.label_source) == {'model'} and len(results) == len(index.labels) == 12
     for label, r, p in zip(index.labels, results, answered):  # predict's answer, or a class tied with it exactly
         assert label == r['top'][0]['class'] or p[model.vocab.index(label)] == p.max()
+
+
+@pytest.mark.slow
+def test_closed_set_needs_no_imagenet_network_in_every_command(run, env, tmp_path):
+    "Without imagenet.pth beside the model, the zero-shot answer says --closed-set, which every answering command has."
+    import shutil
+    from fashion_fastai.catalogue.index import build
+    from fashion_fastai.inference import default_model
+    name = default_model(run)
+    alone = tmp_path / 'alone'; alone.mkdir()
+    for ext in ('json', 'pth'): shutil.copy(run / f'{name}.{ext}', alone)  # the model without the frozen network
+    files, _ = split_photos(run, name)
+    with pytest.raises(ModelError, match='imagenet.*--closed-set'): build(alone / f'{name}.json', files[:3], log=print)
+    index, _ = build(alone / f'{name}.json', files[:3], device='cpu', log=lambda *a: None, closed_set=True)
+    assert len(index.labels) == 3
+    for command in ('predict', 'tag', 'index'):
+        extra = {'tag': ['--out', tmp_path / 't.csv'], 'index': ['--out', tmp_path / 'i.npz']}.get(command, [])
+        p = run_module(f"fashion_fastai.{command}", alone, *files[:3], *extra, "--closed-set", env=env, check=False)
+        assert p.returncode == 0, (command, p.stderr[-2000:])

@@ -14,7 +14,8 @@ from fashion_fastai.inference.options import DEFAULT, check_model_options
 
 COMMANDS = {'predict': predict, 'app': app, 'tag': tag, 'index': index, 'audit': audit}
 SHARED = {'stage': options.Stage, 'engine': options.Engine, 'device': options.Device, 'processes': options.Processes,
-          'trust_pickle': options.TrustPickle, 'min_prob': options.MinProb, 'bs': options.Batch}
+          'trust_pickle': options.TrustPickle, 'min_prob': options.MinProb, 'bs': options.Batch,
+          'closed_set': options.ClosedSet}
 
 
 @pytest.mark.parametrize('name', COMMANDS)

@@ -27,7 +27,8 @@ from fashion_fastai.core.errors import DataError, ModelError, OptionError
 from fashion_fastai.data.images import image_problem
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.inference.locate import expand_paths, find_model
-from fashion_fastai.inference.options import DEFAULT, Batch, Device, Stage, WeightsModel, check_model_options
+from fashion_fastai.inference.options import (DEFAULT, Batch, ClosedSet, Device, Stage, WeightsModel,
+                                              check_model_options)
 
 FORMAT = 'fashion_fastai.index/1'
 BLOCK = 65536  # catalogue rows per block of the search's matrix product: memory stays flat in the catalogue's size
@@ -156,9 +157,10 @@ def model_labels(model, files: list, heads: dict, known: dict) -> list:
     return [known[str(f)] if str(f) in known else model.vocab[next(best)] for f in files]
 
 
-def build(model_json: Path, paths, bs: int = 64, device: str = 'auto', log=print) -> tuple[Index, list]:
+def build(model_json: Path, paths, bs: int = 64, device: str = 'auto', log=print,
+          closed_set: bool = False) -> tuple[Index, list]:
     "The index of the readable photos under `paths`, and the skipped ones with reasons."
-    model = load_model_file(Path(model_json), 'weights', device)  # with its answering, for `model_labels`
+    model = load_model_file(Path(model_json), 'weights', device, closed_set=closed_set)  # answering: `model_labels`
     files, skipped, seen = [], [], {}
     for f in expand_paths(paths):
         why = image_problem(f) if f.exists() else 'file not found'
@@ -185,6 +187,7 @@ def main(model: WeightsModel,
          stage: Stage = DEFAULT.stage,
          bs: Batch = DEFAULT.bs,
          device: Device = DEFAULT.device,
+         closed_set: ClosedSet = DEFAULT.closed_set,
          ):
     "Index a catalogue's photos by their embeddings, for `predict --similar K --index FILE`."
     check_model_options(paths, stage=stage, device=device, bs=bs)
@@ -192,7 +195,7 @@ def main(model: WeightsModel,
     if out.is_dir() or not out.parent.is_dir():
         raise OptionError(f"--out {out}: {'a folder' if out.is_dir() else 'its folder does not exist'}; give a file "
                           f"name in an existing folder.")
-    index, skipped = build(weights_only(Path(model), stage), paths, bs, device)
+    index, skipped = build(weights_only(Path(model), stage), paths, bs, device, closed_set=closed_set)
     index.save(out)
     for s in skipped: print(f"skipped {s['path']}: {s['error']}")
     print(f"index: {len(index.ids)} photos of {Path(index.model['model']).name} in {out} "

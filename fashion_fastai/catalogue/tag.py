@@ -28,8 +28,8 @@ from fashion_fastai.answering.answering import REVIEW_PROB
 from fashion_fastai.inference.answers import answer_files
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.inference.locate import choose_engine, expand_paths, find_model, readable
-from fashion_fastai.inference.options import (DEFAULT, Device, Engine, MinProb, Model, Processes, Stage, TrustPickle,
-                                              check_model_options)
+from fashion_fastai.inference.options import (DEFAULT, ClosedSet, Device, Engine, MinProb, Model, Processes, Stage,
+                                              TrustPickle, check_model_options)
 
 SKIPPED_COLUMNS = ['path', 'reason']  # <out>.skipped.csv: the files not tagged, and why
 
@@ -149,13 +149,14 @@ def main(model: Model,
          device: Device = DEFAULT.device,
          processes: Processes = DEFAULT.processes,
          trust_pickle: TrustPickle = DEFAULT.trust_pickle,
+         closed_set: ClosedSet = DEFAULT.closed_set,
          ):
     "Tag every product photo under the folders into a CSV in styles.csv's layout, resumable after an interruption."
     check_model_options(paths, stage=stage, engine=engine, device=device, processes=processes, min_prob=min_prob)
     if chunk < 1: raise OptionError(f"--chunk must be at least 1, got {chunk}.")
     writable(Path(out))
     found = choose_engine(find_model(Path(model), stage, trust_pickle), engine)
-    with load_model_file(*found, device, processes) as predictor:
+    with load_model_file(*found, device, processes, closed_set=closed_set) as predictor:
         counts = tag(predictor, paths, Path(out), min_prob, chunk)
     print(f"tag: {counts['tagged']} images tagged into {out}"
           + (f", {counts['already']} done by an earlier run" if counts['already'] else '')

@@ -27,6 +27,7 @@ TrustPickle = Annotated[bool, "load the .pkl even when a weights-only form exist
 MinProb = Annotated[float, "an answer whose best probability (calibrated where the run has a holdout) is lower needs "
                            "review: predict marks it uncertain, tag sets needs_review"]
 Batch = Annotated[int, "photos per forward pass"]
+ClosedSet = Annotated[bool, "the trained classes alone, without the zero-shot ones (as the published runs scored)"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ModelOptions:
     trust_pickle: bool = False
     min_prob: float = REVIEW_PROB
     bs: int = 64
+    closed_set: bool = False
 
 
 DEFAULT = ModelOptions()
