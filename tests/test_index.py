@@ -88,3 +88,14 @@ def test_predict_similar_from_the_command_line(run_dir, catalogue, tmp_path):
     assert '| similar: 2 Socks 1.00' in table
     bad = run_module('fashion_fastai.predict', run_dir, catalogue / 'images' / '2.jpg', '--similar', '2', check=False)
     assert bad.returncode == 2 and '--similar K needs' in bad.stderr and 'Traceback' not in bad.stderr
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_photo(run_dir, catalogue, tmp_path, monkeypatch):
+    "Permissions cannot be taken from root here: the folder's refusal is what the operating system would raise."
+    import fashion_fastai.catalogue.index as ix
+    def refuse(*a, **k): raise PermissionError(13, 'Permission denied')
+    monkeypatch.setattr(ix.tempfile, 'NamedTemporaryFile', refuse)
+    monkeypatch.setattr(ix, 'build', lambda *a, **k: pytest.fail('photos were read'))
+    with pytest.raises(SystemExit) as e: ix.main(str(run_dir), str(catalogue / 'images'), out=str(tmp_path / 'c.npz'))
+    assert e.value.code == 2
+    assert not list(tmp_path.iterdir())

@@ -11,7 +11,7 @@ here; beyond, an approximate index such as faiss takes over).
 """
 from __future__ import annotations
 
-import hashlib, json
+import hashlib, json, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -195,6 +195,11 @@ def main(model: WeightsModel,
     if out.is_dir() or not out.parent.is_dir():
         raise OptionError(f"--out {out}: {'a folder' if out.is_dir() else 'its folder does not exist'}; give a file "
                           f"name in an existing folder.")
+    try:  # the index is written beside it and renamed: the folder must take a new file, known before any photo is read
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f'.{out.name}.', suffix='.check'): pass
+    except OSError as e:
+        raise OptionError(f"--out {out}: cannot write in {out.parent} ({e.strerror or e}); choose another "
+                          f"--out.") from e
     index, skipped = build(weights_only(Path(model), stage), paths, bs, device, closed_set=closed_set)
     index.save(out)
     for s in skipped: print(f"skipped {s['path']}: {s['error']}")

@@ -9,6 +9,7 @@ from fashion_fastai.core.schema import LABEL
 from fashion_fastai.inference.locate import readable
 from fashion_fastai.inference.predictors import Predictor
 
+
 def answers(predictor: Predictor, files: list, heads: dict, topk: int = 5, min_prob: float = REVIEW_PROB,
             routed: list = None) -> list:
     """Per file, its top-k article types (and, from a model with other attributes, each one's best value under
