@@ -19,7 +19,9 @@ def test_the_schema_imports_no_fastai_torch_or_pandas():
 
 @pytest.mark.parametrize('old', sorted(MOVED))
 def test_an_old_module_name_is_the_moved_module(old):
-    assert importlib.import_module(f'fashion_fastai.{old}') is importlib.import_module(f'fashion_fastai.{MOVED[old]}')
+    module = importlib.import_module(f'fashion_fastai.{MOVED[old]}')
+    assert importlib.import_module(f'fashion_fastai.{old}') is module
+    assert module.__spec__.name == module.__name__ == f'fashion_fastai.{MOVED[old]}'  # its own, not the alias's
 
 
 def test_a_pickle_naming_the_old_modules_loads_the_classes_themselves():

@@ -29,6 +29,10 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """`import fashion_fastai.compat` gives the module `fashion_fastai.core.compat` itself: one module object under both
     names, so a class unpickled by its old name is the class itself.  Asked only for names no file answers (last on
     `sys.meta_path`): `fashion_fastai.data`, now a package, finds its old contents through `data/__init__`."""
+    specs: dict
+
+    def __init__(self): self.specs = {}
+
     def find_spec(self, fullname, path=None, target=None):
         pkg, _, old = fullname.partition('.')
         if pkg != 'fashion_fastai' or old not in MOVED: return None
@@ -36,7 +40,7 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         module = importlib.import_module(f'fashion_fastai.{MOVED[spec.name.partition(".")[2]]}')
-        sys.modules[spec.name] = module
+        self.specs[module.__name__] = module.__spec__  # the import system sets the alias's spec on it: put it back
         return module
 
-    def exec_module(self, module): pass
+    def exec_module(self, module): module.__spec__ = self.specs.pop(module.__name__)
