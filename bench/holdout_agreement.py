@@ -1,10 +1,10 @@
 """Benchmark: which holdout ranks settings as the odd-year test split does.
 
 Takes finished `train` runs that held out photos by several rules at once (`--holdout-by years,products,random`, each
-photo recording the rule that held it: fashion_fastai/holdout.py), rebuilds that holdout from each run's config.json,
-and scores each exported stage on each rule's photos apart, next to the run's own test-split numbers (metrics.json,
-written by the run itself).  A pair of runs that differ by one setting then shows, per rule, whether its photos order
-the two settings as the test split does, and by how much.
+photo recording the rule that held it: fashion_fastai/data/holdout.py), rebuilds that holdout from each run's
+config.json, and scores each exported stage on each rule's photos apart, next to the run's own test-split numbers
+(metrics.json, written by the run itself).  A pair of runs that differ by one setting then shows, per rule, whether its
+photos order the two settings as the test split does, and by how much.
 
 Evaluation-only settings are scored from the same models: `--tta flip`, and other input sizes (`--sizes 160x120`: the
 train/test resolution discrepancy, a model trained at one size and evaluated at a larger one); those test-split numbers

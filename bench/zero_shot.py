@@ -7,7 +7,8 @@
 2. The run's all-classes model (the trained head, closed-set) on the same photos.
 3. The gate's boost on the holdout (even-year photos of trained classes, not trained on): the largest with at most 1%
    of them answered with a zero-shot class (`zero_shot.fit_boost`).
-4. A temperature for each (the closed-set head, the joined probability) fitted on the holdout (calibration.py).
+4. A temperature for each (the closed-set head, the joined probability) fitted on the holdout
+   (answering/temperature.py).
 5. Then, once, the test split: top-1/top-5 closed-set and joined, over every photo, over the photos of zero-shot classes
    and over those of trained classes; the share of test photos answered with a zero-shot class; the expected
    calibration error before and after the temperature; and at a best probability of 0.5, the share of test photos

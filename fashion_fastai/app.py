@@ -1,13 +1,13 @@
 """`python -m fashion_fastai.app RUN_DIR_OR_MODEL`: a Gradio page to try a trained stage on one product photo.
 
 A web page lets someone judge a model by showing it their own photos, without a terminal. It must not become a second,
-subtly different inference path, so it is a thin command over inference.py, as `predict` is: the same model loading
-(weights-only form preferred, the pickle only with --trust-pickle), the same device choice and the same `predict_paths`.
-The upload reaches the model as the very file the user chose (`type="filepath"`, no colour-mode conversion by Gradio,
-which would re-encode a greyscale or CMYK JPEG), so the page shows exactly what `python -m fashion_fastai.predict`
-prints for that file. Gradio is imported only to build the page, with its analytics and the Hugging Face Hub switched
-off first, so that the demo contacts nothing and a user error (a missing or damaged model, a port that cannot be served)
-is reported at once.
+subtly different inference path, so it is a thin command over the inference package, as `predict` is: the same model
+loading (weights-only form preferred, the pickle only with --trust-pickle), the same device choice and the same
+`predict_paths`. The upload reaches the model as the very file the user chose (`type="filepath"`, no colour-mode
+conversion by Gradio, which would re-encode a greyscale or CMYK JPEG), so the page shows exactly what `python -m
+fashion_fastai.predict` prints for that file. Gradio is imported only to build the page, with its analytics and the
+Hugging Face Hub switched off first, so that the demo contacts nothing and a user error (a missing or damaged model, a
+port that cannot be served) is reported at once.
 
 With `--similar K --index FILE` a gallery under the labels shows the K catalogue products most alike the photo, as
 `predict --similar` lists them, with the same checks (`index.similar_index`).  The photo is embedded by the first shown

@@ -1,10 +1,11 @@
 """`python -m fashion_fastai.predict MODEL PATH...`: top-k classes for image files and folders.
 
-A thin command over inference.py, which finds the model (a run folder, a weights-only `<model>.json` or an exported
-`<model>.pkl`: the weights-only form whenever it exists, because unpickling runs code from the file), loads it on the
-device and in the processes asked for, and predicts.  Every input is checked before the first prediction: a model that
-is missing or not what its name says, or a folder without images, stops the command with one line saying what to do; a
-file that cannot be read as an image is reported and skipped, and the rest are still predicted.
+A thin command over the inference package, which finds the model (a run folder, a weights-only `<model>.json` or
+an exported `<model>.pkl`: the weights-only form whenever it exists, because unpickling runs code from the file),
+loads it on the device and in the processes asked for, and predicts.  Every input is checked before the first
+prediction: a model that is missing or not what its name says, or a folder without images, stops the command with one
+line saying what to do; a file that cannot be read as an image is reported and skipped, and the rest are still
+predicted.
 """
 from __future__ import annotations
 

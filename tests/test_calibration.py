@@ -1,5 +1,5 @@
-"""calibration.py: temperature scaling recovers a known temperature and keeps every answer; the ECE of a calibrated
-model is near 0 and of an overconfident one is its gap."""
+"""answering/temperature.py: temperature scaling recovers a known temperature and keeps every answer; the ECE of a
+calibrated model is near 0 and of an overconfident one is its gap."""
 from __future__ import annotations
 
 import numpy as np

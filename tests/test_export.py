@@ -1,5 +1,6 @@
-"""ONNX export (export.py) and the ONNX Runtime engine (shipped.py, `--engine onnx`): the graph answers as PyTorch does,
-within what float32 arithmetic allows, and fails loudly otherwise; the engine runs without PyTorch."""
+"""ONNX export (shipped/onnx_export.py) and the ONNX Runtime engine (shipped/runtime.py, `--engine onnx`): the graph
+answers as PyTorch does, within what float32 arithmetic allows, and fails loudly otherwise; the engine runs without
+PyTorch."""
 from __future__ import annotations
 
 import json, os, shutil, subprocess, sys

@@ -1,5 +1,5 @@
-"""The holdout rules (fashion_fastai/holdout.py): what each holds out, that products and years stay whole, that rules
-combine without overlap, and that `random` alone draws what it drew before the other rules existed."""
+"""The holdout rules (fashion_fastai/data/holdout.py): what each holds out, that products and years stay whole, that
+rules combine without overlap, and that `random` alone draws what it drew before the other rules existed."""
 import json
 from pathlib import Path
 

@@ -2,7 +2,7 @@
 classes.  What is fitted (calibrate.py, on the run's holdout) is recorded here, in the model's JSON, so that `predict`,
 the web page and the exported forms answer exactly as evaluation scored.
 
-- Temperatures (calibration.py), one per head: a probability then means what it says on photos like the holdout's.
+- Temperatures (temperature.py), one per head: a probability then means what it says on photos like the holdout's.
 - The zero-shot path (zero_shot.py): classes that had no training photo, scored by the frozen ImageNet network
   (imagenet_classifier.py), joined with the trained head at the boost fitted on the holdout, then tempered with a
   temperature of their own.  `closed_set` leaves it out: the trained head alone, as the published runs of the protocol

@@ -1,5 +1,5 @@
-"""Product photo files to the model's input pixels with Pillow and numpy alone, so that a shipped model (shipped.py,
-ONNX Runtime) decodes exactly as training does without PyTorch or fastai installed.
+"""Product photo files to the model's input pixels with Pillow and numpy alone, so that a shipped model
+(shipped/runtime.py, ONNX Runtime) decodes exactly as training does without PyTorch or fastai installed.
 
 fastai's `PILImage.create` is `Image.convert('RGB')`, which is right for JPEG but wrong for two kinds of files found in
 scraped catalogues: 16-bit greyscale PNGs (PIL clips them, so they come out almost white) and images with transparency

@@ -19,7 +19,7 @@ from fashion_fastai.data.images import image_problem
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 
 
-ENGINES = ('torch', 'onnx')  # PyTorch (either form), or ONNX Runtime on the run's exported graph (export.py)
+ENGINES = ('torch', 'onnx')  # PyTorch (either form), or ONNX Runtime on the run's exported graph (shipped/)
 
 
 WEIGHTS_FORMAT = 'fashion_fastai.weights/1'  # what `export_stage` writes in the weights-only JSON, and all this reads

@@ -5,7 +5,7 @@ training does not need, a run trained before this existed exports all the same, 
 time that a run need not spend.  Each model's weights-only form (`<model>.json` + `.pth`) becomes `<model>.onnx` beside
 it: the input is the decoder's uint8 RGB pixels ([batch, 3, height, width], the batch axis dynamic), and the graph holds
 the scaling, the normalisation, the network and one softmax per head (the article type's and each attribute's), so that
-shipped.py needs only Pillow, numpy and ONNX Runtime.  `<model>.json` gains an `onnx` entry: the file, the input, the
+runtime.py needs only Pillow, numpy and ONNX Runtime.  `<model>.json` gains an `onnx` entry: the file, the input, the
 outputs in order, and the check.  A run whose models have a zero-shot path also gets its frozen ImageNet network as
 `imagenet.onnx` (one graph for the run, checked the same way).
 

@@ -1,4 +1,4 @@
-"""Saving a trained model of the run in two forms (inference.py loads either).
+"""Saving a trained model of the run in two forms (the inference package loads either).
 
 `<name>.pkl` is fastai's `learn.export`: the whole Learner, convenient, but unpickling runs code and ties the file to
 fastai's version.  `<name>.pth` + `<name>.json` is the weights-only form (a plain state_dict, loaded with
