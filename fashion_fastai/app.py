@@ -31,7 +31,7 @@ from fashion_fastai.core.errors import OptionError
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.catalogue.index import Index, similar_index
 from fashion_fastai.core.models import ANSWER_ORDER
-from fashion_fastai.inference.answers import predict_paths
+from fashion_fastai.inference.answers import answer_readable
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.inference.locate import choose_engine, exported, default_model, find_model, models_help, readable
 from fashion_fastai.inference.options import DEFAULT, ClosedSet, Device, Engine, Model, TrustPickle, check_model_options
@@ -73,9 +73,9 @@ class Catalogue:
     k: int
 
     def answer(self, path, topk: int = 5) -> tuple[dict, list]:
-        """The embedding model's `predict_paths` answer for the photo and its `k` nearest catalogue products ({id,
+        """The embedding model's `answer_readable` answer for the photo and its `k` nearest catalogue products ({id,
         label, score, file} each: what `predict --similar` adds), from one forward pass of the trained model."""
-        (result,), _, embeddings = predict_paths(self.model, [path], topk, embed=True)
+        (result,), embeddings = answer_readable(self.model, [path], topk, embed=True)
         return result, self.index.neighbours(embeddings.numpy(), self.k)[0]
 
     def neighbours(self, path) -> list: return self.answer(path)[1]
@@ -149,7 +149,7 @@ def classify(predictors: dict,            # {title: predictor}, as from `load_pr
     out, near = [], None
     for predictor in predictors.values():
         if catalogue is not None and predictor is catalogue.model: result, near = catalogue.answer(files[0], topk)
-        else: (result,), _ = predict_paths(predictor, files, topk)
+        else: (result,) = answer_readable(predictor, files, topk)  # checked once above, for every stage
         zero_shot = set(predictor.answering.zero_shot.head.classes) if predictor.zero_shot else set()
         out.append({t['class'] + (ZERO_SHOT_MARK if t['class'] in zero_shot else ''): t['prob'] for t in result['top']})
         out += [{a['class']: a['prob']} for a in result.get('attributes', {}).values()]

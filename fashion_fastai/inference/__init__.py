@@ -5,7 +5,7 @@ The names below are the package's inference API (`fashion_fastai.inference.load_
 `predict_paths`, ...), as README shows them."""
 from fashion_fastai.answering.answering import REVIEW_PROB
 from fashion_fastai.core.models import ANSWER_ORDER, FIRST
-from fashion_fastai.inference.answers import answer_files, answering_note, answers, predict_paths
+from fashion_fastai.inference.answers import answer_files, answer_readable, answering_note, answers, predict_paths
 from fashion_fastai.inference.load import load_model, load_model_file, load_trained, with_answering
 from fashion_fastai.inference.locate import (ENGINES, IMAGE_EXTS, MODEL_HELP, WEIGHTS_FORMAT, choose_engine,
                                              default_model, expand_paths, exported, file_form, find_model,
@@ -15,7 +15,7 @@ from fashion_fastai.inference.predictors import (DEVICES, OnnxPredictor, Pickled
                                                  resolve_device, worker_device)
 
 __all__ = ['REVIEW_PROB', 'ANSWER_ORDER', 'FIRST',
-           'answer_files', 'answering_note', 'answers', 'predict_paths',
+           'answer_files', 'answer_readable', 'answering_note', 'answers', 'predict_paths',
            'load_model', 'load_model_file', 'load_trained', 'with_answering',
            'ENGINES', 'IMAGE_EXTS', 'MODEL_HELP', 'WEIGHTS_FORMAT', 'choose_engine', 'default_model', 'expand_paths',
            'exported', 'file_form', 'find_model', 'missing_model', 'models_help', 'onnx_form', 'read_meta', 'readable',

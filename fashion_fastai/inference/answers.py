@@ -50,11 +50,20 @@ def answer_files(predictor: Predictor, files: list,
     return (*predictor.answered(heads, files), embeddings)
 
 
+def answer_readable(predictor: Predictor, files: list, topk: int = 5, min_prob: float = REVIEW_PROB,
+                    embed: bool = False):
+    """`answers` for files already checked (`readable`), so that a caller answering one photo with several models
+    decodes it for checking once; with `embed`, (the answers, their embeddings or None)."""
+    heads, routed, embeddings = answer_files(predictor, files, embed) if files else ({}, None, None)
+    results = answers(predictor, files, heads, topk, min_prob, routed) if files else []
+    return (results, embeddings) if embed else results
+
+
 def predict_paths(predictor: Predictor, paths, topk: int = 5, min_prob: float = REVIEW_PROB,
                   embed: bool = False) -> tuple:
     """`answers` for the readable images under `paths`, and the skipped ones with reasons; with `embed`, third, their
     embeddings (for `--similar`; None without a readable image).  What predict and the web page answer with."""
     files, skipped = readable(paths)
-    heads, routed, embeddings = answer_files(predictor, files, embed) if files else ({}, None, None)
-    results = answers(predictor, files, heads, topk, min_prob, routed) if files else []
-    return (results, skipped, embeddings) if embed else (results, skipped)
+    if not embed: return answer_readable(predictor, files, topk, min_prob), skipped
+    results, embeddings = answer_readable(predictor, files, topk, min_prob, embed=True)
+    return results, skipped, embeddings
