@@ -36,14 +36,15 @@ from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.inference.locate import choose_engine, exported, default_model, find_model, models_help, readable
 from fashion_fastai.inference.options import DEFAULT, ClosedSet, Device, Engine, Model, TrustPickle, check_model_options
 from fashion_fastai.inference.predictors import WeightsOnlyModel
-from fashion_fastai.core.models import FIRST, NAMES, STAGES, spec
+from fashion_fastai.core.models import CHOICES, FIRST, JOINED, NAMES, STAGES, spec
 from fashion_fastai.data.pixels import open_rgb
 
-STAGE_CHOICES = ('auto', *NAMES, 'both')  # auto: the model `predict` answers with; both: the protocol's two stages
+STAGE_CHOICES = ('auto', *CHOICES, 'both')  # auto: the model `predict` answers with; both: the protocol's two stages
 
 
 def title(name: str, n: int) -> str:
     "A model's heading on the page: its title in the run's table, or its file name for a file from elsewhere."
+    if name == JOINED: return f'Every article type ({n} classes): each stage for its part, weighed by a part gate'
     return spec(name).describe(n) if name in NAMES else f'{name}: {n} classes'
 
 
@@ -150,7 +151,7 @@ def classify(predictors: dict,            # {title: predictor}, as from `load_pr
     for predictor in predictors.values():
         if catalogue is not None and predictor is catalogue.model: result, near = catalogue.answer(files[0], topk)
         else: (result,) = answer_readable(predictor, files, topk)  # checked once above, for every stage
-        zero_shot = set(predictor.answering.zero_shot.head.classes) if predictor.zero_shot else set()
+        zero_shot = set(predictor.zero_shot_classes)
         out.append({t['class'] + (ZERO_SHOT_MARK if t['class'] in zero_shot else ''): t['prob'] for t in result['top']})
         out += [{a['class']: a['prob']} for a in result.get('attributes', {}).values()]
     return out + ([gallery(near)] if catalogue is not None else [])

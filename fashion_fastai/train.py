@@ -2,7 +2,8 @@
 
 set up (options resolved on this machine, data, weights, config.json) -> for each model of the run's table (models.py:
 stage one on the top-k part, stage two on the rare part with stage one's body, the all-classes model with the last
-one's body): build, fit, evaluate + export -> results.md / metrics.json / plots.  The steps are in run.py; every option
+one's body): build, fit, evaluate + export -> the answer for any photo, joined from the stages by a part gate where the
+holdout prefers it to the all-classes model -> results.md / metrics.json / plots.  The steps are in run.py; every option
 is a field of `TrainConfig` (config.py), recorded in config.json so that a run can be understood, repeated and resumed.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fashion_fastai.training.distributed import on_main
 from fashion_fastai.core.errors import FashionError
 from fashion_fastai.core.models import body_source
 from fashion_fastai.reporting.report import write_results
-from fashion_fastai.training.run import set_up_run, fit_model, evaluate_and_export
+from fashion_fastai.training.run import set_up_run, fit_model, evaluate_and_export, join_models
 from fashion_fastai.training.stages import build_model
 from fashion_fastai.training.checkpoint import started_models
 
@@ -40,7 +41,7 @@ def train(cfg: TrainConfig, resume: Path = None) -> Path:
         fit = fit_model(run, m, learn)
         results[m.name] = on_main(evaluate_and_export, run, m, learn, fit)
         learners[m.name] = learn
-    on_main(write_results, run, results)
+    on_main(write_results, run, results, on_main(join_models, run))
     return run.dir
 
 

@@ -34,8 +34,9 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope='module')
 def run(tmp_path_factory, env, weights):
     out = tmp_path_factory.mktemp('runs')
-    run_module('fashion_fastai.train', *tiny_train_args(epochs_all=1, lr_all=1e-3), '--weights', weights, '--out', out,
-               '--name', 'zs', env=env)
+    # the stages joined by the all-classes model's part sums: the default answer whatever the tiny holdout prefers
+    run_module('fashion_fastai.train', *tiny_train_args(epochs_all=1, lr_all=1e-3, answer='all_parts'), '--weights',
+               weights, '--out', out, '--name', 'zs', env=env)
     return out / 'zs'
 
 
@@ -144,6 +145,53 @@ def test_the_shipped_graphs_answer_as_pytorch(run, env, tmp_path):
     onnx_heads, onnx_routed = onnx.answer_probs(files)
     assert onnx.zero_shot and onnx_routed == torch_routed
     assert torch.allclose(onnx_heads['articleType'], torch_heads['articleType'], atol=1e-4)
+    joined = load_model(shipped, device='cpu', engine='onnx')  # the default answer: every member's graph, joined
+    assert [type(m).__name__ for m in joined.members.values()] == ['OnnxPredictor'] * len(joined.members)
+    onnx_heads, onnx_routed = joined.answer_probs(files)
+    torch_heads, torch_routed = load_model(shipped, device='cpu').answer_probs(files)
+    assert onnx_routed == torch_routed and torch.allclose(onnx_heads['articleType'], torch_heads['articleType'],
+                                                          atol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_joined_answer_is_every_commands_default(run, env, tmp_path):
+    "The stages joined by the part gate answer for the run folder; --stage all is the all-classes model alone."
+    from fashion_fastai.inference import default_model
+    from fashion_fastai.inference.joined import JoinedPredictor
+    from fashion_fastai.inference.locate import find_model
+    files = photos(run, 8)
+    assert default_model(run) == 'joined' and (run / 'joined.json').is_file()
+    joined = load_model(run, device='cpu')
+    assert isinstance(joined, JoinedPredictor) and joined.zero_shot and joined.zero_shot_classes == (PERFUME,)
+    heads, routed = joined.answer_probs(files)
+    alone = load_model(run, stage='all', device='cpu')
+    assert not isinstance(alone, JoinedPredictor) and joined.vocab == alone.vocab and len(routed) == len(files)
+    assert torch.allclose(heads['articleType'].sum(1), torch.ones(len(files)), atol=1e-5)
+    # the gate's model answers as its own JSON says, the stages each as theirs, then the part gate and a temperature
+    members = {n: load_model(run, stage=n, device='cpu').answer_probs(files)[0]['articleType'].double().numpy()
+               for n in joined.answer.members}
+    expected = joined.answer.apply(members)
+    assert np.abs(heads['articleType'].double().numpy() - expected).max() < 1e-5
+    with load_model(run, device='cpu', processes=2) as pool:
+        pooled, pooled_routed = pool.answer_probs(files, bs=4)
+    assert pooled_routed == routed and torch.allclose(pooled['articleType'], heads['articleType'], atol=1e-6)
+    closed = load_model(run, device='cpu', closed_set=True)
+    assert not closed.zero_shot and closed.answer_probs(files)[1] is None
+    p = run_module('fashion_fastai.predict', run, *files[:2], '--json', env=env)
+    assert json.loads(p.stdout)['answering'] == {'calibrated': True, 'zero_shot': True, 'zero_shot_classes': 1}
+    m = json.loads((run / 'metrics.json').read_text())
+    assert m['joined']['kept'] == 'all_parts' and set(m['joined']['candidates']) == {'all', 'all_parts', 'stages'}
+    parts = m['stages']['joined']['answering']['zero_shot']['parts']
+    assert sum(p['photos'] for p in parts.values()) == m['stages']['joined']['n_test']
+    md = (run / 'results.md').read_text()
+    assert '## joined' in md and '(kept)' in md and 'answered in the other part %' in md
+    import shutil
+    older = tmp_path / 'older'
+    shutil.copytree(run, older, ignore=shutil.ignore_patterns('checkpoints', 'joined.json'))
+    assert default_model(older) == 'all'
+    with pytest.raises(ModelError, match='no joined answer'): find_model(older, 'joined')
+    (older / 'joined.json').write_text('{"format": "something else"}')
+    with pytest.raises(ModelError, match='not a joined answer'): load_model(older, device='cpu')
 
 
 @pytest.mark.slow
@@ -210,11 +258,12 @@ def test_a_finished_run_takes_a_users_map_on_resume(run, env, tmp_path):
 
 def split_photos(run_dir, name):
     "(the test photos of model `name`'s part, their article types), as the run chose them (its config.json)."
-    from fashion_fastai.core.models import spec
+    from fashion_fastai.core.models import ALL, JOINED, spec
     from fashion_fastai.data.styles import eval_rows, load_data
     from fashion_fastai.training.config import TrainConfig
     record = json.loads((run_dir / 'config.json').read_text())
-    rows = eval_rows(load_data(Path(record['data_dir']), **TrainConfig.of_run(run_dir).data_options()), spec(name).part)
+    part = ALL if name == JOINED else spec(name).part
+    rows = eval_rows(load_data(Path(record['data_dir']), **TrainConfig.of_run(run_dir).data_options()), part)
     return list(rows['file']), list(rows['articleType'])
 
 
@@ -255,7 +304,8 @@ def test_the_index_labels_an_unlabelled_photo_as_predict_answers(run, tmp_path):
     files, _ = split_photos(run, default_model(run))
     loose = tmp_path / 'loose'; loose.mkdir()
     for f in files[:12]: shutil.copy(f, loose)
-    index, _ = build(run / f'{default_model(run)}.json', [loose], device='cpu', log=lambda *a: None)
+    from fashion_fastai.catalogue.index import weights_only
+    index, _ = build(weights_only(run), [loose], device='cpu', log=lambda *a: None)
     model = load_model(run, device='cpu')
     results, _ = predict_paths(model, [loose], topk=1)
     answered = answer_files(model, [r['path'] for r in results])[0]['articleType']
@@ -271,11 +321,12 @@ def test_closed_set_needs_no_imagenet_network_in_every_command(run, env, tmp_pat
     from fashion_fastai.catalogue.index import build
     from fashion_fastai.inference import default_model
     name = default_model(run)
-    alone = tmp_path / 'alone'; alone.mkdir()
-    for ext in ('json', 'pth'): shutil.copy(run / f'{name}.{ext}', alone)  # the model without the frozen network
+    alone = tmp_path / 'alone'  # the run's models without the frozen network
+    shutil.copytree(run, alone, ignore=shutil.ignore_patterns('checkpoints', 'imagenet.*', '*.pkl'))
+    default = alone / ('joined.json' if name == 'joined' else f'{name}.json')
     files, _ = split_photos(run, name)
-    with pytest.raises(ModelError, match='imagenet.*--closed-set'): build(alone / f'{name}.json', files[:3], log=print)
-    index, _ = build(alone / f'{name}.json', files[:3], device='cpu', log=lambda *a: None, closed_set=True)
+    with pytest.raises(ModelError, match='imagenet.*--closed-set'): build(default, files[:3], log=print)
+    index, _ = build(default, files[:3], device='cpu', log=lambda *a: None, closed_set=True)
     assert len(index.labels) == 3
     for command in ('predict', 'tag', 'index'):
         extra = {'tag': ['--out', tmp_path / 't.csv'], 'index': ['--out', tmp_path / 'i.npz']}.get(command, [])

@@ -26,7 +26,10 @@ from fashion_fastai.data.styles import load_styles
 from fashion_fastai.core.errors import DataError, ModelError, OptionError
 from fashion_fastai.data.images import image_problem
 from fashion_fastai.inference.load import load_model_file
-from fashion_fastai.inference.locate import expand_paths, find_model
+from fashion_fastai.answering.parts import FILE as JOINED_FILE
+from fashion_fastai.core.models import JOINED
+from fashion_fastai.inference.joined import embedding_json
+from fashion_fastai.inference.locate import expand_paths, file_form, find_model
 from fashion_fastai.inference.options import (DEFAULT, Batch, ClosedSet, Device, Stage, WeightsModel,
                                               check_model_options)
 
@@ -35,8 +38,10 @@ BLOCK = 65536  # catalogue rows per block of the search's matrix product: memory
 
 
 def model_identity(json_path: Path) -> dict:
-    "Which model made an embedding: its weights-only file and the SHA-256 of the weights it names."
+    """Which model made an embedding: its weights-only file and the SHA-256 of the weights it names (for a joined
+    answer, those of the member whose embedding it gives)."""
     json_path = Path(json_path).resolve()
+    if json_path.name == JOINED_FILE: json_path = embedding_json(json_path).resolve()
     weights = json_path.parent / json.loads(json_path.read_text())['weights']
     h = hashlib.sha256()
     with open(weights, 'rb') as f:
@@ -45,9 +50,10 @@ def model_identity(json_path: Path) -> dict:
 
 
 def weights_only(model: Path, stage: str = None) -> Path:
-    "The weights-only JSON of the model asked for: embeddings come from the PyTorch network itself."
+    """The weights-only JSON of the model asked for, or the run's joined answer whose members are: embeddings come from
+    the PyTorch network itself."""
     path, form = find_model(Path(model), stage, trust_pickle=False)
-    if form != 'weights':
+    if form not in ('weights', JOINED):
         raise ModelError(f"{model}: an index needs the weights-only form (<model>.json + .pth) of a run's model, not "
                          f"the pickle {path.name}: pass the run folder or its <model>.json.")
     return path
@@ -128,7 +134,7 @@ def similar_index(index: str, similar: int, found: list, engine: str, processes:
     if similar < 1 or index is None:
         raise OptionError(f"--similar K needs K >= 1 and --index FILE (from `python -m fashion_fastai.index`); got "
                           f"--similar {similar}, --index {index}.")
-    if engine != 'torch' or processes > 1 or any(form != 'weights' for _, form in found):
+    if engine != 'torch' or processes > 1 or any(form not in ('weights', JOINED) for _, form in found):
         raise OptionError("--similar embeds the photos with the weights-only PyTorch model: use it with --engine "
                           "torch, one process, and a run folder or <model>.json.")
     models = [model_identity(path) for path, _ in found]
@@ -152,7 +158,7 @@ def model_labels(model, files: list, heads: dict, known: dict) -> list:
     """Each photo's label: `styles.csv`'s where it has one (`known`), else the article type `predict` answers for it
     (`Predictor.answered`, the zero-shot classes joined), which only the photos without a row need."""
     ask = [n for n, f in enumerate(files) if str(f) not in known]
-    answered = model.answered({LABEL: heads[LABEL][ask]}, [files[n] for n in ask])[0][LABEL] if ask else None
+    answered = model.answered({h: p[ask] for h, p in heads.items()}, [files[n] for n in ask])[0][LABEL] if ask else None
     best = iter(answered.argmax(1).tolist() if ask else ())
     return [known[str(f)] if str(f) in known else model.vocab[next(best)] for f in files]
 
@@ -160,7 +166,7 @@ def model_labels(model, files: list, heads: dict, known: dict) -> list:
 def build(model_json: Path, paths, bs: int = 64, device: str = 'auto', log=print,
           closed_set: bool = False) -> tuple[Index, list]:
     "The index of the readable photos under `paths`, and the skipped ones with reasons."
-    model = load_model_file(Path(model_json), 'weights', device, closed_set=closed_set)  # answering: `model_labels`
+    model = load_model_file(*file_form(Path(model_json)), device, closed_set=closed_set)  # answering: `model_labels`
     files, skipped, seen = [], [], {}
     for f in expand_paths(paths):
         why = image_problem(f) if f.exists() else 'file not found'

@@ -45,7 +45,11 @@ NAMES = tuple(m.name for m in MODELS)
 BY_NAME = {m.name: m for m in MODELS}
 FIRST = MODELS[0].name                                      # the model every run has
 STAGES = tuple(m.name for m in MODELS if m.part != ALL)     # the protocol's stages, each on one part
-ANSWER_ORDER = (*(m.name for m in MODELS if m.part == ALL), FIRST)  # which model answers for a run folder, first found
+# the run's answer for any photo: each part's stage, weighed by a part gate (answering/parts.py), written as
+# `<JOINED>.json` beside the models when the holdout chose it over the all-classes model alone
+JOINED = 'joined'
+CHOICES = (*NAMES, JOINED)  # what `--stage` may name
+ANSWER_ORDER = (JOINED, *(m.name for m in MODELS if m.part == ALL), FIRST)  # what answers for a run folder, first found
 
 
 def spec(name: str) -> ModelSpec:

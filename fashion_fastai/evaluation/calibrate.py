@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fashion_fastai.answering.answering import REVIEW_PROB, Answering
+from fashion_fastai.answering.answering import REVIEW_PROB, Answering, adjust_prior, fit_prior_strength
 from fashion_fastai.answering.temperature import ece, fit_temperature, reliability
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.evaluation.evaluate import evaluate_heads
@@ -52,15 +52,21 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
                'the model answers with its softmax and no zero-shot classes')
         return Answering(why_not=why), dict(why_not=why)
     held = evaluate_heads(learn, holdout, train_counts, tta)
+    vocab = list(test[LABEL][0].index)
     targets = {h: np.asarray(t[3]) for h, t in test.items()}
-    temperatures = {h: fit_temperature(p, y) for h, (_, _, p, y) in held.items()}
+    prior = tuple(int(train_counts[LABEL].get(c, 0)) for c in vocab)
+    strength, by_strength = fit_prior_strength(held[LABEL][2], held[LABEL][3], prior)
+    held_p = {h: adjust_prior(p, prior, strength) if h == LABEL else p for h, (_, _, p, _) in held.items()}
+    temperatures = {h: fit_temperature(held_p[h], y) for h, (_, _, _, y) in held.items()}
     softmax = {h: np.asarray(test[h][2], np.float64) for h in held}
-    closed, _ = Answering(temperatures).apply(softmax, closed_set=True)  # as `predict --closed-set` answers
+    closed, _ = Answering(temperatures, prior=prior, prior_strength=strength).apply(softmax, closed_set=True)
     heads = {h: dict(temperature=temperatures[h], **review_numbers(closed[h], softmax[h], targets[h])) for h in held}
     curves = {'closed-set, softmax': reliability(softmax[LABEL], targets[LABEL]),
               'closed-set, calibrated': reliability(closed[LABEL], targets[LABEL])}
-    numbers = dict(holdout_images=len(holdout), review_prob=REVIEW_PROB, heads=heads, curves=curves)
-    vocab = list(test[LABEL][0].index)
+    closed_table = class_table(torch.from_numpy(closed[LABEL]), torch.from_numpy(targets[LABEL]), vocab,
+                               train_counts[LABEL])  # as `predict --closed-set` answers: after the prior's adjustment
+    numbers = dict(holdout_images=len(holdout), review_prob=REVIEW_PROB, heads=heads, curves=curves,
+                   prior=dict(strength=strength, holdout_top1=by_strength), closed_summary=summarize(closed_table))
     untrained = untrained_classes(vocab, train_counts[LABEL])
     path = ZeroShotPath.of(vocab, untrained, zmap)
     why = ('every class of this model had training photos' if not untrained else
@@ -69,8 +75,9 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     holdout_record = dict(images=len(holdout), max_routed=max_routed)
     if why:
         numbers['why_not'] = why
-        return Answering(temperatures, holdout=holdout_record, why_not=why), numbers
-    hold_p, hold_y = np.asarray(held[LABEL][2], np.float64), np.asarray(held[LABEL][3])
+        return Answering(temperatures, holdout=holdout_record, why_not=why, prior=prior,
+                         prior_strength=strength), numbers
+    hold_p, hold_y = np.asarray(held_p[LABEL], np.float64), np.asarray(held[LABEL][3])
     hold_imagenet = scorer.probs(holdout['file'])
     path = path.fitted(hold_p, hold_imagenet, max_routed, hold_y)
     joined_hold = path.joined(hold_p, hold_imagenet)
@@ -79,10 +86,11 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     of_trained = path.of_trained(hold_y)  # the photos the bound counts
     routed_hold = float(path.routed(joined_hold[of_trained]).mean()) if of_trained.any() else 0.
     holdout_record['routed'] = routed_hold
-    answering = Answering(temperatures, path, joined_t, network, holdout_record)
+    answering = Answering(temperatures, path, joined_t, network, holdout_record, prior=prior, prior_strength=strength)
     test_p, imagenet = softmax[LABEL], scorer.probs(test_files)
     answered, routed = answering.apply(softmax, imagenet)  # as `predict` answers: `Predictor.answered` calls the same
-    after, before = answered[LABEL], path.joined(test_p, imagenet)  # before: untempered, for the ECE it had
+    after = answered[LABEL]  # before: untempered (but adjusted for the prior), for the ECE it had
+    before = path.joined(adjust_prior(test_p, prior, strength), imagenet)
     y = targets[LABEL]
     table = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts[LABEL])
     zs = np.isin(y, path.zero_shot_index)

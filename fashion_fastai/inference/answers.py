@@ -37,7 +37,8 @@ def answering_note(predictor: Predictor) -> dict:
     a = predictor.answering
     why = ('--closed-set: the trained classes alone' if predictor.closed_set and a.has_zero_shot else a.why_not)
     return dict(calibrated=bool(a.temperatures), zero_shot=predictor.zero_shot,
-                **({'zero_shot_classes': len(a.zero_shot.head.classes)} if predictor.zero_shot else {'why_not': why}))
+                **({'zero_shot_classes': len(predictor.zero_shot_classes)} if predictor.zero_shot else
+                   {'why_not': why}))
 
 
 def answer_files(predictor: Predictor, files: list,

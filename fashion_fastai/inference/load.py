@@ -6,7 +6,9 @@ from pathlib import Path
 
 from fashion_fastai.answering.answering import Answering
 from fashion_fastai.core.errors import ModelError, OptionError
-from fashion_fastai.inference.locate import choose_engine, find_model, read_meta, weights_error
+from fashion_fastai.inference.locate import JOINED_FORMS, choose_engine, find_model, read_meta, weights_error
+from fashion_fastai.answering.parts import read_part_answer
+from fashion_fastai.inference.joined import JoinedPredictor
 from fashion_fastai.inference.pool import ProcessPredictor
 from fashion_fastai.inference.predictors import (OnnxPredictor, PickledLearner, Predictor, WeightsOnlyModel,
                                                  worker_device)
@@ -24,7 +26,25 @@ def load_model_file(path: Path, form: str, device='auto', processes: int = 1, th
         workers = worker_device(device)
         return ProcessPredictor(path, form, load_model_file(path, form, 'cpu', closed_set=closed_set), processes,
                                 workers, load_model_file)
+    if form in JOINED_FORMS: return load_joined(path, JOINED_FORMS[form], device, threads, closed_set)
     return with_answering(load_trained(path, form, device, threads), path, form, threads, closed_set)
+
+
+def load_joined(path: Path, engine: str, device='auto', threads: int = None,
+                closed_set: bool = False) -> JoinedPredictor:
+    """The joined answer at `path` (a run's `joined.json`) with its members found in the run folder, each loaded with
+    its answering on `engine`; the frozen ImageNet network once, from the first member with zero-shot classes."""
+    path = Path(path)
+    answer = read_part_answer(path)
+    found = {n: choose_engine(find_model(path.parent, n), engine) for n in answer.members}
+    members = {n: with_answering(load_trained(*f, device, threads), *f, threads, closed_set=True)
+               for n, f in found.items()}
+    scorer = None
+    if not closed_set:
+        first = next((n for n, m in members.items() if m.answering.has_zero_shot), None)
+        if first: scorer = with_answering(members[first], *found[first], threads).scorer
+    for m in members.values(): m.closed_set = closed_set
+    return JoinedPredictor(answer, members, scorer, closed_set)
 
 
 def with_answering(predictor: Predictor, path: Path, form: str, threads: int = None,

@@ -13,13 +13,17 @@ from pathlib import Path
 
 from fashion_fastai import __version__
 from fashion_fastai.core.errors import DataError, ModelError, OptionError
-from fashion_fastai.core.models import ANSWER_ORDER, FIRST, NAMES, spec
+from fashion_fastai.answering.parts import FILE as JOINED_FILE
+from fashion_fastai.core.models import ALL, ANSWER_ORDER, CHOICES, FIRST, JOINED, NAMES, spec
 from fashion_fastai.data.images import image_problem
 
 IMAGE_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 
 
 ENGINES = ('torch', 'onnx')  # PyTorch (either form), or ONNX Runtime on the run's exported graph (shipped/)
+
+
+JOINED_FORMS = {'joined': 'torch', 'joined-onnx': 'onnx'}  # the joined answer's form: its members' engine
 
 
 WEIGHTS_FORMAT = 'fashion_fastai.weights/1'  # what `export_stage` writes in the weights-only JSON, and all this reads
@@ -37,15 +41,17 @@ def exported(run_dir: Path) -> list:
 
 
 def default_model(run_dir: Path) -> str | None:
-    """The all-classes model when the run folder has one: one answer among every article type, which is what someone
-    holding a photo asks.  A run from before it (or with its epochs at 0) answers with stage one, and says so; None when
-    the folder has neither."""
-    there = exported(run_dir)
+    """The run's answer among every article type, which is what someone holding a photo asks: the stages joined by
+    the part gate (`joined.json`) where the holdout preferred it, else the all-classes model.  A run with neither (from
+    before them, or with the all-classes model's epochs at 0) answers with stage one, and says so; None when the folder
+    has no model."""
+    there = exported(run_dir) + ([JOINED] if (Path(run_dir) / JOINED_FILE).is_file() else [])
     name = next((n for n in ANSWER_ORDER if n in there), None)
-    if name is not None and name != ANSWER_ORDER[0]:
-        best = spec(ANSWER_ORDER[0])
+    if name == FIRST:
+        best = spec(ALL)
         others = [n for n in NAMES if n not in (name, best.name)]
-        warnings.warn(f"{run_dir} has no all-classes model ({best.name}.json; a run from an older version, or trained "
+        warnings.warn(f"{run_dir} has no joined answer and no all-classes model ({best.name}.json; a run from an older "
+                      f"version, or trained "
                       f"with --{best.epochs_option.replace('_', '-')} 0): answering among {name}'s classes only; "
                       f"--stage {' or '.join(others)} gives the others.")
     return name
@@ -72,10 +78,16 @@ def find_model(model: Path, stage: str = None, trust_pickle: bool = False) -> tu
     """Which file to load and in which form ('weights' or 'pickle'), preferring the weights-only form.  `stage` picks
     one model of a run folder (None: `default_model`); a file is its own model."""
     model = Path(model)
-    if stage is not None and stage not in NAMES:
-        raise OptionError(f"--stage must be one of {', '.join(NAMES)}, got {stage!r}.")
+    if stage is not None and stage not in CHOICES:
+        raise OptionError(f"--stage must be one of {', '.join(CHOICES)}, got {stage!r}.")
     if model.is_dir():
         name = stage or default_model(model)
+        if name == JOINED:
+            if not (model / JOINED_FILE).is_file():
+                raise ModelError(f"Run folder {model} has no joined answer ({JOINED_FILE}): its holdout preferred the "
+                                 f"all-classes model alone, or it was trained before there was one; leave --stage out, "
+                                 f"or choose one of {', '.join(exported(model))}.")
+            return model / JOINED_FILE, JOINED
         if name not in exported(model): raise missing_model(model, name)
         forms = [model / f'{name}.{ext}' for ext in (('pkl', 'json') if trust_pickle else ('json', 'pkl'))]
         model = next(f for f in forms if f.is_file())
@@ -100,6 +112,7 @@ def file_form(model: Path, trust_pickle: bool = False) -> tuple[Path, str]:
                           f"code from the file. Only do this with files you trust "
                           f"(pass --trust-pickle to silence this).")
         return model, 'pickle'
+    if model.name == JOINED_FILE and model.is_file(): return model, JOINED
     if model.suffix == '.json' and model.is_file(): return model, 'weights'
     if model.suffix.lower() in IMAGE_EXTS and model.is_file():
         raise ModelError(f"{model} is an image, not a model: MODEL, the first argument, is {MODEL_HELP}; the images "
@@ -157,12 +170,15 @@ def onnx_form(path: Path, form: str) -> tuple[Path, str]:
 def choose_engine(found: tuple[Path, str], engine: str = 'torch') -> tuple[Path, str]:
     "`find_model`'s (file, form) for `engine`: as found for PyTorch, its ONNX graph for ONNX Runtime (`onnx_form`)."
     if engine not in ENGINES: raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}.")
+    if found[1] in JOINED_FORMS:  # its members are found and checked when it loads
+        return found[0], next(f for f, e in JOINED_FORMS.items() if e == engine)
     return onnx_form(*found) if engine == 'onnx' else found
 
 
 def models_help() -> str:
     "The run's models as `--stage`'s help lists them, names and titles from models.py's table."
-    return '; '.join(f"{n} = {spec(n).describe('N')}" for n in NAMES)
+    return '; '.join([f"{n} = {spec(n).describe('N')}" for n in NAMES]
+                     + [f"{JOINED} = the stages joined by a part gate (written when the holdout preferred it)"])
 
 
 def expand_paths(paths) -> list[Path]:

@@ -9,15 +9,15 @@ from typing import Annotated
 
 from fashion_fastai.answering.answering import REVIEW_PROB
 from fashion_fastai.core.errors import OptionError
-from fashion_fastai.core.models import ANSWER_ORDER, FIRST, NAMES
+from fashion_fastai.core.models import ANSWER_ORDER, CHOICES
 from fashion_fastai.inference.locate import ENGINES, MODEL_HELP, models_help
 from fashion_fastai.inference.predictors import DEVICES, resolve_device
 from fashion_fastai.shipped.runtime import import_onnxruntime
 
 Model = Annotated[str, MODEL_HELP]
 WeightsModel = Annotated[str, "a run folder or a <model>.json (weights-only): the PyTorch network itself"]
-Stage = Annotated[str, f"which model of a run folder: {models_help()} (default: {ANSWER_ORDER[0]} when the run has "
-                       f"it, else {FIRST})"]
+Stage = Annotated[str, f"which model of a run folder: {models_help()} (default: the first of "
+                       f"{', '.join(ANSWER_ORDER)} that the run has)"]
 Engine = Annotated[str, f"what runs the model: {' or '.join(ENGINES)} (ONNX Runtime on the graph `python -m "
                         f"fashion_fastai.export RUN` wrote; no PyTorch needed to run it)"]
 Device = Annotated[str, f"where the model runs: {', '.join(DEVICES)} (auto: CUDA when torch sees a GPU, else the CPU)"]
@@ -55,8 +55,8 @@ def check_model_options(paths=None, **options) -> ModelOptions:
     o = ModelOptions(**options)
     if paths is not None and not paths:
         raise OptionError(f"give at least one image file or folder after MODEL ({MODEL_HELP}).")
-    if o.stage is not None and o.stage not in NAMES:
-        raise OptionError(f"--stage must be one of {', '.join(NAMES)}, got {o.stage!r}.")
+    if o.stage is not None and o.stage not in CHOICES:
+        raise OptionError(f"--stage must be one of {', '.join(CHOICES)}, got {o.stage!r}.")
     if o.engine not in ENGINES: raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {o.engine!r}.")
     if o.engine == 'onnx':
         try: import_onnxruntime()

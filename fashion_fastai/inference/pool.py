@@ -50,6 +50,7 @@ class ProcessPredictor(Predictor):
         if processes < 2: raise ValueError(f"processes must be at least 2 for a process pool, got {processes}")
         self.vocabs, self.processes, self.device = dict(parent.vocabs), processes, resolve_device(device)
         self.answering, self.scorer, self.closed_set = parent.answering, parent.scorer, parent.closed_set
+        self.parent = parent  # joins what the workers give (`answered`), as the workers themselves would
         self.pool = cf.ProcessPoolExecutor(processes, mp_context=mp.get_context('spawn'), initializer=_load_worker,
                                            initargs=(load, str(path), form, str(self.device), parent.closed_set))
 
@@ -65,14 +66,22 @@ class ProcessPredictor(Predictor):
         paths = [str(p) for p in paths]
         if not paths: return {h: torch.empty(0, len(v)) for h, v in self.vocabs.items()}
         parts = self._map(_worker_head_probs, paths, bs)
-        return {h: torch.cat([p[h] for p in parts]) for h in self.vocabs}
+        return {h: torch.cat([p[h] for p in parts]) for h in parts[0]}  # a joined answer's heads are its members'
 
     def answer_probs(self, paths, bs: int = 64, num_workers: int = None) -> tuple[dict, list | None]:
         "Each worker answers its chunk, the frozen ImageNet network's pass included."
         paths = [str(p) for p in paths]
-        if not paths: return self.answered(self.head_probs(paths), paths)
+        if not paths: return {h: torch.empty(0, len(v)) for h, v in self.vocabs.items()}, None
         parts = self._map(_worker_answer_probs, paths, bs)
         routed = None if parts[0][1] is None else [r for _, rs in parts for r in rs]
         return {h: torch.cat([p[h] for p, _ in parts]) for h in self.vocabs}, routed
+
+    @property
+    def zero_shot(self) -> bool: return self.parent.zero_shot
+
+    @property
+    def zero_shot_classes(self) -> tuple: return self.parent.zero_shot_classes
+
+    def answered(self, heads: dict, files) -> tuple[dict, list | None]: return self.parent.answered(heads, files)
 
     def close(self): self.pool.shutdown()

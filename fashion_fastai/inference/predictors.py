@@ -62,6 +62,11 @@ class Predictor:
         "Whether this predictor answers with zero-shot classes."
         return self.answering.has_zero_shot and not self.closed_set and self.scorer is not None
 
+    @property
+    def zero_shot_classes(self) -> tuple:
+        "The classes it answers without training photos (none unless `zero_shot`)."
+        return tuple(self.answering.zero_shot.head.classes) if self.zero_shot else ()
+
     def probs(self, paths, bs=64, num_workers: int = None) -> torch.Tensor:
         return self.head_probs(paths, bs, num_workers)[LABEL]
 

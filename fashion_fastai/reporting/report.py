@@ -22,7 +22,7 @@ from fashion_fastai.core.atomic import atomic_write_text
 from fashion_fastai.training.config import FLIP
 from fashion_fastai.data.holdout import AUTO
 from fashion_fastai.core.schema import LABEL
-from fashion_fastai.core.models import ALL, FIRST, TOP, ModelSpec, body_source, spec
+from fashion_fastai.core.models import ALL, FIRST, JOINED, TOP, ModelSpec, body_source, spec
 from fashion_fastai.reporting.plots import plot_confusion, plot_per_class, plot_reliability, plot_top_losses
 
 # the report reads a finished run; the run imports this module
@@ -100,7 +100,7 @@ def answering_markdown(a: dict) -> str:
     if not a.get("heads"):
         return "\n".join(lines + [f"None: {a.get('why_not', 'not fitted')}."])
     closed, zs = a["heads"][LABEL], a.get("zero_shot")
-    ways = [("closed-set (the trained head alone)", closed, a.get("closed_summary"))]
+    ways = [("closed-set (the trained classes alone)", closed, a.get("closed_summary"))]
     if zs: ways.append(("with zero-shot answers", zs, zs["summary"]))
     num = lambda v, f="{:.2f}": MISSING if v is None else f.format(v)
     rows = [["micro top-1 %", *(_pct(sm["all"]["micro_top1"]) if sm else MISSING for _, _, sm in ways)],
@@ -119,17 +119,53 @@ def answering_markdown(a: dict) -> str:
     lines.append(_md_table(["", *(w for w, _, _ in ways)], rows, "l" + "r" * len(ways)))
     lines += ["", f"Fitted on {a['holdout_images']} holdout photos (even years, never trained on), scored once on the "
                   f"test split. ECE: expected calibration error over 15 confidence bins."]
-    if zs:
+    if zs and "boost" in zs:
         lines.append(f"Zero-shot classes ({len(zs['classes'])}): {', '.join(_cell(c) for c in zs['classes'])}; gate "
                      f"boost {zs['boost']:.3g}, the largest that answers at most {100 * zs['max_routed']:g}% of the "
                      f"holdout with one; {zs['test_images_of_zero_shot_classes']} test photos are of these classes.")
+    elif zs:
+        lines.append(f"Zero-shot classes: the stages' ({len(zs['classes'])}), each behind its stage's own gate; "
+                     f"{zs['test_images_of_zero_shot_classes']} test photos are of these classes; photos of trained "
+                     f"classes answered with one: {_pct(zs['trained_test_routed'])} of the test split.")
     else: lines.append(f"No zero-shot answers: {a.get('why_not', '')}.")
+    if a.get("prior"):
+        p = a["prior"]
+        lines.append(f"Logit adjustment for the training counts (Menon et al., 2021): strength {p['strength']:g}, "
+                     "the best of " + ", ".join(f"{float(k):g} ({_pct(v)})" for k, v in p["holdout_top1"].items())
+                     + " by holdout top-1 of the trained classes.")
+    if a.get("candidates"):
+        lines += ["", parts_markdown(a)]
     others = {h: v for h, v in a["heads"].items() if h != LABEL}
     if others:
         lines.append("Other heads, ECE % softmax -> calibrated (temperature): " + "; ".join(
             f"{h} {_pct(v['ece_before'])} -> {_pct(v['ece_after'])} ({v['temperature']:.3f})"
             for h, v in others.items()))
     return "\n".join(lines)
+
+
+def parts_markdown(a: dict) -> str:
+    """The joined answer's part gate (evaluation/join.py): each candidate's holdout top-1, which was kept, and on the
+    test split, per part of the photos, their top-1 and the share answered with a class of the other part."""
+    names = {ALL: "the all-classes model alone", "all_parts": "stages, gated by the all-classes model's part sums",
+             "stages": "stages, gated by their own best probabilities"}
+    rows = [[names.get(c, c) + (" (kept)" if c == a["kept"] else ""), _pct(v["zero_shot"]), _pct(v["closed_set"])]
+            for c, v in a["candidates"].items()]
+    out = [f"Candidates for the answer over every class, top-1 % on the {a['holdout_images']} holdout photos "
+           "(the choice is made with zero-shot answers, the default):", "",
+           _md_table(["candidate", "with zero-shot", "closed-set"], rows, "lrr")]
+    if "zero_shot" in a:
+        ways = (("with zero-shot", a["zero_shot"]), ("closed-set", a["heads"][LABEL]))
+        part_rows = [[f"{part} photos ({w['parts'][part]['photos']})", *(x for _, v in ways for x in (
+            _pct(v["parts"][part]["top1"]), _pct(v["parts"][part]["other_part"])))]
+            for part in ("top", "rare") for w in (ways[0][1],)]
+        out += ["", "On the test split, by part of the photos:", "",
+                _md_table(["photos", *(f"{n}: {k}" for n, _ in ways for k in ("top-1 %", "answered in the other "
+                                                                                       "part %"))],
+                          part_rows, "lrrrr"),
+                "", f"Gate: {a['gate']}, Platt-scaled on the holdout (with zero-shot: scale "
+                    f"{a['zero_shot']['gate_scale']:.3f}, bias {a['zero_shot']['gate_bias']:.3f}); models run per "
+                    f"photo: {', '.join(a['members'])}; other attributes from {a['attributes_from']}."]
+    return "\n".join(out)
 
 
 def with_answer_numbers(table: pd.DataFrame, summary: dict, answering: dict) -> tuple[pd.DataFrame, dict]:
@@ -143,8 +179,8 @@ def with_answer_numbers(table: pd.DataFrame, summary: dict, answering: dict) -> 
         joined = zs["table"]
         for k in _ks_of(summary): table[f"zs_top{k}"] = joined[f"top{k}"].reindex(table.index)
         table["zero_shot"] = table.index.isin(zs["classes"])
-    summary["answering"] = {**{k: v for k, v in answering.items() if k not in ("curves", "zero_shot")},
-                            "closed_summary": {k: summary[k] for k in ("all", "seen")},
+    summary["answering"] = {**{k: v for k, v in answering.items() if k not in ("curves", "zero_shot", "closed_table")},
+                            "closed_summary": {k: answering.get("closed_summary", summary)[k] for k in ("all", "seen")},
                             **({"zero_shot": {k: v for k, v in zs.items() if k != "table"}} if zs else {})}
     return table, summary
 
@@ -307,8 +343,9 @@ reaches that is right on every seen image and makes no lucky guess.
 """
 
 
-def write_results(run: Run, results: dict) -> None:
-    "Plots, the final config.json (learning rates used, timings), results.md and metrics.json, and a summary on stdout."
+def write_results(run: Run, results: dict, joined: dict = None) -> None:
+    """Plots, the final config.json (learning rates used, timings), results.md and metrics.json, and a summary on
+    stdout; `joined`: the answer for any photo (`run.join_models`), a section of its own when the run kept one."""
     timings = {s: r['train_seconds'] for s, r in results.items()}
     timings['total'], timings['resumed'] = round(time.time() - run.started, 1), any(run.resumed.values())
     r1, k = results[FIRST], run.cfg.topk
@@ -327,21 +364,32 @@ def write_results(run: Run, results: dict) -> None:
         if r.get('answering', {}).get('curves'):
             plot_reliability(r['answering']['curves'], run.dir / f'reliability_{name}.png',
                              f"{name}: reliability on the test split")
+    kept = joined is not None and "closed_table" in joined
+    if kept: plot_reliability(joined["curves"], run.dir / f"reliability_{JOINED}.png",
+                              f"{JOINED}: reliability on the test split")
     speed = train_speed(results)
     run.record.update(lr_used={s: r['lr'] for s, r in results.items()}, timings_seconds=timings,
                       phase_seconds={s: r['phase_seconds'] for s, r in results.items()},
                       train_images_per_second=speed)
+    if joined is not None: run.record['phase_seconds'][JOINED] = dict(join=joined['seconds'])
     atomic_write_text(run.dir / 'config.json', json.dumps(run.record, indent=1))
     load_counts = {k: v if not isinstance(v, list) else len(v) for k, v in run.data.report.to_dict().items()}
-    write_report(run.dir,
-                 {s: with_answer_numbers(r['table'], r['summary'], r.get('answering')) for s, r in results.items()},
+    stages = {s: with_answer_numbers(r['table'], r['summary'], r.get('answering')) for s, r in results.items()}
+    if kept:
+        stages[JOINED] = with_answer_numbers(joined['closed_table'], joined['closed_summary'],
+                                             {k: v for k, v in joined.items() if k != 'seconds'})
+    write_report(run.dir, stages,
                  header_markdown(run, timings, speed, run.record['phase_seconds']),
-                 extra=dict(config=run.record, load_report=load_counts),
+                 extra=dict(config=run.record, load_report=load_counts,
+                            **({JOINED: {k: joined[k] for k in ('candidates', 'kept', 'why_not', 'holdout_parts')
+                                         if k in joined}} if joined is not None else {})),
                  attributes={s: {a: (h['table'], h['summary']) for a, h in r['attributes'].items()}
                              for s, r in results.items() if r['attributes']})
     print(f"\nDone in {timings['total'] / 60:.1f} min. Run folder: {run.dir}", flush=True)
     for s, r in results.items():
         print(f"  {s}: {headline(r['summary'])}")
         for a, h in r['attributes'].items(): print(f"  {s} {a}: {headline(h['summary'])}")
+    if kept: print(f"  {JOINED}: {headline(joined['zero_shot']['summary'])} (closed-set "
+                   f"{headline(joined['closed_summary'])})")
     print(f"  report: {run.dir / 'results.md'}\nNext: python -m fashion_fastai.predict {run.dir} IMAGE_OR_FOLDER",
           flush=True)

@@ -19,7 +19,8 @@ from typing import Annotated
 import torch
 
 from fashion_fastai.core.errors import OptionError, DataError
-from fashion_fastai.core.models import MODELS, spec
+from fashion_fastai.answering.parts import GATES
+from fashion_fastai.core.models import ALL, MODELS, spec
 from fashion_fastai.core.schema import ATTRIBUTES, IMAGE_SIZE, LABEL
 from fashion_fastai.data.holdout import AUTO, RULES
 from fashion_fastai.data.styles import data_folder_problem
@@ -29,6 +30,7 @@ PRETRAINED = ('auto', 'yes', 'no')
 BODIES = (MODELS[0].name, 'imagenet', 'scratch')  # where stage two's body starts
 HEADS = ('imprint', 'new')  # how the stage-two and all-classes heads start
 RANK_ON = ('all', 'train')
+ANSWERS = ('auto', ALL, *GATES)  # --answer: chosen on the holdout, or one candidate (evaluation/join.py)
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 
 
@@ -202,6 +204,10 @@ class TrainConfig:
     lr_all: Annotated[float | str, "the all-classes model's learning rate, 'auto', or LO:HI", S] = 2e-3
     all_head: Annotated[str, "the all-classes model's head: imprint (the last stage's head, its last layer set from "
                              "each class's mean features) or new (fastai's fresh head)", S] = 'imprint'
+    answer: Annotated[str, "the answer for any photo (predict's default): auto (the candidate with the most holdout "
+                           "photos right), all (the all-classes model alone), all_parts (the stages, weighed by the "
+                           "all-classes model's part sums) or stages (the stages, weighed by their own best "
+                           "probabilities)", S] = 'auto'
     topk: Annotated[int, "number of most frequent classes in stage one", I] = 20
     rank_on: Annotated[str, "rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows", S] = 'all'
     holdout: Annotated[float | None, "fraction of even-year images held out (per class) for validation, the "
@@ -296,6 +302,7 @@ class TrainConfig:
         _choice('--rank-on', self.rank_on, RANK_ON)
         _choice('--all-head', self.all_head, HEADS)
         _choice('--stage2-head', self.stage2_head, HEADS)
+        _choice('--answer', self.answer, ANSWERS)
         if self.stage2_head == 'imprint' and self.stage2_body != BODIES[0]:
             raise OptionError("--stage2-head imprint starts from stage one's head, so it needs --stage2-body "
                               f"{BODIES[0]} (got {self.stage2_body}): use --stage2-head new.")
@@ -403,7 +410,7 @@ class TrainConfig:
 
 RENAMED = {'stage2_init': 'stage2_body', 'all_init': 'all_head'}  # config.json keys of older versions
 # how the run computes or answers, not what it learns
-RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot', 'zero_shot_map')
+RESUMABLE = ('workers', 'precision', 'channels_last', 'tta', 'zero_shot', 'zero_shot_map', 'answer')
 
 
 def _default(name: str):

@@ -22,6 +22,8 @@ from fashion_fastai.core.atomic import atomic_write_text
 from fashion_fastai.training.artifacts import export_stage, record_answering
 from fashion_fastai.networks import imagenet_classifier
 from fashion_fastai.evaluation.calibrate import calibrate
+from fashion_fastai.evaluation.join import join_stages
+from fashion_fastai.answering.parts import FILE as JOINED_FILE
 from fashion_fastai.training.checkpoint import read_state, write_state
 from fashion_fastai.training.config import TrainConfig, read_run_record, rate_words
 from fashion_fastai.networks.attributes import article_vocab
@@ -239,3 +241,26 @@ def evaluate_and_export(run: Run, m: ModelSpec, learn: Learner, fit: dict) -> di
                 vocab=article_vocab(learn.dls),
                 attributes={a: dict(table=t, summary=s, probs=p, targs=y, vocab=list(t.index))
                             for a, (t, s, p, y) in heads.items()})
+
+
+def join_models(run: Run) -> dict:
+    """The run's answer for any photo (evaluation/join.py): chosen and fitted on every part's holdout from the exported
+    models, scored on the test split; `joined.json` is written when a part gate beat the all-classes model alone (and
+    one left from before is removed when it did not)."""
+    t0 = time.time()
+    holdout = eval_rows(run.data, ALL, 'valid') if run.cfg.holdout else eval_rows(run.data, ALL).iloc[:0]
+    answer, numbers = join_stages(run.dir, run.data.vocabs[ALL], holdout, eval_rows(run.data, ALL),
+                                  run.data.train_counts(ALL), run.scorer, run.cfg.answer)
+    if answer is not None: answer.save(run.dir)
+    else: (run.dir / JOINED_FILE).unlink(missing_ok=True)
+    numbers['seconds'] = round(time.time() - t0, 1)
+    pct = lambda v: '–' if v is None else f'{100 * v:.2f}%'
+    if 'candidates' in numbers:
+        say('Answer for any photo, holdout top-1 with zero-shot / closed-set: ' + '; '.join(
+            f"{c} {pct(v['zero_shot'])} / {pct(v['closed_set'])}" for c, v in numbers['candidates'].items())
+            + f"; kept: {numbers['kept']}")
+    if answer is not None:
+        say(f"{JOINED_FILE.split('.')[0]} (gate {answer.gate}): {headline(numbers['zero_shot']['summary'])}; "
+            f"closed-set {headline(numbers['closed_summary'])}")
+    else: say(f"No joined answer: {numbers['why_not']}")
+    return numbers

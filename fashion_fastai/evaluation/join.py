@@ -1,0 +1,177 @@
+"""The run's answer for any photo, chosen on the holdout: each part gate of `answering/parts.py` joins the stages, and
+the all-classes model alone stands beside them; the one with the most holdout photos right (with zero-shot answers, the
+way `predict` answers by default) is kept, written as `joined.json` when it is a gate, and scored once on the test
+split, both ways of answering.
+
+The models are read back from the run folder through the inference package, as `predict` loads them, so the numbers are
+those of the answer a user gets.  Every fitted value (the gate's scale and bias, the joined temperature) comes from the
+holdout of every part (even-year photos no model trained on); the test split is only scored.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fashion_fastai.answering.answering import REVIEW_PROB
+from fashion_fastai.answering.parts import GATES, WAYS, PartAnswer
+from fashion_fastai.answering.temperature import ece, reliability
+from fashion_fastai.answering.zero_shot import MAX_ROUTED
+from fashion_fastai.core.models import ALL, PARTS, STAGES, spec
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.evaluation.scores import by_part, class_table, summarize
+from fashion_fastai.inference.load import load_model_file
+
+ALONE = ALL  # the candidate that is the all-classes model by itself
+
+
+def answered(predictor, files: list) -> dict:
+    """{way: the article type's probabilities [N, its classes] as `predictor` answers `files`}, each model's network
+    run once for both ways; 'routed': which photos a zero-shot class answered (None without a zero-shot path)."""
+    heads = predictor.head_probs(files)
+    with_zs, routed = predictor.answered(heads, files)
+    closed, _ = predictor.answering.apply({h: p.numpy() for h, p in heads.items()}, closed_set=True)
+    return dict(zero_shot=with_zs[LABEL].double().numpy(), closed_set=np.asarray(closed[LABEL], np.float64),
+                routed=None if routed is None else np.asarray(routed))
+
+
+def _targets(rows: pd.DataFrame, vocab: list) -> np.ndarray:
+    where = {c: i for i, c in enumerate(vocab)}
+    return np.array([where[c] for c in rows[LABEL]], int)
+
+
+def part_numbers(probs: np.ndarray, targets: np.ndarray, parts: np.ndarray, index: dict) -> dict:
+    """Per part of the photos: their count, top-1, and the share answered with a class of the other part (the gate's
+    errors)."""
+    best = np.asarray(probs).argmax(1)
+    out = {}
+    for part in PARTS:
+        mine = np.asarray(parts) == part
+        other = np.isin(best[mine], index['rare' if part == 'top' else 'top'])
+        out[part] = dict(photos=int(mine.sum()),
+                         top1=float((best[mine] == targets[mine]).mean()) if mine.any() else None,
+                         other_part=float(other.mean()) if mine.any() else None)
+    return out
+
+
+def candidates(members: dict, parts: np.ndarray, targets: np.ndarray, base: PartAnswer) -> dict:
+    """{candidate: {way: (its answer, or None for the all-classes model alone; holdout top-1)}} on the holdout."""
+    out = {}
+    if ALL in members:
+        out[ALONE] = {w: (None, float((members[ALL][w].argmax(1) == targets).mean())) for w in WAYS}
+    for gate in GATES:
+        needs = [n for n, _ in base.stages.values()] + ([ALL] if gate == 'all_parts' else [])
+        if any(n not in members for n in needs): continue
+        out[gate] = {}
+        answer = PartAnswer(base.vocab, base.stages, gate, attributes_from=needs[-1])
+        for w in WAYS:
+            probs = {n: members[n][w] for n in needs}
+            answer = answer.fitted(probs, parts, targets, w)
+            out[gate][w] = (answer, None)
+        for w in WAYS:
+            probs = {n: members[n][w] for n in needs}
+            out[gate][w] = (answer, float((answer.apply(probs, w == 'closed_set').argmax(1) == targets).mean()))
+    return out
+
+
+def review_numbers(probs: np.ndarray, untempered: np.ndarray, targets: np.ndarray, answerable: np.ndarray) -> dict:
+    "ECE before and after the temperature, and at `REVIEW_PROB` the share of photos above it and their accuracy."
+    sure, hit = probs.max(1) >= REVIEW_PROB, probs.argmax(1) == targets
+    return dict(ece_before=ece(untempered, targets), ece_after=ece(probs, targets),
+                ece_answerable=ece(probs[answerable], targets[answerable]) if answerable.any() else None,
+                coverage=float(sure.mean()) if len(sure) else None,
+                precision=float(hit[sure].mean()) if sure.any() else None)
+
+
+def join_stages(run_dir: Path,
+                vocab: list,                 # every class, in the all-classes vocab's order
+                holdout: pd.DataFrame,       # every part's holdout rows (`eval_rows(data, ALL, 'valid')`)
+                test: pd.DataFrame,          # every part's test rows (`eval_rows(data, ALL)`)
+                train_counts: dict,          # {class: training photos}
+                scorer=None,                 # the run's frozen ImageNet network (remembers its photos), or None
+                choice: str = 'auto',        # the candidate to keep (ALONE or one of GATES); auto: the holdout's best
+                device='auto') -> tuple[PartAnswer | None, dict]:
+    """(the joined answer kept, or None when the all-classes model alone did best or a stage is missing; the report's
+    numbers: each candidate's holdout top-1 both ways, and the kept answer's test table, summary and review numbers in
+    the shape `calibrate` gives a model's)."""
+    run_dir = Path(run_dir)
+    there = [n for n in (*STAGES, ALL) if (run_dir / f'{n}.json').is_file()]
+    stages = {spec(n).part: n for n in STAGES if n in there}
+    if set(stages) != set(PARTS):
+        return None, dict(why_not=f"the run has no model for every part ({', '.join(there)})")
+    if not len(holdout):
+        return None, dict(why_not='trained without a holdout (--holdout 0): nothing to choose and fit the part gate on')
+    predictors = {n: load_model_file(run_dir / f'{n}.json', 'weights', device) for n in there}
+    if scorer is not None:
+        for p in predictors.values():
+            if p.scorer is not None: p.scorer = scorer  # the run's, which has seen these photos already
+    if ALL in predictors and list(predictors[ALL].vocab) != list(vocab):
+        raise ValueError(f"{ALL}.json's classes are not the run's every class, in order: the run folder is mixed")
+    base = PartAnswer(tuple(vocab), {part: (n, tuple(predictors[n].vocab)) for part, n in stages.items()}, GATES[0])
+    hold_files, test_files = list(holdout['file']), list(test['file'])
+    hold = {n: answered(p, hold_files) for n, p in predictors.items()}
+    hold_y, hold_parts = _targets(holdout, vocab), holdout['part'].to_numpy()
+    found = candidates(hold, hold_parts, hold_y, base)
+    holdout_top1 = {c: {w: top1 for w, (_, top1) in ways.items()} for c, ways in found.items()}
+    if choice not in ('auto', *found):
+        return None, dict(why_not=f"--answer {choice} needs models this run lacks (it has {', '.join(there)})",
+                          candidates=holdout_top1, kept=None)
+    kept = choice if choice != 'auto' else max(
+        found, key=lambda c: (holdout_top1[c][WAYS[0]], holdout_top1[c][WAYS[1]], c == ALONE))
+    numbers = dict(holdout_images=len(holdout), review_prob=REVIEW_PROB, candidates=holdout_top1, kept=kept,
+                   holdout_parts={c: {w: part_numbers(_answer(a, hold, w, c), hold_y, hold_parts, base.index())
+                                      for w, (a, _) in ways.items()} for c, ways in found.items()})
+    if kept == ALONE:
+        numbers['why_not'] = ('the all-classes model alone answered the most holdout photos right' if choice == 'auto'
+                              else f'--answer {ALONE}')
+        return None, numbers
+    answer = found[kept][WAYS[0]][0]
+    answer.holdout = dict(images=len(holdout), candidates=holdout_top1, kept=kept)
+    runs = {n: answered(predictors[n], test_files) for n in answer.members}
+    y, test_parts, index = _targets(test, vocab), test['part'].to_numpy(), answer.index()
+    tables, reviews, curves = {}, {}, {}
+    for w in WAYS:
+        probs = {n: runs[n][w] for n in answer.members}
+        after, before = answer.apply(probs, w == 'closed_set'), answer.untempered(probs, w)
+        tables[w] = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts)
+        reviews[w] = dict(temperature=answer.fits[w]['temperature'], gate_scale=answer.fits[w]['scale'],
+                          gate_bias=answer.fits[w]['bias'],
+                          **review_numbers(after, before, y, after[np.arange(len(y)), y] > 0),
+                          parts=part_numbers(after, y, test_parts, index))
+        curves[f"{w.replace('_', '-')}, calibrated"] = reliability(after, y)
+        if w == WAYS[0]: default = after
+        else: closed = after
+    zero_shot_classes = [c for n in answer.members if n != ALL and predictors[n].zero_shot
+                         for c in predictors[n].answering.zero_shot.head.classes]
+    zs_index = np.array([vocab.index(c) for c in zero_shot_classes], int)
+    of_trained = np.array([train_counts.get(c, 0) > 0 for c in test[LABEL]])
+    hold_trained = np.array([train_counts.get(c, 0) > 0 for c in holdout[LABEL]])
+    hold_default = answer.apply({n: hold[n][WAYS[0]] for n in answer.members})
+    on_zs = np.isin(y, zs_index)
+    numbers.update(
+        gate=kept, members=list(answer.members), attributes_from=answer.attributes_from, curves=curves,
+        heads={LABEL: reviews['closed_set']}, closed_summary=summarize(tables['closed_set']),
+        closed_table=tables['closed_set'],
+        zero_shot=dict(
+            classes=zero_shot_classes, max_routed=MAX_ROUTED, temperature=reviews['zero_shot']['temperature'],
+            holdout_routed=float(np.isin(hold_default.argmax(1), zs_index)[hold_trained].mean())
+            if hold_trained.any() else 0.,
+            test_routed=float(np.isin(default.argmax(1), zs_index).mean()),
+            trained_test_routed=float(np.isin(default.argmax(1), zs_index)[of_trained].mean()),
+            test_images_of_zero_shot_classes=int(on_zs.sum()),
+            zero_shot_classes_top1=float((default[on_zs].argmax(1) == y[on_zs]).mean()) if on_zs.any() else None,
+            closed_zero_shot_classes_top1=float((closed[on_zs].argmax(1) == y[on_zs]).mean()) if on_zs.any() else None,
+            table=tables['zero_shot'], summary=summarize(tables['zero_shot']),
+            **{k: v for k, v in reviews['zero_shot'].items() if k != 'temperature'}))
+    for t in (numbers['closed_summary'], numbers['zero_shot']['summary']):
+        t['parts'] = by_part(tables['closed_set'] if t is numbers['closed_summary'] else tables['zero_shot'],
+                             {p: list(v) for p, (_, v) in answer.stages.items()})
+    return answer, numbers
+
+
+def _answer(answer: PartAnswer | None, members: dict, way: str, candidate: str) -> np.ndarray:
+    "A candidate's answer on the photos `members` answered: the all-classes model's own, or the joined one."
+    if answer is None: return members[candidate][way]
+    return answer.apply({n: members[n][way] for n in answer.members}, way == 'closed_set')
