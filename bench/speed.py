@@ -46,9 +46,12 @@ from fastai.vision.all import Callback, DataLoader, DataLoaders, find_bs, load_l
 from fastcore.script import call_parse
 from torchvision.io import ImageReadMode, decode_image, read_file
 
-from fashion_fastai.training.artifacts import export_stage
+from fashion_fastai.answering.answering import Answering
+from fashion_fastai.answering.zero_shot import ZeroShotPath, load_map
+from fashion_fastai.core.schema import LABEL
+from fashion_fastai.training.artifacts import export_stage, record_answering
 from fashion_fastai.data.styles import load_data, part_dataloaders
-from fashion_fastai.core.models import ALL
+from fashion_fastai.core.models import ALL, JOINED
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.training.stages import build_learner
 from fashion_fastai.training.config import parse_size
@@ -259,13 +262,96 @@ def latencies(fn, files: list) -> dict:
     return dict(p50=statistics.median(ms), p95=q[18], n=len(ms))
 
 
+# the real data's stages (20 top classes, 122 rare, 142 in all), each part with one class that had no training photo
+# and has a zero-shot map row, so that the frozen ImageNet network runs as in a real run's answer
+PART_CLASSES = {'top': 20, 'rare': 122}
+ZERO_SHOT = {'top': 'Perfume and Body Mist', 'rare': 'Lipstick'}
+
+
+def part_vocab(part: str) -> list:
+    return sorted([ZERO_SHOT[part], *(f'{part} class {i:03d}' for i in range(PART_CLASSES[part] - 1))])
+
+
+def untrained_model(data, name: str, vocab: list, arch: str, size, run: Path) -> None:
+    """An untrained model of `vocab` exported as the CLI exports a trained one (`export_stage`): a DataBlock of the
+    parts' own kind over a few photos relabelled with its classes gives the learner its vocab and normalisation."""
+    from fashion_fastai.data.styles import as_items, part_datablock
+    from fashion_fastai.training.config import resolve_channels_last
+    items = [{**row, LABEL: vocab[i % len(vocab)], 'split': ('train', 'test')[i % 2]}
+             for i, row in enumerate(as_items(data.part(ALL).head(8)))]
+    dls = part_datablock(vocab, size, 'test', False, normalization(arch)).dataloaders(items, bs=4, num_workers=0)
+    learn = build_learner(dls, arch, path=run, stage=name, channels_last=None)
+    if resolve_channels_last(None, 'fp32', arch): learn.to_channelslast(use_amp=False)  # as the CLI trains it here
+    export_stage(learn, run, name, arch, size)
+
+
+def bench_answering(vocab: list, network: dict) -> Answering:
+    "What calibration records for a model (temperatures, prior, zero-shot path); the numbers do not change the cost."
+    untrained = [c for c in ZERO_SHOT.values() if c in vocab]
+    path = ZeroShotPath.of(vocab, untrained, load_map())
+    assert path.head.classes, f"no zero-shot map row for {untrained}: the ImageNet network would not run"
+    prior = tuple(0 if c in untrained else 5 + i % 7 for i, c in enumerate(vocab))
+    return Answering({LABEL: 1.5}, path, 1.2, network, prior=prior, prior_strength=.5)
+
+
+def bench_run(data, arch: str, size, files: list, run: Path) -> dict:
+    """A run folder of untrained models, written once with the package's own functions: both stages, the all-classes
+    model, the frozen ImageNet network, each model's answering, `joined.json` per gate (a folder each, the models
+    linked) and every ONNX graph.  Returns {gate: its joined.json}."""
+    from fashion_fastai.answering.parts import GATES, WAYS, PartAnswer
+    from fashion_fastai.networks import imagenet_classifier
+    from fashion_fastai.shipped.onnx_export import export_imagenet, export_onnx
+    run.mkdir()
+    vocabs = {'stage1': part_vocab('top'), 'stage2': part_vocab('rare')}
+    vocabs[ALL] = sorted(vocabs['stage1'] + vocabs['stage2'])
+    mean, std = normalization(arch)
+    imagenet_classifier.save(imagenet_classifier.build(arch).eval(), run)
+    network = dict(file=imagenet_classifier.FILE, arch=arch, size=list(imagenet_classifier.input_size(arch, size)),
+                   mean=mean, std=std)
+    for name, vocab in vocabs.items():
+        untrained_model(data, name, vocab, arch, size, run)
+        record_answering(run, name, bench_answering(vocab, network))
+        export_onnx(run / f'{name}.json', files)
+    export_imagenet(run / 'stage1.json', files)
+    joined = {}
+    for gate in GATES:
+        folder = run if gate == 'all_parts' else run.with_name(f'{run.name}-{gate}')
+        if folder != run:
+            folder.mkdir()
+            for f in run.iterdir():
+                if f.stem not in (ALL, JOINED): (folder / f.name).symlink_to(f)
+        answer = PartAnswer(tuple(vocabs[ALL]), {'top': ('stage1', tuple(vocabs['stage1'])),
+                                                 'rare': ('stage2', tuple(vocabs['stage2']))}, gate,
+                            {w: dict(scale=1., bias=0., temperature=1.) for w in WAYS},
+                            attributes_from=ALL if gate == 'all_parts' else 'stage2')
+        joined[gate] = answer.save(folder)
+    return joined
+
+
+def answer_paths(joined: dict, device: str) -> dict:
+    """The answers a run gives, each loaded as `predict` loads it, on PyTorch and on ONNX Runtime: the all-classes model
+    alone with its zero-shot path, and the joined answer of each gate."""
+    run = joined['all_parts'].parent
+    out = {'all_zero_shot': {'torch': load_model_file(run / f'{ALL}.json', 'weights', device),
+                             'onnx': load_model_file(run / f'{ALL}.json', 'onnx', 'cpu')}}
+    for gate, path in joined.items():
+        out[f'joined_{gate}'] = {'torch': load_model_file(path, 'joined', device),
+                                 'onnx': load_model_file(path, 'joined-onnx', 'cpu')}
+    for name, engines in out.items():
+        for engine, p in engines.items():
+            assert p.zero_shot, f"{name} on {engine} answers without its zero-shot path: the benchmark would not run it"
+    return out
+
+
 def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int, processes: int, photos: int,
                      tmp: Path, device: str = 'cpu') -> dict:
     """The paths a user predicts with, side by side, each on the same files: decoding alone (pixels.py); a bare eager
     forward over the decoded, normalised batches already in memory (NCHW, and in channels_last); the PyTorch path
     (`WeightsOnlyModel`, decoding included) and the ONNX Runtime path (`OnnxPredictor`, decoding included), in one
-    process and in `processes` worker processes; then one photo at a time, p50/p95 latency of each path. `device`: where
-    the PyTorch sides run (`auto`: CUDA when there is one); ONNX Runtime runs on the CPU (the PyPI build's provider)."""
+    process and in `processes` worker processes; then one photo at a time, p50/p95 latency of each path. Beside them,
+    the answers a run gives on each engine (`answer_paths`: calibrated, the frozen ImageNet network run for the
+    zero-shot classes): the all-classes model alone and the joined answer of each gate. `device`: where the PyTorch
+    sides run (`auto`: CUDA when there is one); ONNX Runtime runs on the CPU (the PyPI build's provider)."""
     from fashion_fastai.shipped.onnx_export import export_onnx
     from fashion_fastai.inference.predictors import OnnxPredictor, PickledLearner, WeightsOnlyModel
     from fashion_fastai.data.pixels import image_batch
@@ -301,6 +387,10 @@ def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int,
              'torch_path': lambda: torch_path.head_probs(files, bs),
              'onnx_path': lambda: onnx_path.head_probs(files, bs),
              'fastai_get_preds': lambda: learner.head_probs(files, bs, num_workers=0)}
+    answers = answer_paths(bench_run(data, arch, size, files[:16], tmp / 'run'), device)  # 16: each export's check
+    for name, engines in answers.items():  # the answers as `predict` gives them: calibrated, with zero-shot classes
+        for engine, p in engines.items():
+            sides[f'{name}_{engine}'] = (lambda p: lambda: p.answer_probs(files, bs))(p)
     pools = {}
     if processes > 1:
         for name, form in (('torch_processes', 'weights'), ('onnx_processes', 'onnx')):
@@ -315,7 +405,11 @@ def shipping_measure(data, arch: str, size, bs: int, batches: int, repeats: int,
     one = files[:photos]
     latency = {'bare_nchw': latencies(lambda f: forward(bare, [torch_path_input(torch_path, f)]), one),
                'torch_path': latencies(lambda f: torch_path.head_probs(f, 1), one),
-               'onnx_path': latencies(lambda f: onnx_path.head_probs(f, 1), one)}
+               'onnx_path': latencies(lambda f: onnx_path.head_probs(f, 1), one),
+               **{f'{name}_{engine}': latencies(lambda f, p=p: p.answer_probs(f, 1), one)
+                  for name, engines in answers.items() for engine, p in engines.items()}}
+    for engines in answers.values():
+        for p in engines.values(): p.close()
     res = {k: median(v) for k, v in rates.items()}
     base = res['bare_nchw']
     return dict(res, all=rates, latency_ms=latency, ratios={k: v / base for k, v in res.items()},
@@ -357,7 +451,26 @@ def shipping_grid(data: Path, images: int, archs: str, sizes: str, bs: int, batc
               + ', '.join(f"{lat[s]['p50']:.1f} / {lat[s]['p95']:.1f}"
                           for s in ('bare_nchw', 'torch_path', 'onnx_path'))
               + ' |')
+    print(ANSWERS_HEAD)
+    for k, r in record['results'].items():
+        for name, title in ANSWERS.items(): print(answers_row(k, title, name, r))
     print(f"\n{record['machine']}")
+
+
+ANSWERS = {'all_zero_shot': "all-classes model + zero-shot (today's)", 'joined_all_parts': 'joined, gate all_parts',
+           'joined_stages': 'joined, gate stages'}
+ANSWERS_HEAD = ("\n| model, input | a run's answer (calibrated, zero-shot classes) | PyTorch img/s (x PyTorch path) | "
+                "ONNX Runtime img/s (x ONNX Runtime path) | one photo p50 / p95 ms: PyTorch, ONNX Runtime |\n"
+                "|---|---|---:|---:|---|")
+
+
+def answers_row(key: str, title: str, name: str, r: dict) -> str:
+    "One answer's row of the second table: its rates against the trained model's own path on the same engine."
+    rate = lambda e: f"{r[f'{name}_{e}']:.0f} (x{r[f'{name}_{e}'] / r[f'{e}_path']:.2f})"
+    lat = r['latency_ms']
+    return (f"| {key} | {title} | {rate('torch')} | {rate('onnx')} | "
+            + ', '.join(f"{lat[f'{name}_{e}']['p50']:.1f} / {lat[f'{name}_{e}']['p95']:.1f}" for e in ('torch', 'onnx'))
+            + ' |')
 
 
 def summarize(rates: dict, pipes: dict, **info) -> dict:
