@@ -77,7 +77,8 @@ def test_time_by_model_and_phase_in_log_config_and_report(run):
     run_dir, p = run
     phases = json.loads((run_dir / 'metrics.json').read_text())['config']['phase_seconds']
     assert phases == json.loads((run_dir / 'config.json').read_text())['phase_seconds']
-    assert set(phases) == {'stage1', 'stage2', 'all'}
+    assert set(phases) == {'stage1', 'stage2', 'all', 'joined'}  # the models, then choosing the answer for any photo
+    assert set(phases.pop('joined')) == {'join'}
     keys = {'head_epochs', 'whole_network_epochs', 'validation_passes', 'evaluation', 'calibration', 'export'}
     for model, ph in phases.items():
         assert set(ph) == keys and all(v >= 0 for v in ph.values()), model
