@@ -99,9 +99,31 @@ def test_the_gate_is_fitted_on_photos_of_trained_classes_alone():
     lipstick = imagenet_index('lipstick')
     imagenet[:20] = 0; imagenet[:20, lipstick] = 1  # twenty photos that are plainly lipsticks
     targets_with_lipsticks = targets.copy(); targets_with_lipsticks[:20] = 1
-    trained_only = path.fitted(probs[20:], imagenet[20:], 0.05)
+    trained_only = path.fitted(probs[20:], imagenet[20:], 0.05, targets[20:])
     assert path.fitted(probs, imagenet, 0.05, targets_with_lipsticks).boost == trained_only.boost
-    assert path.fitted(probs, imagenet, 0.05).boost < trained_only.boost  # counted, they would close the gate
+    assert path.fitted(probs, imagenet, 0.05).boost < path.fitted(probs[20:], imagenet[20:], 0.05).boost  # counted,
+    # they would close the gate
+
+
+@pytest.mark.parametrize('max_class_loss', [0.01, 0.05, 0.2])
+def test_the_boost_keeps_each_classs_bound_and_is_the_largest_that_does(max_class_loss):
+    "A bound on the average alone lets one class lose a third of its photos: no class loses more than its share."
+    rng = np.random.default_rng(2)
+    n = 1200
+    trained = rng.dirichlet(np.ones(6) * .3, n)
+    scores = rng.dirichlet(np.ones(3), n) * rng.uniform(0, 1, (n, 1)) ** 2
+    classes = rng.choice(6, n, p=[.5, .2, .1, .1, .05, .05])
+    scores[classes == 3] *= 2  # one class looks like the zero-shot ones
+    scores /= np.maximum(1, scores.sum(1, keepdims=True) / .99)  # the evidence stays under 1
+    evidence = scores.sum(1)
+    def lost(b):
+        routed = join(trained, scores, evidence, b).argmax(1) >= 6
+        return np.array([routed[classes == c].sum() for c in range(6)])
+    allowed = np.floor(max_class_loss * np.bincount(classes) + 1e-9)
+    b = fit_boost(trained, scores, evidence, 1., classes, max_class_loss)
+    assert (lost(b) <= allowed).all()
+    assert (lost(b * (1 + 1e-6)) > allowed).any()  # any larger boost takes one photo too many from some class
+    assert b < fit_boost(trained, scores, evidence, 1.)  # without the classes, the average bound alone is looser
 
 
 def test_a_path_joins_in_the_models_vocab_and_survives_its_json(tmp_path):

@@ -2,21 +2,23 @@
 gate that joins them with a trained head into one probability.
 
 The method is ConSE's (Norouzi et al., 2014) with a hand-written table in place of word embeddings: an unseen class
-scores the ImageNet probability of the ImageNet classes its table row names.  The table, `tables/zero_shot_map.csv`,
-was written from the article types' names and ImageNet's label names and glosses alone (timm's `ImageNetInfo`), before
-any number was measured with it.  Of the 35 article types of the Kaggle data with no even-year photo, five have no row:
-no ImageNet class fits their name (Beauty Accessory, Mens Grooming Kit, Nail Essentials, Nail Polish, Shoe Laces).  Rows
-that name the same ImageNet classes (the lip products) tie: from a photo, the ImageNet classifier cannot tell them
-apart.
+scores the ImageNet probability of the ImageNet classes its table row names. The table, `tables/zero_shot_map.csv`, was
+written from the article types' names and ImageNet's label names and glosses alone (timm's `ImageNetInfo`), before any
+number was measured with it; so were its masterCategory and subCategory columns (categories.py), each chosen by the
+article type's name among the data set's masterCategory and subCategory names. Of the 35 article types of the Kaggle
+data with no even-year photo, five have no row: no ImageNet class fits their name (Beauty Accessory, Mens Grooming Kit,
+Nail Essentials, Nail Polish, Shoe Laces). Rows that name the same ImageNet classes (the lip products) tie: from a
+photo, the ImageNet classifier cannot tell them apart.
 
 A user's map file (`--zero-shot-map`, the same columns) adds rows or replaces the table's, so that a catalogue's own new
 category gets answers before it has photos.
 
 The gate (`join`, `fit_boost`): the zero-shot classes together get the ImageNet probability of every mapped class, its
 odds multiplied by one number, the boost (calibrated stacking, Chao et al., 2016), split in proportion to their scores;
-the trained classes share the rest.  The boost is chosen on held-out images of trained classes: the largest at which
-at most a given share of them (1% by default) would be answered with a zero-shot class.  Without it (a boost of 1, plain
-ConSE) a head trained never to say "none of mine" outvotes the ImageNet evidence nearly always.
+the trained classes share the rest. The boost is chosen on held-out images of trained classes: the largest at which at
+most a given share of them (1% by default) would be answered with a zero-shot class, and no one class would lose more
+than a given share of its own (1 point by default). Without it (a boost of 1, plain ConSE) a head trained never to say
+"none of mine" outvotes the ImageNet evidence nearly always.
 """
 from __future__ import annotations
 
@@ -30,10 +32,12 @@ import numpy as np
 from fashion_fastai.core.errors import DataError
 
 TABLE = Path(__file__).parent / 'tables' / 'zero_shot_map.csv'
-COLUMNS = ('articleType', 'imagenet')  # a map file's required columns; others (e.g. `why`) are for people
+COLUMNS = ('articleType', 'imagenet')  # a map file's required columns; masterCategory and subCategory are optional,
+# others (e.g. `why`) are for people
 MAIN = 'main'       # an optional column: the ImageNet classes (of those named) whose main answer the row is
 SECONDARY = 0.5     # the weight of a class a row names but is not the main answer for: two of them match one main
 MAX_ROUTED = 0.01   # the share of holdout photos (all of trained classes) the gate may answer with a zero-shot class
+MAX_CLASS_LOSS = 0.01  # the share of one trained class's holdout photos the gate may answer with a zero-shot class
 
 
 @lru_cache(maxsize=1)
@@ -104,6 +108,20 @@ def read_map(path: Path, known: set = None) -> dict:
     return rows
 
 
+def read_categories(path: Path) -> dict:
+    """{article type: {attribute: value}} of a map file's optional `categories.DECIDED` columns (the masterCategory and
+    subCategory a row's article type belongs to, written from its name), for the rows that give them."""
+    from fashion_fastai.answering.categories import DECIDED
+    with open(path, newline='', encoding='utf-8-sig') as f:
+        return {row['articleType'].strip(): {a: row[a].strip() for a in DECIDED if (row.get(a) or '').strip()}
+                for row in csv.DictReader(f) if (row.get('articleType') or '').strip()}
+
+
+def load_categories(user_map: Path = None) -> dict:
+    "The categories of the package table's rows and of a user's map file (`load_map` checked it), the user's first."
+    return {**read_categories(TABLE), **(read_categories(user_map) if user_map else {})}
+
+
 def load_map(user_map: Path = None, known: set = None) -> dict:
     """The package's table, with a user's map file's rows added or replacing the table's (each naming one of the `known`
     article types, when given); a main class a user's row claims counts as secondary in the table's rows."""
@@ -152,21 +170,29 @@ def join(trained: np.ndarray, scores: np.ndarray, evidence: np.ndarray, boost: f
     return np.concatenate([trained * (1 - share), split * share], 1)
 
 
-def fit_boost(trained: np.ndarray, scores: np.ndarray, evidence: np.ndarray, max_routed: float = MAX_ROUTED) -> float:
+def fit_boost(trained: np.ndarray, scores: np.ndarray, evidence: np.ndarray, max_routed: float = MAX_ROUTED,
+              classes: np.ndarray = None, max_class_loss: float = MAX_CLASS_LOSS) -> float:
     """The largest boost at which at most `max_routed` of these images (held out, all of trained classes) are answered
-    with a zero-shot class.  Exact: an image is routed once the boosted odds of the evidence pass the ratio of its best
-    trained probability to its best zero-shot share, so each image has its own critical boost and the answer is just
-    below the one that would route an image too many."""
+    with a zero-shot class, and, given their `classes`, no class loses more than `max_class_loss` of its own images:
+    a bound on the average alone lets one class lose a third of its photos.  Exact: an image is routed once the boosted
+    odds of the evidence pass the ratio of its best trained probability to its best zero-shot share, so each image has
+    its own critical boost, and the answer is just below the first one that would break a bound."""
     trained, scores = np.asarray(trained, np.float64), np.asarray(scores, np.float64)
     e = np.clip(np.asarray(evidence, np.float64), 0., 1.)
     total = scores.sum(1)
     best_share = np.divide(scores.max(1, initial=0.), total, out=np.zeros_like(total), where=total > 0)
     with np.errstate(divide='ignore', invalid='ignore'):
         critical = np.where((e > 0) & (best_share > 0), trained.max(1) * (1 - e) / (e * best_share), np.inf)
-    allowed = int(np.floor(max_routed * len(e) + 1e-9))
-    ranked = np.sort(critical)
-    if allowed >= len(ranked) or not np.isfinite(ranked[allowed]): return MAX_BOOST
-    return float(min(ranked[allowed] * (1 - 1e-9), MAX_BOOST))  # below the image that would be one too many
+    names, of = np.unique(np.zeros(len(e), int) if classes is None else np.asarray(classes), return_inverse=True)
+    allowed = (np.full(len(names), np.inf) if classes is None
+               else np.floor(max_class_loss * np.bincount(of, minlength=len(names)) + 1e-9))
+    allowed_total, taken, lost = int(np.floor(max_routed * len(e) + 1e-9)), 0, np.zeros(len(names))
+    for i in np.argsort(critical, kind='stable'):
+        if not np.isfinite(critical[i]): break
+        if taken + 1 > allowed_total or lost[of[i]] + 1 > allowed[of[i]]:
+            return float(min(critical[i] * (1 - 1e-9), MAX_BOOST))  # below the image that would break a bound
+        taken, lost[of[i]] = taken + 1, lost[of[i]] + 1
+    return MAX_BOOST
 
 
 MAX_BOOST = 1e12  # a boost past any holdout image's critical one: the gate is as open as it can be
@@ -212,13 +238,15 @@ class ZeroShotPath:
     def fitted(self, probs: np.ndarray, imagenet_probs: np.ndarray, max_routed: float = MAX_ROUTED,
                targets: np.ndarray = None) -> 'ZeroShotPath':
         """This path with the boost `fit_boost` chooses on held-out images of trained classes.  `targets` (class
-        indices): the images of classes without a training photo are left out first (a holdout of whole years can hold
-        such images, which a zero-shot answer gets right, not wrong)."""
+        indices): each class's bound is kept too, and the images of classes without a training photo are left out first
+        (a holdout of whole years can hold such images, which a zero-shot answer gets right, not wrong)."""
+        classes = None
         if targets is not None:
             keep = self.of_trained(targets)
-            probs, imagenet_probs = np.asarray(probs)[keep], np.asarray(imagenet_probs)[keep]
+            probs, imagenet_probs, classes = (np.asarray(probs)[keep], np.asarray(imagenet_probs)[keep],
+                                              np.asarray(targets)[keep])
         return ZeroShotPath(self.vocab, self.untrained, self.head,
-                            fit_boost(*self.parts(probs, imagenet_probs), max_routed))
+                            fit_boost(*self.parts(probs, imagenet_probs), max_routed, classes))
 
     def of_trained(self, targets) -> np.ndarray:
         "Which images (by class index) are of a class with training photos: those the gate's bound counts."
