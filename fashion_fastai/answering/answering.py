@@ -10,6 +10,9 @@ the web page and the exported forms answer exactly as evaluation scored.
   (imagenet_classifier.py), joined with the trained head at the boost fitted on the holdout, then tempered with a
   temperature of their own.  `closed_set` leaves it out: the trained head alone, as the published runs of the protocol
   were scored.
+- The attributes an article type decides (categories.py): answered from the article type's probabilities where the
+  holdout chose so, so that they agree with the article type answered.
+- The review rule (review.py): the probability below which an answer is `uncertain`, one per way of answering.
 
 Nothing here imports training code.
 """
@@ -19,11 +22,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fashion_fastai.answering.categories import ARTICLE_TYPE, HEADS, answer_index, attribute_probs
 from fashion_fastai.answering.temperature import temper
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.answering.zero_shot import ZeroShotPath
 
-# below this calibrated probability an answer "needs review" (predict's --min-prob default, the report's line)
+# below this calibrated probability an answer "needs review" where its model has no review rule fitted on a holdout
 REVIEW_PROB = 0.5
 
 
@@ -38,25 +42,46 @@ class Answering:
     why_not: str = ''
     prior: tuple = ()          # the article types' training photos, in the vocab's order (logit adjustment's prior)
     prior_strength: float = 0.  # its strength fitted on the holdout: 0 leaves the head as trained
+    # {attribute: {'way': a categories.WAYS, 'of': each article type's value index}}: those the article type decides
+    attributes: dict = field(default_factory=dict)
+    review: dict = field(default_factory=dict)  # {'zero_shot' | 'closed_set': the review threshold, from the holdout}
 
     @property
     def has_zero_shot(self) -> bool: return self.zero_shot is not None and len(self.zero_shot.head.classes) > 0
+
+    def review_prob(self, closed_set: bool = False) -> float:
+        "The probability below which an answer is `uncertain`: the holdout's rule, else `REVIEW_PROB`."
+        return self.review.get('closed_set' if closed_set or not self.has_zero_shot else 'zero_shot', REVIEW_PROB)
+
+    def derived(self, probs: dict) -> dict:
+        "`probs` (as answered) with each attribute the article type decides answered the way the holdout chose."
+        out = dict(probs)
+        for a, d in self.attributes.items():
+            if a in out and d['way'] != HEADS: out[a] = attribute_probs(d['way'], out[a], out[LABEL], d['of'])
+        return out
+
+    def answer_indices(self, probs: dict) -> dict:
+        """{attribute: each photo's answered value index} for the attributes answered from the article type (the value
+        of the article type answered, which the most probable value need not be)."""
+        return {a: answer_index(d['way'], probs[a], probs[LABEL], d['of'])
+                for a, d in self.attributes.items() if a in probs and d['way'] == ARTICLE_TYPE}
 
     def apply(self, head_probs: dict, imagenet_probs=None, closed_set: bool = False) -> tuple[dict, np.ndarray | None]:
         """(every head's probabilities as answered, which images the zero-shot path answered or None when it was not
         used): each head tempered; the article type joined first unless `closed_set`."""
         head_probs = {**head_probs, LABEL: adjust_prior(head_probs[LABEL], self.prior, self.prior_strength)}
         out = {h: temper(p, self.temperatures.get(h, 1.)) for h, p in head_probs.items()}
-        if closed_set or not self.has_zero_shot or imagenet_probs is None: return out, None
+        if closed_set or not self.has_zero_shot or imagenet_probs is None: return self.derived(out), None
         joined = self.zero_shot.joined(np.asarray(head_probs[LABEL]), np.asarray(imagenet_probs))
         out[LABEL] = temper(joined, self.joined_temperature)
-        return out, self.zero_shot.routed(out[LABEL])
+        return self.derived(out), self.zero_shot.routed(out[LABEL])
 
     def to_dict(self) -> dict:
         zs = None if self.zero_shot is None else dict(**self.zero_shot.to_dict(), temperature=self.joined_temperature,
                                                        network=self.network)
         return dict(temperatures=self.temperatures, zero_shot=zs, holdout=self.holdout, why_not=self.why_not,
-                    prior=list(self.prior), prior_strength=self.prior_strength)
+                    prior=list(self.prior), prior_strength=self.prior_strength, attributes=self.attributes,
+                    review=self.review)
 
     @classmethod
     def from_meta(cls, meta: dict) -> 'Answering':
@@ -70,7 +95,8 @@ class Answering:
         return cls(dict(d.get('temperatures', {})),
                    ZeroShotPath.from_dict(meta['vocab'], zs) if zs else None,
                    zs['temperature'] if zs else 1., zs['network'] if zs else None, d.get('holdout', {}),
-                   d.get('why_not', ''), tuple(d.get('prior', ())), d.get('prior_strength', 0.))
+                   d.get('why_not', ''), tuple(d.get('prior', ())), d.get('prior_strength', 0.),
+                   d.get('attributes', {}), d.get('review', {}))
 
 
 def adjust_prior(probs, prior, strength: float) -> np.ndarray:

@@ -82,6 +82,8 @@ class PartAnswer:
     fits: dict = field(default_factory=dict)  # {way: {'scale', 'bias', 'temperature'}}
     attributes_from: str = None  # the model whose other attribute heads answer (the last of the run among the members)
     holdout: dict = field(default_factory=dict)  # what the choice was made on: each candidate's holdout numbers
+    attributes: dict = field(default_factory=dict)  # as `Answering.attributes`: those answered from the article type
+    review: dict = field(default_factory=dict)      # {way: the review threshold fitted on the holdout}
 
     @property
     def members(self) -> tuple:
@@ -120,17 +122,20 @@ class PartAnswer:
         joined = PartAnswer(self.vocab, self.stages, self.gate, fits).untempered(members, way)
         answerable = joined[np.arange(len(joined)), np.asarray(targets)] > 0
         fits[way]['temperature'] = fit_temperature(joined[answerable], np.asarray(targets)[answerable])
-        return PartAnswer(self.vocab, self.stages, self.gate, fits, self.attributes_from, self.holdout)
+        return PartAnswer(self.vocab, self.stages, self.gate, fits, self.attributes_from, self.holdout,
+                          self.attributes, self.review)
 
     def to_dict(self) -> dict:
         return dict(format=FORMAT, vocab=list(self.vocab), gate=self.gate,
                     stages={p: dict(model=n, vocab=list(v)) for p, (n, v) in self.stages.items()},
-                    fits=self.fits, attributes_from=self.attributes_from, holdout=self.holdout)
+                    fits=self.fits, attributes_from=self.attributes_from, holdout=self.holdout,
+                    attributes=self.attributes, review=self.review)
 
     @classmethod
     def from_dict(cls, d: dict) -> 'PartAnswer':
         return cls(tuple(d['vocab']), {p: (s['model'], tuple(s['vocab'])) for p, s in d['stages'].items()},
-                   d['gate'], d['fits'], d.get('attributes_from'), d.get('holdout', {}))
+                   d['gate'], d['fits'], d.get('attributes_from'), d.get('holdout', {}), d.get('attributes', {}),
+                   d.get('review', {}))
 
     def save(self, run_dir: Path) -> Path:
         from fashion_fastai.core.atomic import atomic_write_text
