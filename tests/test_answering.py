@@ -35,7 +35,8 @@ def weights(tmp_path_factory):
 def run(tmp_path_factory, env, weights):
     out = tmp_path_factory.mktemp('runs')
     # the stages joined by the all-classes model's part sums: the default answer whatever the tiny holdout prefers
-    run_module('fashion_fastai.train', *tiny_train_args(epochs_all=1, lr_all=1e-3, answer='all_parts'), '--weights',
+    run_module('fashion_fastai.train', *tiny_train_args(epochs_all=1, lr_all=1e-3, answer='all_parts',
+                                                        attributes='masterCategory,subCategory'), '--weights',
                weights, '--out', out, '--name', 'zs', env=env)
     return out / 'zs'
 
@@ -61,7 +62,8 @@ def test_the_run_fits_on_its_holdout_and_reports_both_ways(run):
     meta = json.loads((run / 'stage1.json').read_text())
     a = Answering.from_meta(meta)
     assert a.has_zero_shot and a.zero_shot.head.classes == (PERFUME,) and a.network['file'] == 'imagenet.pth'
-    assert set(a.temperatures) == {'articleType'} and all(t > 0 for t in a.temperatures.values())
+    assert set(a.temperatures) == {'articleType', 'masterCategory', 'subCategory'}  # every head has its own
+    assert all(t > 0 for t in a.temperatures.values())
     assert a.holdout['images'] > 0 and a.holdout['routed'] <= MAX_ROUTED  # the gate's bound, on the holdout
     assert (run / 'imagenet.pth').is_file() and (run / 'reliability_stage1.png').is_file()
     md = (run / 'results.md').read_text()
@@ -106,7 +108,9 @@ def test_every_form_answers_with_the_zero_shot_path(run, env):
     assert torch.equal(closed_heads['articleType'].argmax(1), torch.from_numpy(raw).argmax(1))
     p = run_module('fashion_fastai.predict', run / 'stage1.json', *files[:2], '--json', env=env)
     out = json.loads(p.stdout)
-    assert out['answering'] == {'calibrated': True, 'zero_shot': True, 'zero_shot_classes': 1}
+    assert {k: out['answering'][k] for k in ('calibrated', 'zero_shot', 'zero_shot_classes')} == \
+        {'calibrated': True, 'zero_shot': True, 'zero_shot_classes': 1}
+    assert out['answering']['review_prob'] == weights_only.review_prob == weights_only.answering.review['zero_shot']
     assert all('zero_shot' in r and 'uncertain' in r for r in out['predictions'])
     p = run_module('fashion_fastai.predict', run / 'stage1.json', files[0], '--json', '--closed-set', env=env)
     out = json.loads(p.stdout)
@@ -178,7 +182,9 @@ def test_the_joined_answer_is_every_commands_default(run, env, tmp_path):
     closed = load_model(run, device='cpu', closed_set=True)
     assert not closed.zero_shot and closed.answer_probs(files)[1] is None
     p = run_module('fashion_fastai.predict', run, *files[:2], '--json', env=env)
-    assert json.loads(p.stdout)['answering'] == {'calibrated': True, 'zero_shot': True, 'zero_shot_classes': 1}
+    note = json.loads(p.stdout)['answering']
+    assert {k: note[k] for k in ('calibrated', 'zero_shot', 'zero_shot_classes')} == \
+        {'calibrated': True, 'zero_shot': True, 'zero_shot_classes': 1}
     m = json.loads((run / 'metrics.json').read_text())
     assert m['joined']['kept'] == 'all_parts' and set(m['joined']['candidates']) == {'all', 'all_parts', 'stages'}
     parts = m['stages']['joined']['answering']['zero_shot']['parts']
@@ -332,3 +338,45 @@ def test_closed_set_needs_no_imagenet_network_in_every_command(run, env, tmp_pat
         extra = {'tag': ['--out', tmp_path / 't.csv'], 'index': ['--out', tmp_path / 'i.npz']}.get(command, [])
         p = run_module(f"fashion_fastai.{command}", alone, *files[:3], *extra, "--closed-set", env=env, check=False)
         assert p.returncode == 0, (command, p.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_an_answer_agrees_with_itself_and_flags_by_the_holdouts_rule(run, tmp_path):
+    """Every command's answer: masterCategory and subCategory from the article type answered where the holdout chose
+    so (the kept way recorded in the JSON), `uncertain` by the review rule fitted on the holdout, tag's row the same."""
+    import csv
+    from fashion_fastai.answering.categories import ARTICLE_TYPE, DECIDED
+    from fashion_fastai.catalogue.tag import tag
+    from fashion_fastai.inference.answers import predict_paths
+    files = photos(run, 12)
+    for stage in ('joined', 'stage1', 'all'):
+        predictor = load_model(run, stage=stage, device='cpu')
+        ways = predictor.answering.attributes
+        assert set(ways) == set(DECIDED) and all(len(w['of']) == len(predictor.vocab) for w in ways.values())
+        results, _ = predict_paths(predictor, files)
+        for r in results:
+            assert r['uncertain'] == (r['top'][0]['prob'] < predictor.review_prob)
+            for a, w in ways.items():
+                if w['way'] == ARTICLE_TYPE:  # the value of the article type answered
+                    of = w['of'][predictor.vocab.index(r['top'][0]['class'])]
+                    assert of < 0 or r['attributes'][a]['class'] == predictor.vocabs[a][of]
+        if stage == 'joined':
+            out = tmp_path / 'tags.csv'
+            tag(predictor, files, out, show=False)
+            with open(out, newline='') as f: rows = {r['file']: r for r in csv.DictReader(f)}
+            for r in results:  # a tag row is predict's answer for its photo
+                row = rows[r['path']]
+                assert row['articleType'] == r['top'][0]['class'] and row['needs_review'] == str(r['uncertain'])
+                assert all(row[a] == r['attributes'][a]['class'] for a in DECIDED)
+    joined = json.loads((run / 'joined.json').read_text())
+    assert set(joined['review']) == {'zero_shot', 'closed_set'} and set(joined['attributes']) == set(DECIDED)
+    m = json.loads((run / 'metrics.json').read_text())['stages']
+    for stage in ('joined', 'stage1', 'all'):
+        a = m[stage]['answering']
+        assert set(a['attributes']) == set(DECIDED) and {'holdout', 'test', 'kept'} <= set(a['attributes'][DECIDED[0]])
+        assert a['review']['precision_threshold'] <= a['review']['threshold']
+        assert 'untrained_right_or_flagged' in a['review_zero_shot']['test']
+        assert 'trained_photos_taken' in a['collateral']
+    md = (run / 'results.md').read_text()
+    assert 'Attributes the article type decides' in md and 'Review rule (`uncertain`)' in md
+    assert 'What zero-shot takes and gives' in md

@@ -6,6 +6,7 @@ import json, subprocess, sys
 import pytest
 import torch
 
+from fashion_fastai.answering.answering import REVIEW_PROB
 from fashion_fastai.core.errors import ModelError
 from fashion_fastai.inference.answers import predict_paths
 from fashion_fastai.inference.load import load_model
@@ -188,10 +189,12 @@ def test_vocab_that_does_not_match_the_weights_is_an_error(tmp_path, tiny_dls):
 def test_min_prob_marks_uncertain_predictions(run_dir, tmp_path):
     good, _, _ = inputs(tmp_path)
     predictor = load_model(run_dir, "stage1")
-    plain, _ = predict_paths(predictor, good, min_prob=None)
-    assert all("uncertain" not in r for r in plain)  # no mark when none is asked for
-    marked, _ = predict_paths(predictor, good)  # the default: REVIEW_PROB, 0.5
-    assert [r["uncertain"] for r in marked] == [r["top"][0]["prob"] < 0.5 for r in plain]
+    plain, _ = predict_paths(predictor, good)  # the default: the review rule of the run (or REVIEW_PROB without one)
+    rule = predictor.review_prob
+    assert rule == predictor.answering.review.get("closed_set", REVIEW_PROB)  # a run without zero-shot classes
+    assert [r["uncertain"] for r in plain] == [r["top"][0]["prob"] < rule for r in plain]
+    marked, _ = predict_paths(predictor, good, min_prob=1.)
+    assert all(r["uncertain"] for r in marked) or max(r["top"][0]["prob"] for r in marked) == 1.
     assert [r["top"] for r in marked] == [r["top"] for r in plain]  # marked, never dropped or relabelled
 
 

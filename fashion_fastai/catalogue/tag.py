@@ -8,9 +8,10 @@ the chunk in flight, and the same command run again continues after the last who
 `<out>.skipped.csv` (path, reason), never fatal; so are two files whose names give the same id (`01.jpg`, `1.jpg`: the
 first keeps it).  Memory holds the file names and one chunk, whatever the number of images.
 
-`needs_review` is true when a row's article type, or any other attribute the model predicts, has a best probability
-under `--min-prob`: the probabilities `predict` answers with (calibrated where the run had a holdout, the zero-shot
-classes joined), so a row and `predict`'s answer for its photo agree.
+A row is `predict`'s answer for its photo, through the same function (`answers`): the calibrated probabilities with the
+zero-shot classes joined, masterCategory and subCategory agreeing with the article type where the run's holdout chose
+so, and `needs_review` exactly predict's `uncertain` (the article type's probability under the run's review rule, or
+under `--min-prob` when given).
 """
 from __future__ import annotations
 
@@ -22,10 +23,9 @@ from fastcore.script import call_parse
 from fastprogress.fastprogress import progress_bar
 
 from fashion_fastai.cli import command
-from fashion_fastai.core.schema import COLUMNS, image_id
+from fashion_fastai.core.schema import COLUMNS, LABEL, image_id
 from fashion_fastai.core.errors import DataError, OptionError
-from fashion_fastai.answering.answering import REVIEW_PROB
-from fashion_fastai.inference.answers import answer_files
+from fashion_fastai.inference.answers import answer_files, answers
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.inference.locate import choose_engine, expand_paths, find_model, readable
 from fashion_fastai.inference.options import (DEFAULT, ClosedSet, Device, Engine, MinProb, Model, Processes, Stage,
@@ -90,24 +90,22 @@ def append_rows(path: Path, rows: list, columns: list) -> None:
         f.flush(); os.fsync(f.fileno())
 
 
-def tag_rows(predictor, files: list, min_prob: float) -> list:
-    """One row per file: every head's best class and its probability as predict answers it (`answer_files`: calibrated,
-    with the zero-shot classes), `needs_review`, the file."""
-    probs = answer_files(predictor, files)[0]
-    heads = header(predictor.vocabs)[1:-2:2]
-    best = {h: probs[h].max(dim=1) for h in heads}
+def tag_rows(predictor, files: list, min_prob: float = None) -> list:
+    """One row per file: the article type and every other head's value with its probability, and `needs_review`, as
+    `predict` answers the photo (`answers`: calibrated, with the zero-shot classes, the categories the article type
+    decides, the review rule), then the file."""
+    heads, routed, _ = answer_files(predictor, files)
+    results = answers(predictor, files, heads, topk=1, min_prob=min_prob, routed=routed)
+    columns = header(predictor.vocabs)[1:-2:2]
     rows = []
-    for n, f in enumerate(files):
-        cells, review = [image_id(f)], False
-        for h in heads:
-            p = float(best[h].values[n])
-            cells += [predictor.vocabs[h][int(best[h].indices[n])], f'{p:.4f}']
-            review |= p < min_prob
-        rows.append([*cells, review, str(f)])
+    for f, r in zip(files, results):
+        given = {LABEL: r['top'][0], **r.get('attributes', {})}
+        rows.append([image_id(f), *(x for h in columns for x in (given[h]['class'], f"{given[h]['prob']:.4f}")),
+                     r['uncertain'], str(f)])
     return rows
 
 
-def tag(predictor, paths, out: Path, min_prob: float = REVIEW_PROB, chunk: int = 256, show=None) -> dict:
+def tag(predictor, paths, out: Path, min_prob: float = None, chunk: int = 256, show=None) -> dict:
     """Tag the images under `paths` into `out`, continuing after what an earlier run finished; returns counts.  `show`:
     a progress bar (None: on a terminal only)."""
     out = Path(out)

@@ -14,7 +14,9 @@ import pandas as pd
 import torch
 
 from fashion_fastai.answering.answering import REVIEW_PROB, Answering, adjust_prior, fit_prior_strength
-from fashion_fastai.answering.temperature import ece, fit_temperature, reliability
+from fashion_fastai.answering.review import fit_review, flag_numbers
+from fashion_fastai.answering.temperature import ece, fit_temperature, reliability, temper
+from fashion_fastai.evaluation import trust
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.evaluation.evaluate import evaluate_heads
 from fashion_fastai.evaluation.scores import class_table, summarize
@@ -37,16 +39,19 @@ def untrained_classes(vocab, train_counts: dict) -> list:
 def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_rows(data, part, 'valid')`)
               # {head: (table, summary, probs, targets)} of `evaluate_heads` on the test rows
               test: dict,
-              test_files: list,               # the test rows' files, in that order
+              test_rows: pd.DataFrame,        # the test rows, in that order
               train_counts: dict,             # {head: {class: training images}}, as evaluated
               zmap: dict,                     # the zero-shot map (zero_shot.load_map)
               scorer=None,                    # imagenet_classifier.Scorer, or None (`no_scorer` says why)
               no_scorer: str = '',
               network: dict = None,           # the frozen network's record for the JSON ({'file', 'arch', 'size', ...})
               tta=0,
-              max_routed: float = MAX_ROUTED) -> tuple[Answering, dict]:
+              max_routed: float = MAX_ROUTED,
+              categories: dict = None) -> tuple[Answering, dict]:  # {attribute: {article type: value}} (categories.py)
     """(the model's `Answering`, the report's numbers: per head its temperature and review numbers; with a zero-shot
-    path, the joined table and summary, routing and review numbers; `curves` for the reliability plot)."""
+    path, the joined table and summary, routing and review numbers; `curves` for the reliability plot; `attributes`,
+    `review` and `collateral`: evaluation/trust.py's)."""
+    test_files = list(test_rows['file'])
     if holdout is None or not len(holdout):
         why = ('trained without a holdout (--holdout 0): nothing to fit temperatures and the zero-shot gate on, so '
                'the model answers with its softmax and no zero-shot classes')
@@ -73,10 +78,19 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
            f"no zero-shot map row for its classes without training photos ({', '.join(untrained)})"
            if not path.head.classes else no_scorer if scorer is None else '')
     holdout_record = dict(images=len(holdout), max_routed=max_routed)
+    table = categories or {}
+    of = trust.value_indices(table, vocab, {h: list(t[0].index) for h, t in test.items()})
+    hold_masks = {a: trust.has_value(holdout, a) for a in of}
+    test_masks = {a: trust.has_value(test_rows, a) for a in of}
+    held_closed = {h: temper(held_p[h], temperatures[h]) for h in held}
+    groups, untrained_test = trust.groups_of(table, vocab), ~np.isin(targets[LABEL], _trained(vocab, train_counts))
+    review_closed, numbers['review'] = fit_review(held_closed[LABEL], held[LABEL][3], groups)
+    numbers['review']['test'] = flag_numbers(closed[LABEL], targets[LABEL], review_closed, untrained_test)
     if why:
+        attributes, numbers['attributes'] = _attributes(of, held_closed, hold_masks, held, closed, test_masks, targets)
         numbers['why_not'] = why
-        return Answering(temperatures, holdout=holdout_record, why_not=why, prior=prior,
-                         prior_strength=strength), numbers
+        return Answering(temperatures, holdout=holdout_record, why_not=why, prior=prior, prior_strength=strength,
+                         attributes=attributes, review=dict(closed_set=review_closed)), numbers
     hold_p, hold_y = np.asarray(held_p[LABEL], np.float64), np.asarray(held[LABEL][3])
     hold_imagenet = scorer.probs(holdout['file'])
     path = path.fitted(hold_p, hold_imagenet, max_routed, hold_y)
@@ -86,9 +100,19 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     of_trained = path.of_trained(hold_y)  # the photos the bound counts
     routed_hold = float(path.routed(joined_hold[of_trained]).mean()) if of_trained.any() else 0.
     holdout_record['routed'] = routed_hold
-    answering = Answering(temperatures, path, joined_t, network, holdout_record, prior=prior, prior_strength=strength)
+    hold_answered = {**held_closed, LABEL: temper(joined_hold, joined_t)}
+    review_zs, numbers['review_zero_shot'] = fit_review(hold_answered[LABEL], hold_y, groups)
+    attributes, numbers['attributes'] = trust.fit_attributes(of, {a: hold_answered[a] for a in of if a in held},
+                                                             hold_answered[LABEL], hold_masks,
+                                                             {a: held[a][3] for a in of if a in held})
+    answering = Answering(temperatures, path, joined_t, network, holdout_record, prior=prior, prior_strength=strength,
+                          attributes=attributes, review=dict(closed_set=review_closed, zero_shot=review_zs))
     test_p, imagenet = softmax[LABEL], scorer.probs(test_files)
     answered, routed = answering.apply(softmax, imagenet)  # as `predict` answers: `Predictor.answered` calls the same
+    plain, _ = Answering(temperatures, path, joined_t, prior=prior, prior_strength=strength).apply(softmax, imagenet)
+    numbers['attributes'] = trust.attribute_numbers(attributes, {a: plain[a] for a in attributes}, answered[LABEL],
+                                                    test_masks, targets, numbers['attributes'])
+    numbers['review_zero_shot']['test'] = flag_numbers(answered[LABEL], targets[LABEL], review_zs, untrained_test)
     after = answered[LABEL]  # before: untempered (but adjusted for the prior), for the ECE it had
     before = path.joined(adjust_prior(test_p, prior, strength), imagenet)
     y = targets[LABEL]
@@ -102,4 +126,18 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
         zero_shot_classes_top1=float((after[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
         closed_zero_shot_classes_top1=float((test_p[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
         table=table, summary=summarize(table), **review_numbers(after, before, y))
+    numbers['collateral'], numbers['collateral_classes'] = trust.collateral(closed[LABEL], after, y, vocab,
+                                                                            path.head.classes, train_counts[LABEL])
     return answering, numbers
+
+
+def _trained(vocab, train_counts: dict) -> np.ndarray:
+    return np.array([i for i, c in enumerate(vocab) if train_counts[LABEL].get(c, 0)], int)
+
+
+def _attributes(of, held_closed, hold_masks, held, closed, test_masks, targets) -> tuple[dict, dict]:
+    "The attributes' way fitted on the closed-set holdout answers and measured on the test split's (no zero-shot path)."
+    attributes, numbers = trust.fit_attributes(of, {a: held_closed[a] for a in of if a in held}, held_closed[LABEL],
+                                               hold_masks, {a: held[a][3] for a in of if a in held})
+    plain = {a: closed[a] for a in attributes}  # the heads as tempered: `closed` was answered without `attributes`
+    return attributes, trust.attribute_numbers(attributes, plain, closed[LABEL], test_masks, targets, numbers)

@@ -9,6 +9,7 @@ holdout of every part (even-year photos no model trained on); the test split is 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,12 @@ import torch
 
 from fashion_fastai.answering.answering import REVIEW_PROB
 from fashion_fastai.answering.parts import GATES, WAYS, PartAnswer
+from fashion_fastai.answering.review import fit_review, flag_numbers
 from fashion_fastai.answering.temperature import ece, reliability
 from fashion_fastai.answering.zero_shot import MAX_ROUTED
 from fashion_fastai.core.models import ALL, PARTS, STAGES, spec
 from fashion_fastai.core.schema import LABEL
+from fashion_fastai.evaluation import trust
 from fashion_fastai.evaluation.scores import by_part, class_table, summarize
 from fashion_fastai.inference.load import load_model_file
 
@@ -29,12 +32,15 @@ ALONE = ALL  # the candidate that is the all-classes model by itself
 
 def answered(predictor, files: list) -> dict:
     """{way: the article type's probabilities [N, its classes] as `predictor` answers `files`}, each model's network
-    run once for both ways; 'routed': which photos a zero-shot class answered (None without a zero-shot path)."""
+    run once for both ways; 'routed': which photos a zero-shot class answered (None without a zero-shot path);
+    'heads': the other heads calibrated, before any is answered from the article type (the joined answer's own)."""
     heads = predictor.head_probs(files)
     with_zs, routed = predictor.answered(heads, files)
-    closed, _ = predictor.answering.apply({h: p.numpy() for h, p in heads.items()}, closed_set=True)
+    closed, _ = replace(predictor.answering, attributes={}).apply({h: p.numpy() for h, p in heads.items()},
+                                                                 closed_set=True)
     return dict(zero_shot=with_zs[LABEL].double().numpy(), closed_set=np.asarray(closed[LABEL], np.float64),
-                routed=None if routed is None else np.asarray(routed))
+                routed=None if routed is None else np.asarray(routed),
+                heads={h: np.asarray(p, np.float64) for h, p in closed.items() if h != LABEL})
 
 
 def _targets(rows: pd.DataFrame, vocab: list) -> np.ndarray:
@@ -92,7 +98,9 @@ def join_stages(run_dir: Path,
                 train_counts: dict,          # {class: training photos}
                 scorer=None,                 # the run's frozen ImageNet network (remembers its photos), or None
                 choice: str = 'auto',        # the candidate to keep (ALONE or one of GATES); auto: the holdout's best
-                device='auto') -> tuple[PartAnswer | None, dict]:
+                device='auto',
+                categories: dict = None,     # {attribute: {article type: value}} (answering/categories.py)
+                ) -> tuple[PartAnswer | None, dict]:
     """(the joined answer kept, or None when the all-classes model alone did best or a stage is missing; the report's
     numbers: each candidate's holdout top-1 both ways, and the kept answer's test table, summary and review numbers in
     the shape `calibrate` gives a model's)."""
@@ -131,6 +139,8 @@ def join_stages(run_dir: Path,
     answer.holdout = dict(images=len(holdout), candidates=holdout_top1, kept=kept)
     runs = {n: answered(predictors[n], test_files) for n in answer.members}
     y, test_parts, index = _targets(test, vocab), test['part'].to_numpy(), answer.index()
+    trusted = _trust(answer, categories or {}, predictors[answer.attributes_from].vocabs, hold, holdout, hold_y, runs,
+                     test, y, train_counts)
     tables, reviews, curves = {}, {}, {}
     for w in WAYS:
         probs = {n: runs[n][w] for n in answer.members}
@@ -168,7 +178,36 @@ def join_stages(run_dir: Path,
     for t in (numbers['closed_summary'], numbers['zero_shot']['summary']):
         t['parts'] = by_part(tables['closed_set'] if t is numbers['closed_summary'] else tables['zero_shot'],
                              {p: list(v) for p, (_, v) in answer.stages.items()})
+    numbers['collateral'], numbers['collateral_classes'] = trust.collateral(closed, default, y, vocab,
+                                                                            zero_shot_classes, train_counts)
+    numbers.update(trusted)
     return answer, numbers
+
+
+def _trust(answer: PartAnswer, table: dict, head_vocabs: dict, hold: dict, holdout: pd.DataFrame, hold_y, runs: dict,
+           test: pd.DataFrame, y, train_counts: dict) -> dict:
+    """The joined answer's attributes the article type decides and its review rule, fitted on the holdout (recorded in
+    `answer`) and measured on the test split (evaluation/trust.py): the report's numbers."""
+    vocab, source = list(answer.vocab), answer.attributes_from
+    of = trust.value_indices(table, vocab, head_vocabs)
+    groups, untrained = trust.groups_of(table, vocab), np.array([not train_counts.get(c, 0) for c in test[LABEL]])
+    values = lambda rows, a, mask: np.array([head_vocabs[a].index(v) for v in rows[a][mask]], int)
+    out, answer.review = {}, {}
+    for w in WAYS:
+        label_hold = answer.apply({n: hold[n][w] for n in answer.members}, w == 'closed_set')
+        label_test = answer.apply({n: runs[n][w] for n in answer.members}, w == 'closed_set')
+        answer.review[w], out[f'review_{w}'] = fit_review(label_hold, hold_y, groups)
+        out[f'review_{w}']['test'] = flag_numbers(label_test, y, answer.review[w], untrained)
+        if w != WAYS[0]: continue  # the attributes' way is chosen on the default answer
+        masks = {a: trust.has_value(holdout, a) for a in of}
+        answer.attributes, fitted = trust.fit_attributes(
+            of, {a: hold[source]['heads'][a][masks[a]] for a in of}, label_hold, masks,
+            {a: values(holdout, a, masks[a]) for a in of})
+        masks = {a: trust.has_value(test, a) for a in of}
+        out['attributes'] = trust.attribute_numbers(answer.attributes, {a: runs[source]['heads'][a][masks[a]]
+                                                                        for a in of}, label_test, masks,
+                                                    {a: values(test, a, masks[a]) for a in of}, fitted)
+    return dict(review=out.pop('review_closed_set'), **out)
 
 
 def _answer(answer: PartAnswer | None, members: dict, way: str, candidate: str) -> np.ndarray:

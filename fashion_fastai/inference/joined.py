@@ -7,12 +7,13 @@ member.  `head_probs` gives every member's heads, named `<model>/<head>`, so tha
 answer, the one an index of the catalogue is built with."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fashion_fastai.answering.answering import Answering
+from fashion_fastai.answering.answering import REVIEW_PROB, Answering
 from fashion_fastai.answering.parts import PartAnswer, read_part_answer
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.inference.predictors import Predictor
@@ -35,7 +36,11 @@ class JoinedPredictor(Predictor):
         self.device = next(iter(members.values())).device
         fit = answer.fits['closed_set' if closed_set else 'zero_shot']
         self.answering = Answering({LABEL: fit['temperature']}, why_not='' if self.zero_shot else (
-            'no stage of the run has zero-shot classes' if not closed_set else ''))
+            'no stage of the run has zero-shot classes' if not closed_set else ''), attributes=answer.attributes)
+
+    @property
+    def review_prob(self) -> float:
+        return self.answer.review.get('closed_set' if self.closed_set else 'zero_shot', REVIEW_PROB)
 
     @property
     def zero_shot(self) -> bool:
@@ -68,11 +73,12 @@ class JoinedPredictor(Predictor):
         for n, m in self.members.items():
             mine = {h.split(SEP, 1)[1]: p.numpy() for h, p in heads.items() if h.split(SEP, 1)[0] == n}
             zs = imagenet is not None and m.answering.has_zero_shot
-            per[n], _ = m.answering.apply(mine, imagenet if zs else None, closed_set=not zs)
+            # the member's other heads calibrated, none answered from its own article type: the joined one decides
+            per[n], _ = replace(m.answering, attributes={}).apply(mine, imagenet if zs else None, closed_set=not zs)
         label = self.answer.apply({n: per[n][LABEL] for n in self.answer.members}, self.closed_set)
-        out = {h: torch.from_numpy(np.asarray(per[self.answer.attributes_from][h])).float()
-               for h in self.vocabs if h != LABEL}
-        out[LABEL] = torch.from_numpy(label).float()
+        probs = self.answering.derived({**{h: per[self.answer.attributes_from][h] for h in self.vocabs if h != LABEL},
+                                        LABEL: label})
+        out = {h: torch.from_numpy(np.asarray(p)).float() for h, p in probs.items()}
         if not self.zero_shot: return out, None
         zs_index = [self.answer.vocab.index(c) for c in self.zero_shot_classes]
         return out, [bool(r) for r in np.isin(label.argmax(1), zs_index)]

@@ -24,8 +24,9 @@ Device = Annotated[str, f"where the model runs: {', '.join(DEVICES)} (auto: CUDA
 Processes = Annotated[int, "worker processes sharing the images, one torch thread each (many files, small models); "
                            "they use the CPU unless --device cuda"]
 TrustPickle = Annotated[bool, "load the .pkl even when a weights-only form exists (unpickling runs code)"]
-MinProb = Annotated[float, "an answer whose best probability (calibrated where the run has a holdout) is lower needs "
-                           "review: predict marks it uncertain, tag sets needs_review"]
+MinProb = Annotated[float, "an answer whose article type's calibrated probability is lower needs review: predict marks "
+                           "it uncertain, tag sets needs_review (default: the review rule the run fitted on its "
+                           f"holdout, else {REVIEW_PROB})"]
 Batch = Annotated[int, "photos per forward pass"]
 ClosedSet = Annotated[bool, "the trained classes alone, without the zero-shot ones (as the published runs scored)"]
 
@@ -38,7 +39,7 @@ class ModelOptions:
     device: str = 'auto'
     processes: int = 1
     trust_pickle: bool = False
-    min_prob: float = REVIEW_PROB
+    min_prob: float = None  # None: the run's review rule (`Predictor.review_prob`)
     bs: int = 64
     closed_set: bool = False
 

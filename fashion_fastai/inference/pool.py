@@ -82,6 +82,9 @@ class ProcessPredictor(Predictor):
     @property
     def zero_shot_classes(self) -> tuple: return self.parent.zero_shot_classes
 
+    @property
+    def review_prob(self) -> float: return self.parent.review_prob
+
     def answered(self, heads: dict, files) -> tuple[dict, list | None]: return self.parent.answered(heads, files)
 
     def close(self): self.pool.shutdown()

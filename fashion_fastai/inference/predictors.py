@@ -67,6 +67,12 @@ class Predictor:
         "The classes it answers without training photos (none unless `zero_shot`)."
         return tuple(self.answering.zero_shot.head.classes) if self.zero_shot else ()
 
+    @property
+    def review_prob(self) -> float:
+        """The calibrated probability below which an answer is `uncertain`: the rule fitted on the run's holdout for
+        the way this predictor answers (answering/review.py)."""
+        return self.answering.review_prob(not self.zero_shot)
+
     def probs(self, paths, bs=64, num_workers: int = None) -> torch.Tensor:
         return self.head_probs(paths, bs, num_workers)[LABEL]
 

@@ -135,12 +135,55 @@ def answering_markdown(a: dict) -> str:
                      + " by holdout top-1 of the trained classes.")
     if a.get("candidates"):
         lines += ["", parts_markdown(a)]
+    lines += trust_markdown(a)
     others = {h: v for h, v in a["heads"].items() if h != LABEL}
     if others:
-        lines.append("Other heads, ECE % softmax -> calibrated (temperature): " + "; ".join(
+        lines += ["", "Other heads, ECE % softmax -> calibrated (temperature): " + "; ".join(
             f"{h} {_pct(v['ece_before'])} -> {_pct(v['ece_after'])} ({v['temperature']:.3f})"
-            for h, v in others.items()))
+            for h, v in others.items())]
     return "\n".join(lines)
+
+
+def trust_markdown(a: dict) -> list:
+    """What a catalogue can trust (evaluation/trust.py): the attributes the article type decides, each way on the
+    holdout and the test split; the review rule; what zero-shot takes from each trained class and gives."""
+    lines, ways = [], {"heads": "its head", "article_type": "from the article type",
+                       "heads_x_article_type": "head x article type"}
+    if a.get("attributes"):
+        rows = [[f"{attr} ({d['photos']} photos)", ways[w] + (" (kept)" if w == d["kept"] else ""),
+                 _pct(d["holdout"][w]["top1"]), _pct(d["holdout"][w]["consistent"]), _pct(d["test"][w]["top1"]),
+                 _pct(d["test"][w]["consistent"])] for attr, d in a["attributes"].items() for w in ways]
+        lines += ["", "Attributes the article type decides, each way of answering them: top-1 % and the share agreeing "
+                      "with the answered article type %, on the holdout (where the way is chosen: the most accurate of "
+                      "those agreeing on 99%) and the test split:", "",
+                  _md_table(["attribute", "way", "holdout top-1", "holdout agree", "test top-1", "test agree"], rows,
+                            "llrrrr")]
+    reviews = [(w, a[k]) for w, k in (("closed-set", "review"), ("with zero-shot", "review_zero_shot")) if a.get(k)]
+    if reviews:
+        rows = [[w, f"{r['threshold']:.3f}", _pct(r["coverage"]), _pct(r["precision"]), _pct(r["left_out_flagged"]),
+                 _pct(r["test"]["coverage"]), _pct(r["test"]["precision"]),
+                 _pct(r["test"].get("untrained_right_or_flagged"))] for w, r in reviews]
+        r = reviews[-1][1]
+        lines += ["", f"Review rule (`uncertain`): an answer is flagged below the threshold, the lowest at which the "
+                      f"holdout's unflagged answers are {100 * r['target_precision']:g}% right, raised to flag "
+                      f"{100 * r['target_novel']:g}% of never-seen products (made on the holdout by leaving each "
+                      f"subCategory out) unless that would leave under {100 * r['min_unflagged']:g}% unflagged:", "",
+                  _md_table(["answer", "threshold", "holdout unflagged %", "holdout precision %",
+                             "never-seen flagged %", "test unflagged %", "test precision %",
+                             "test: untrained classes right or flagged %"], rows, "lrrrrrrr")]
+    col = a.get("collateral")
+    if col and col.get("trained_photos_taken") is not None:
+        rows = [[_cell(r["cls"]), "trained" if r["trained"] else "no training photo", str(r["photos"]),
+                 _pct(r["closed_top1"]), _pct(r["zero_shot_top1"]), _pct(r["answered_zero_shot"])]
+                for r in a.get("collateral_classes", [])]
+        lines += ["", f"What zero-shot takes and gives on the test split: {_pct(col['trained_photos_taken'])}% of the "
+                      f"photos of trained classes are answered with a zero-shot class; most taken: "
+                      f"{_cell(col['most_taken_class'])} ({_pct(col['most_taken'])}%), most top-1 lost: "
+                      f"{_cell(col['most_lost_class'])} ({_pct(col['most_lost'])} points); "
+                      f"{col['classes_losing_over_3_points']} trained classes lose over 3 points.", "",
+                  _md_table(["class", "", "photos", "closed-set top-1 %", "with zero-shot top-1 %",
+                             "answered zero-shot %"], rows, "llrrrr")]
+    return lines
 
 
 def parts_markdown(a: dict) -> str:

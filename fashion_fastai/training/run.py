@@ -41,7 +41,8 @@ from fashion_fastai.evaluation.scores import by_part
 from fashion_fastai.training.stages import train_stage, KeepValidPreds, EPOCH_SECONDS_DIGITS
 from fashion_fastai.evaluation.tta import FLIP
 from fashion_fastai.networks.weights import resolve_weights, check_weights_file, WeightsInfo
-from fashion_fastai.answering.zero_shot import load_map
+from fashion_fastai.answering.zero_shot import load_map, load_categories
+from fashion_fastai.answering.categories import category_table, check_values
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Run:
     scorer: imagenet_classifier.Scorer | None = None  # the frozen ImageNet network's probabilities (None: `no_scorer`)
     no_scorer: str = ''
     network: dict = None   # the frozen network's record in each model's JSON
+    categories: dict = None  # {attribute: {article type: value}}: what each article type decides (categories.py)
 
     @property
     def models(self) -> tuple: return trained(self.cfg)
@@ -132,8 +134,12 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
                                                    previous.get('resumed_by', []) + [record['command']])
     on_main(lambda: (_write_json(run_dir / 'load_report.json', data.report.to_dict()),
                      _write_json(run_dir / 'config.json', record)))
+    zmap_categories = load_categories(cfg.zero_shot_map)
+    if cfg.zero_shot_map:
+        check_values(zmap_categories, {a: set(v) for a, v in data.attributes.items()}, cfg.zero_shot_map)
+    even_years = data.frame[data.frame['split'].isin(['train', 'valid'])]  # labels the test split never gives
     return Run(cfg, run_dir, data, imagenet, winfo, resumed, record, started, zmap,
-               *frozen_imagenet(cfg, imagenet, winfo, run_dir))
+               *frozen_imagenet(cfg, imagenet, winfo, run_dir), categories=category_table(even_years, zmap_categories))
 
 
 def holdout_words(h: dict) -> str:
@@ -216,8 +222,8 @@ def evaluate_and_export(run: Run, m: ModelSpec, learn: Learner, fit: dict) -> di
     phases = dict(epoch_seconds(learn.epoch_log.rows), evaluation=round(time.time() - t0, 1))
     t0 = time.time()
     answering, answer_numbers = calibrate(learn, eval_rows(run.data, m.part, 'valid') if run.cfg.holdout else None,
-                                          heads, list(rows['file']), counts, run.zmap, run.scorer, run.no_scorer,
-                                          run.network, run.cfg.tta)
+                                          heads, rows, counts, run.zmap, run.scorer, run.no_scorer,
+                                          run.network, run.cfg.tta, categories=run.categories)
     phases['calibration'] = round(time.time() - t0, 1)
     table, summary, probs, targs = heads.pop(LABEL)
     if m.part == ALL: summary['parts'] = by_part(table, {p: run.data.vocabs[p] for p in PARTS})
@@ -250,7 +256,7 @@ def join_models(run: Run) -> dict:
     t0 = time.time()
     holdout = eval_rows(run.data, ALL, 'valid') if run.cfg.holdout else eval_rows(run.data, ALL).iloc[:0]
     answer, numbers = join_stages(run.dir, run.data.vocabs[ALL], holdout, eval_rows(run.data, ALL),
-                                  run.data.train_counts(ALL), run.scorer, run.cfg.answer)
+                                  run.data.train_counts(ALL), run.scorer, run.cfg.answer, categories=run.categories)
     if answer is not None: answer.save(run.dir)
     else: (run.dir / JOINED_FILE).unlink(missing_ok=True)
     numbers['seconds'] = round(time.time() - t0, 1)
