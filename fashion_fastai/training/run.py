@@ -41,7 +41,7 @@ from fashion_fastai.evaluation.scores import by_part
 from fashion_fastai.training.stages import train_stage, KeepValidPreds, EPOCH_SECONDS_DIGITS
 from fashion_fastai.evaluation.tta import FLIP
 from fashion_fastai.networks.weights import resolve_weights, check_weights_file, WeightsInfo
-from fashion_fastai.answering.zero_shot import load_map, load_categories
+from fashion_fastai.answering.zero_shot import load_map, load_categories, read_categories
 from fashion_fastai.answering.categories import category_table, check_values
 
 
@@ -134,9 +134,10 @@ def set_up_run(options: TrainConfig, resume: Path = None) -> Run:
                                                    previous.get('resumed_by', []) + [record['command']])
     on_main(lambda: (_write_json(run_dir / 'load_report.json', data.report.to_dict()),
                      _write_json(run_dir / 'config.json', record)))
+    if cfg.zero_shot_map:  # the user's rows name this data's categories (the package's name Kaggle's)
+        check_values(read_categories(cfg.zero_shot_map), {a: set(v) for a, v in data.attributes.items()},
+                     cfg.zero_shot_map)
     zmap_categories = load_categories(cfg.zero_shot_map)
-    if cfg.zero_shot_map:
-        check_values(zmap_categories, {a: set(v) for a, v in data.attributes.items()}, cfg.zero_shot_map)
     even_years = data.frame[data.frame['split'].isin(['train', 'valid'])]  # labels the test split never gives
     return Run(cfg, run_dir, data, imagenet, winfo, resumed, record, started, zmap,
                *frozen_imagenet(cfg, imagenet, winfo, run_dir), categories=category_table(even_years, zmap_categories))
