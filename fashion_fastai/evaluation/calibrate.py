@@ -87,7 +87,8 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     review_closed, numbers['review'] = fit_review(held_closed[LABEL], held[LABEL][3], groups)
     numbers['review']['test'] = flag_numbers(closed[LABEL], targets[LABEL], review_closed, untrained_test)
     if why:
-        attributes, numbers['attributes'] = _attributes(of, held_closed, hold_masks, held, closed, test_masks, targets)
+        attributes, numbers['attributes'] = _attributes(of, held, held_closed, hold_masks, closed, closed[LABEL],
+                                                        test_masks, targets)
         numbers['why_not'] = why
         return Answering(temperatures, holdout=holdout_record, why_not=why, prior=prior, prior_strength=strength,
                          attributes=attributes, review=dict(closed_set=review_closed)), numbers
@@ -102,16 +103,13 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     holdout_record['routed'] = routed_hold
     hold_answered = {**held_closed, LABEL: temper(joined_hold, joined_t)}
     review_zs, numbers['review_zero_shot'] = fit_review(hold_answered[LABEL], hold_y, groups)
-    attributes, numbers['attributes'] = trust.fit_attributes(of, {a: hold_answered[a] for a in of if a in held},
-                                                             hold_answered[LABEL], hold_masks,
-                                                             {a: held[a][3] for a in of if a in held})
+    test_p, imagenet = softmax[LABEL], scorer.probs(test_files)
+    plain, _ = Answering(temperatures, path, joined_t, prior=prior, prior_strength=strength).apply(softmax, imagenet)
+    attributes, numbers['attributes'] = _attributes(of, held, hold_answered, hold_masks, closed, plain[LABEL],
+                                                    test_masks, targets)
     answering = Answering(temperatures, path, joined_t, network, holdout_record, prior=prior, prior_strength=strength,
                           attributes=attributes, review=dict(closed_set=review_closed, zero_shot=review_zs))
-    test_p, imagenet = softmax[LABEL], scorer.probs(test_files)
     answered, routed = answering.apply(softmax, imagenet)  # as `predict` answers: `Predictor.answered` calls the same
-    plain, _ = Answering(temperatures, path, joined_t, prior=prior, prior_strength=strength).apply(softmax, imagenet)
-    numbers['attributes'] = trust.attribute_numbers(attributes, {a: plain[a] for a in attributes}, answered[LABEL],
-                                                    test_masks, targets, numbers['attributes'])
     numbers['review_zero_shot']['test'] = flag_numbers(answered[LABEL], targets[LABEL], review_zs, untrained_test)
     after = answered[LABEL]  # before: untempered (but adjusted for the prior), for the ECE it had
     before = path.joined(adjust_prior(test_p, prior, strength), imagenet)
@@ -135,9 +133,13 @@ def _trained(vocab, train_counts: dict) -> np.ndarray:
     return np.array([i for i, c in enumerate(vocab) if train_counts[LABEL].get(c, 0)], int)
 
 
-def _attributes(of, held_closed, hold_masks, held, closed, test_masks, targets) -> tuple[dict, dict]:
-    "The attributes' way fitted on the closed-set holdout answers and measured on the test split's (no zero-shot path)."
-    attributes, numbers = trust.fit_attributes(of, {a: held_closed[a] for a in of if a in held}, held_closed[LABEL],
-                                               hold_masks, {a: held[a][3] for a in of if a in held})
-    plain = {a: closed[a] for a in attributes}  # the heads as tempered: `closed` was answered without `attributes`
-    return attributes, trust.attribute_numbers(attributes, plain, closed[LABEL], test_masks, targets, numbers)
+def _attributes(of, held: dict, hold_answered: dict, hold_masks: dict, closed: dict, test_label, test_masks: dict,
+                targets: dict) -> tuple[dict, dict]:
+    """The attributes' way fitted on the holdout's answers (`hold_answered`: each head tempered, the article type as
+    the model answers it) and measured on the test split's (`test_label`, answered the same way); `closed`'s other
+    heads are tempered alone, as the attributes' heads answer before any way is applied."""
+    fitted = [a for a in of if a in held]
+    attributes, numbers = trust.fit_attributes(of, {a: hold_answered[a] for a in fitted}, hold_answered[LABEL],
+                                               hold_masks, {a: held[a][3] for a in fitted})
+    return attributes, trust.attribute_numbers(attributes, {a: closed[a] for a in attributes}, test_label, test_masks,
+                                               targets, numbers)

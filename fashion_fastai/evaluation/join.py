@@ -139,12 +139,12 @@ def join_stages(run_dir: Path,
     answer.holdout = dict(images=len(holdout), candidates=holdout_top1, kept=kept)
     runs = {n: answered(predictors[n], test_files) for n in answer.members}
     y, test_parts, index = _targets(test, vocab), test['part'].to_numpy(), answer.index()
-    trusted = _trust(answer, categories or {}, predictors[answer.attributes_from].vocabs, hold, holdout, hold_y, runs,
-                     test, y, train_counts)
+    joined_hold, joined_test = ({w: _answer(answer, members, w, kept) for w in WAYS} for members in (hold, runs))
+    trusted = _trust(answer, categories or {}, predictors[answer.attributes_from].vocabs, hold, holdout, hold_y,
+                     joined_hold, runs, test, y, joined_test, train_counts)
     tables, reviews, curves = {}, {}, {}
     for w in WAYS:
-        probs = {n: runs[n][w] for n in answer.members}
-        after, before = answer.apply(probs, w == 'closed_set'), answer.untempered(probs, w)
+        after, before = joined_test[w], answer.untempered({n: runs[n][w] for n in answer.members}, w)
         tables[w] = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts)
         reviews[w] = dict(temperature=answer.fits[w]['temperature'], gate_scale=answer.fits[w]['scale'],
                           gate_bias=answer.fits[w]['bias'],
@@ -158,7 +158,7 @@ def join_stages(run_dir: Path,
     zs_index = np.array([vocab.index(c) for c in zero_shot_classes], int)
     of_trained = np.array([train_counts.get(c, 0) > 0 for c in test[LABEL]])
     hold_trained = np.array([train_counts.get(c, 0) > 0 for c in holdout[LABEL]])
-    hold_default = answer.apply({n: hold[n][WAYS[0]] for n in answer.members})
+    hold_default = joined_hold[WAYS[0]]
     on_zs = np.isin(y, zs_index)
     numbers.update(
         gate=kept, members=list(answer.members), attributes_from=answer.attributes_from, curves=curves,
@@ -184,18 +184,18 @@ def join_stages(run_dir: Path,
     return answer, numbers
 
 
-def _trust(answer: PartAnswer, table: dict, head_vocabs: dict, hold: dict, holdout: pd.DataFrame, hold_y, runs: dict,
-           test: pd.DataFrame, y, train_counts: dict) -> dict:
+def _trust(answer: PartAnswer, table: dict, head_vocabs: dict, hold: dict, holdout: pd.DataFrame, hold_y,
+           joined_hold: dict, runs: dict, test: pd.DataFrame, y, joined_test: dict, train_counts: dict) -> dict:
     """The joined answer's attributes the article type decides and its review rule, fitted on the holdout (recorded in
-    `answer`) and measured on the test split (evaluation/trust.py): the report's numbers."""
+    `answer`) and measured on the test split (evaluation/trust.py): the report's numbers.  `hold` and `runs` are each
+    member's answers on the holdout and test photos, `joined_hold` and `joined_test` the joined answer's, per way."""
     vocab, source = list(answer.vocab), answer.attributes_from
     of = trust.value_indices(table, vocab, head_vocabs)
     groups, untrained = trust.groups_of(table, vocab), np.array([not train_counts.get(c, 0) for c in test[LABEL]])
     values = lambda rows, a, mask: np.array([head_vocabs[a].index(v) for v in rows[a][mask]], int)
     out, answer.review = {}, {}
     for w in WAYS:
-        label_hold = answer.apply({n: hold[n][w] for n in answer.members}, w == 'closed_set')
-        label_test = answer.apply({n: runs[n][w] for n in answer.members}, w == 'closed_set')
+        label_hold, label_test = joined_hold[w], joined_test[w]
         answer.review[w], out[f'review_{w}'] = fit_review(label_hold, hold_y, groups)
         out[f'review_{w}']['test'] = flag_numbers(label_test, y, answer.review[w], untrained)
         if w != WAYS[0]: continue  # the attributes' way is chosen on the default answer
