@@ -55,5 +55,8 @@ def test_the_rule_puts_precision_first_and_novelty_before_the_review_load():
     assert t >= d['precision_threshold'] and d['precision'] >= review.PRECISION
     if d['novelty_threshold'] <= d['coverage_threshold']: assert d['left_out_flagged'] >= review.NOVEL_FLAGGED
     elif t > d['precision_threshold']: assert d['coverage'] >= review.MIN_UNFLAGGED - 1 / n
+    # the precision recorded is that of the threshold leaving at least the share asked for unflagged
+    at_cover = review.flag_numbers(probs, y, d['coverage_threshold'])
+    assert at_cover['coverage'] >= review.MIN_UNFLAGGED and d['precision_at_min_unflagged'] == at_cover['precision']
     numbers = review.flag_numbers(probs, y, t, untrained=np.arange(n) < 100)
     assert numbers['untrained_photos'] == 100 and numbers['untrained_right_or_flagged'] >= numbers['untrained_right']

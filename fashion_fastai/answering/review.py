@@ -71,7 +71,9 @@ def fit_review(probs, targets, groups) -> tuple[float, dict]:
     threshold = max(t_precision, min(t_novel, t_cover) if t_novel is not None else 0.)
     return threshold, dict(threshold=threshold, precision_threshold=t_precision, novelty_threshold=t_novel,
                            coverage_threshold=t_cover, target_precision=PRECISION, target_novel=NOVEL_FLAGGED,
-                           min_unflagged=MIN_UNFLAGGED, left_out_photos=int((~np.isnan(left)).sum()),
+                           min_unflagged=MIN_UNFLAGGED,  # and what precision leaving that share unflagged gives:
+                           precision_at_min_unflagged=flag_numbers(probs, targets, t_cover)['precision'],
+                           left_out_photos=int((~np.isnan(left)).sum()),
                            left_out_flagged=float((left[~np.isnan(left)] < threshold).mean())
                            if (~np.isnan(left)).any() else None,
                            **flag_numbers(probs, targets, threshold))

@@ -160,7 +160,8 @@ def trust_markdown(a: dict) -> list:
                             "llrrrr")]
     reviews = [(w, a[k]) for w, k in (("closed-set", "review"), ("with zero-shot", "review_zero_shot")) if a.get(k)]
     if reviews:
-        rows = [[w, f"{r['threshold']:.3f}", _pct(r["coverage"]), _pct(r["precision"]), _pct(r["left_out_flagged"]),
+        rows = [[w, f"{r['threshold']:.3f}", _pct(r["coverage"]), _pct(r["precision"]),
+                 _pct(r.get("precision_at_min_unflagged")), _pct(r["left_out_flagged"]),
                  _pct(r["test"]["coverage"]), _pct(r["test"]["precision"]),
                  _pct(r["test"].get("untrained_right_or_flagged"))] for w, r in reviews]
         r = reviews[-1][1]
@@ -169,8 +170,9 @@ def trust_markdown(a: dict) -> list:
                       f"{100 * r['target_novel']:g}% of never-seen products (made on the holdout by leaving each "
                       f"subCategory out) unless that would leave under {100 * r['min_unflagged']:g}% unflagged:", "",
                   _md_table(["answer", "threshold", "holdout unflagged %", "holdout precision %",
+                             f"holdout precision at {100 * r['min_unflagged']:g}% unflagged",
                              "never-seen flagged %", "test unflagged %", "test precision %",
-                             "test: untrained classes right or flagged %"], rows, "lrrrrrrr")]
+                             "test: untrained classes right or flagged %"], rows, "lrrrrrrrr")]
     col = a.get("collateral")
     if col and col.get("trained_photos_taken") is not None:
         rows = [[_cell(r["cls"]), "trained" if r["trained"] else "no training photo", str(r["photos"]),
