@@ -72,6 +72,10 @@ def main(run: Path,       # a run folder with both stages, its all-classes model
     train_top = np.array(train['part'] == 'top', bool)
     names = sorted({n for n, _ in answer.stages.values()} | {ALL})
     models = {n: load_model_file(run / f'{n}.json', 'weights', 'cpu') for n in names}
+    scorers = [m.scorer for m in models.values() if m.scorer is not None]
+    for m in models.values():  # one frozen ImageNet network for all, remembering the photos it has scored
+        if m.scorer is not None: m.scorer = scorers[0]
+    if scorers: scorers[0].remember = True
     members = {n: answered(m, list(holdout['file'])) for n, m in models.items()}
     evidence = {gate: gate_evidence(gate, {n: members[n][WAYS[0]] for n in names}, index) for gate in GATES}
     for body in (n for n in (answer.stages['top'][0], ALL) if n in models):
