@@ -356,7 +356,9 @@ def test_an_answer_agrees_with_itself_and_flags_by_the_holdouts_rule(run, tmp_pa
         assert set(ways) == set(DECIDED) and all(len(w['of']) == len(predictor.vocab) for w in ways.values())
         results, _ = predict_paths(predictor, files)
         for r in results:
-            assert r['uncertain'] == (r['top'][0]['prob'] < predictor.review_prob)
+            # the answer's probability is rounded to 4 decimals: within 5e-5 of the threshold either side is right
+            assert (r['uncertain'] == (r['top'][0]['prob'] < predictor.review_prob)
+                    or abs(r['top'][0]['prob'] - predictor.review_prob) <= 5e-5)
             for a, w in ways.items():
                 if w['way'] == ARTICLE_TYPE:  # the value of the article type answered
                     of = w['of'][predictor.vocab.index(r['top'][0]['class'])]

@@ -192,7 +192,9 @@ def test_min_prob_marks_uncertain_predictions(run_dir, tmp_path):
     plain, _ = predict_paths(predictor, good)  # the default: the review rule of the run (or REVIEW_PROB without one)
     rule = predictor.review_prob
     assert rule == predictor.answering.review.get("closed_set", REVIEW_PROB)  # a run without zero-shot classes
-    assert [r["uncertain"] for r in plain] == [r["top"][0]["prob"] < rule for r in plain]
+    # each probability is rounded to 4 decimals: within 5e-5 of the rule, either side is right
+    assert all(r["uncertain"] == (r["top"][0]["prob"] < rule) or abs(r["top"][0]["prob"] - rule) <= 5e-5
+               for r in plain)
     marked, _ = predict_paths(predictor, good, min_prob=1.)
     assert all(r["uncertain"] for r in marked) or max(r["top"][0]["prob"] for r in marked) == 1.
     assert [r["top"] for r in marked] == [r["top"] for r in plain]  # marked, never dropped or relabelled
