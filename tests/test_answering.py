@@ -78,6 +78,9 @@ def test_the_run_fits_on_its_holdout_and_reports_both_ways(run):
     assert zs['test_images_of_zero_shot_classes'] > 0 and zs['closed_zero_shot_classes_top1'] is not None
     for way in (m['heads']['articleType'], zs):
         assert 0 <= way['ece_after'] <= 1 and 0 <= way['coverage'] <= 1
+        assert 0 <= way['ece_nameable'] <= 1 and 0 < way['nameable'] <= 1  # the photos of a class it can name
+    assert zs['nameable'] >= m['heads']['articleType']['nameable']  # a zero-shot row makes a class nameable
+    assert 'ECE % calibrated, photos of a class it can name' in section
     per_class = __import__('pandas').read_csv(run / 'per_class_stage1.csv', index_col=0)
     assert per_class.loc[PERFUME, 'zero_shot'] and not per_class.drop(index=PERFUME)['zero_shot'].any()
     assert 'stage2' in json.loads((run / 'metrics.json').read_text())['stages']
@@ -189,6 +192,8 @@ def test_the_joined_answer_is_every_commands_default(run, env, tmp_path):
     assert m['joined']['kept'] == 'all_parts' and set(m['joined']['candidates']) == {'all', 'all_parts', 'stages'}
     parts = m['stages']['joined']['answering']['zero_shot']['parts']
     assert sum(p['photos'] for p in parts.values()) == m['stages']['joined']['n_test']
+    joined_ways = m['stages']['joined']['answering']
+    assert joined_ways['zero_shot']['nameable'] >= joined_ways['heads']['articleType']['nameable'] > 0
     md = (run / 'results.md').read_text()
     assert '## joined' in md and '(kept)' in md and 'answered in the other part %' in md
     import shutil

@@ -33,3 +33,16 @@ def test_ece_of_a_calibrated_model_and_of_a_known_gap():
     assert ece(always_sure, np.array([0, 1, 0, 0])) == pytest.approx(0.5)
     assert reliability(always_sure, np.array([0, 1, 0, 0])) == [(1.0, 0.5, 4)]
     assert np.allclose(temper(p, 1.0), p)
+
+
+def test_the_ece_of_the_photos_an_answer_can_name_leaves_out_those_it_cannot():
+    from fashion_fastai.evaluation.calibrate import review_numbers
+    sure = np.tile([.8, .2, 0.], (10, 1))             # confidence .8 on class 0 for every photo
+    y = np.array([0, 0, 0, 0, 1, 0, 0, 0, 0, 1])       # right 8 of 10: calibrated where it can name the class
+    nameable = np.ones(10, bool)
+    assert review_numbers(sure, sure, y, nameable)['ece_nameable'] == pytest.approx(0, abs=1e-12)
+    y_new = np.r_[y, [2] * 10]                          # 10 photos of a class it cannot name: wrong at any confidence
+    both = np.r_[sure, sure]
+    out = review_numbers(both, both, y_new, np.r_[nameable, ~nameable])
+    assert out['ece_after'] == pytest.approx(.8 - .4) and out['ece_nameable'] == pytest.approx(0, abs=1e-12)
+    assert out['nameable'] == .5 and 'ece_nameable' not in review_numbers(both, both, y_new)

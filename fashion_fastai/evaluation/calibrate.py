@@ -23,13 +23,21 @@ from fashion_fastai.evaluation.scores import class_table, summarize
 from fashion_fastai.answering.zero_shot import MAX_ROUTED, ZeroShotPath
 
 
-def review_numbers(probs, before, targets) -> dict:
-    "ECE before and after the temperature, and at `REVIEW_PROB` the share of photos above it and their accuracy."
+def review_numbers(probs, before, targets, nameable=None) -> dict:
+    """ECE before and after the temperature, and at `REVIEW_PROB` the share of photos above it and their accuracy;
+    given `nameable` (which photos are of a class the answer can name: trained, or zero-shot with a map row), the ECE of
+    those photos too.  A photo of a class the answer cannot name is wrong at any confidence, and a holdout of even years
+    has few such photos where the odd years can have many, so the two ECEs tell calibration from that shift."""
     probs, targets = np.asarray(probs), np.asarray(targets)
     sure, hit = probs.max(1) >= REVIEW_PROB, probs.argmax(1) == targets
-    return dict(ece_before=ece(before, targets), ece_after=ece(probs, targets),
-                coverage=float(sure.mean()) if len(sure) else None,
-                precision=float(hit[sure].mean()) if sure.any() else None)
+    out = dict(ece_before=ece(before, targets), ece_after=ece(probs, targets),
+               coverage=float(sure.mean()) if len(sure) else None,
+               precision=float(hit[sure].mean()) if sure.any() else None)
+    if nameable is not None:
+        nameable = np.asarray(nameable, bool)
+        out.update(nameable=float(nameable.mean()) if len(nameable) else None,
+                   ece_nameable=ece(probs[nameable], targets[nameable]) if nameable.any() else None)
+    return out
 
 
 def untrained_classes(vocab, train_counts: dict) -> list:
@@ -65,7 +73,9 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     temperatures = {h: fit_temperature(held_p[h], y) for h, (_, _, _, y) in held.items()}
     softmax = {h: np.asarray(test[h][2], np.float64) for h in held}
     closed, _ = Answering(temperatures, prior=prior, prior_strength=strength).apply(softmax, closed_set=True)
-    heads = {h: dict(temperature=temperatures[h], **review_numbers(closed[h], softmax[h], targets[h])) for h in held}
+    trained = np.isin(targets[LABEL], _trained(vocab, train_counts))
+    heads = {h: dict(temperature=temperatures[h], **review_numbers(closed[h], softmax[h], targets[h],
+                                                                   trained if h == LABEL else None)) for h in held}
     curves = {'closed-set, softmax': reliability(softmax[LABEL], targets[LABEL]),
               'closed-set, calibrated': reliability(closed[LABEL], targets[LABEL])}
     closed_table = class_table(torch.from_numpy(closed[LABEL]), torch.from_numpy(targets[LABEL]), vocab,
@@ -83,7 +93,7 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
     hold_masks = {a: trust.has_value(holdout, a) for a in of}
     test_masks = {a: trust.has_value(test_rows, a) for a in of}
     held_closed = {h: temper(held_p[h], temperatures[h]) for h in held}
-    groups, untrained_test = trust.groups_of(table, vocab), ~np.isin(targets[LABEL], _trained(vocab, train_counts))
+    groups, untrained_test = trust.groups_of(table, vocab), ~trained
     review_closed, numbers['review'] = fit_review(held_closed[LABEL], held[LABEL][3], groups)
     numbers['review']['test'] = flag_numbers(closed[LABEL], targets[LABEL], review_closed, untrained_test)
     if why:
@@ -123,7 +133,7 @@ def calibrate(learn, holdout: pd.DataFrame,   # the part's holdout rows (`eval_r
         test_routed=float(routed.mean()), test_images_of_zero_shot_classes=int(zs.sum()),
         zero_shot_classes_top1=float((after[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
         closed_zero_shot_classes_top1=float((test_p[zs].argmax(1) == y[zs]).mean()) if zs.any() else None,
-        table=table, summary=summarize(table), **review_numbers(after, before, y))
+        table=table, summary=summarize(table), **review_numbers(after, before, y, path.answerable(y)))
     numbers['collateral'], numbers['collateral_classes'] = trust.collateral(closed[LABEL], after, y, vocab,
                                                                             path.head.classes, train_counts[LABEL])
     return answering, numbers

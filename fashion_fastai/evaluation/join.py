@@ -19,11 +19,12 @@ import torch
 from fashion_fastai.answering.answering import REVIEW_PROB
 from fashion_fastai.answering.parts import GATES, WAYS, PartAnswer
 from fashion_fastai.answering.review import fit_review, flag_numbers
-from fashion_fastai.answering.temperature import ece, reliability
+from fashion_fastai.answering.temperature import reliability
 from fashion_fastai.answering.zero_shot import MAX_ROUTED
 from fashion_fastai.core.models import ALL, PARTS, STAGES, spec
 from fashion_fastai.core.schema import LABEL
 from fashion_fastai.evaluation import trust
+from fashion_fastai.evaluation.calibrate import review_numbers
 from fashion_fastai.evaluation.scores import by_part, class_table, summarize
 from fashion_fastai.inference.load import load_model_file
 
@@ -82,15 +83,6 @@ def candidates(members: dict, parts: np.ndarray, targets: np.ndarray, base: Part
     return out
 
 
-def review_numbers(probs: np.ndarray, untempered: np.ndarray, targets: np.ndarray, answerable: np.ndarray) -> dict:
-    "ECE before and after the temperature, and at `REVIEW_PROB` the share of photos above it and their accuracy."
-    sure, hit = probs.max(1) >= REVIEW_PROB, probs.argmax(1) == targets
-    return dict(ece_before=ece(untempered, targets), ece_after=ece(probs, targets),
-                ece_answerable=ece(probs[answerable], targets[answerable]) if answerable.any() else None,
-                coverage=float(sure.mean()) if len(sure) else None,
-                precision=float(hit[sure].mean()) if sure.any() else None)
-
-
 def join_stages(run_dir: Path,
                 vocab: list,                 # every class, in the all-classes vocab's order
                 holdout: pd.DataFrame,       # every part's holdout rows (`eval_rows(data, ALL, 'valid')`)
@@ -142,17 +134,6 @@ def join_stages(run_dir: Path,
     joined_hold, joined_test = ({w: _answer(answer, members, w, kept) for w in WAYS} for members in (hold, runs))
     trusted = _trust(answer, categories or {}, predictors[answer.attributes_from].vocabs, hold, holdout, hold_y,
                      joined_hold, runs, test, y, joined_test, train_counts)
-    tables, reviews, curves = {}, {}, {}
-    for w in WAYS:
-        after, before = joined_test[w], answer.untempered({n: runs[n][w] for n in answer.members}, w)
-        tables[w] = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts)
-        reviews[w] = dict(temperature=answer.fits[w]['temperature'], gate_scale=answer.fits[w]['scale'],
-                          gate_bias=answer.fits[w]['bias'],
-                          **review_numbers(after, before, y, after[np.arange(len(y)), y] > 0),
-                          parts=part_numbers(after, y, test_parts, index))
-        curves[f"{w.replace('_', '-')}, calibrated"] = reliability(after, y)
-        if w == WAYS[0]: default = after
-        else: closed = after
     zero_shot_classes = [c for n in answer.members if n != ALL and predictors[n].zero_shot
                          for c in predictors[n].answering.zero_shot.head.classes]
     zs_index = np.array([vocab.index(c) for c in zero_shot_classes], int)
@@ -160,6 +141,17 @@ def join_stages(run_dir: Path,
     hold_trained = np.array([train_counts.get(c, 0) > 0 for c in holdout[LABEL]])
     hold_default = joined_hold[WAYS[0]]
     on_zs = np.isin(y, zs_index)
+    nameable = {WAYS[0]: of_trained | on_zs, WAYS[1]: of_trained}
+    tables, reviews, curves = {}, {}, {}
+    for w in WAYS:
+        after, before = joined_test[w], answer.untempered({n: runs[n][w] for n in answer.members}, w)
+        tables[w] = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts)
+        reviews[w] = dict(temperature=answer.fits[w]['temperature'], gate_scale=answer.fits[w]['scale'],
+                          gate_bias=answer.fits[w]['bias'], **review_numbers(after, before, y, nameable[w]),
+                          parts=part_numbers(after, y, test_parts, index))
+        curves[f"{w.replace('_', '-')}, calibrated"] = reliability(after, y)
+        if w == WAYS[0]: default = after
+        else: closed = after
     numbers.update(
         gate=kept, members=list(answer.members), attributes_from=answer.attributes_from, curves=curves,
         heads={LABEL: reviews['closed_set']}, closed_summary=summarize(tables['closed_set']),

@@ -109,6 +109,9 @@ def answering_markdown(a: dict) -> str:
             ["temperature (fitted on the holdout)", *(num(w["temperature"], "{:.3f}") for _, w, _ in ways)],
             ["ECE % of the softmax", *(_pct(w["ece_before"]) for _, w, _ in ways)],
             ["ECE % calibrated", *(_pct(w["ece_after"]) for _, w, _ in ways)],
+            *([["ECE % calibrated, photos of a class it can name (their share %)",
+                *(f"{_pct(w.get('ece_nameable'))} ({_pct(w.get('nameable'))})" for _, w, _ in ways)]]
+              if any("ece_nameable" in w for _, w, _ in ways) else []),
             [f"coverage %: photos at >= {a['review_prob']:g} calibrated", *(_pct(w["coverage"]) for _, w, _ in ways)],
             ["precision %: their top-1", *(_pct(w["precision"]) for _, w, _ in ways)]]
     if zs:
@@ -118,7 +121,10 @@ def answering_markdown(a: dict) -> str:
                   f"{_pct(zs['holdout_routed'])} / {_pct(zs['test_routed'])}"]]
     lines.append(_md_table(["", *(w for w, _, _ in ways)], rows, "l" + "r" * len(ways)))
     lines += ["", f"Fitted on {a['holdout_images']} holdout photos (even years, never trained on), scored once on the "
-                  f"test split. ECE: expected calibration error over 15 confidence bins."]
+                  f"test split. ECE: expected calibration error over 15 confidence bins."
+              + (" A class it can name has training photos (closed-set), or a zero-shot row too (with zero-shot "
+                 "answers): a photo of any other class is wrong at every confidence."
+                 if any("ece_nameable" in w for _, w, _ in ways) else "")]
     if zs and "boost" in zs:
         lines.append(f"Zero-shot classes ({len(zs['classes'])}): {', '.join(_cell(c) for c in zs['classes'])}; gate "
                      f"boost {zs['boost']:.3g}, the largest that answers at most {100 * zs['max_routed']:g}% of the "
