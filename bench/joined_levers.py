@@ -203,6 +203,11 @@ def main(run: Path,        # a run folder with both stages, its all-classes mode
             result.setdefault(lever, {})[way] = dict(
                 top1=float(np.mean(hits)), top1_each_shuffle=[float(h) for h in hits], log_loss=float(np.mean(nll)),
                 ece=float(np.mean(calib)), mix_chosen=sorted(set(float(c) for c in chosen)))
+    own_part = {}  # the ceiling of any gate on these stages: each photo sent to its own part's stage
+    for way in WAYS:
+        conditionals = {p: np.asarray(members[answer.stages[p][0]][way], np.float64) for p in ('top', 'rare')}
+        own_part[way] = float((joined(is_top.astype(float), conditionals, index, len(vocab)).argmax(1) == y).mean())
+    print("each photo to its own part's stage: " + ', '.join(f"{w} {100 * v:.2f}%" for w, v in own_part.items()))
     temperatures, review = part_temperatures(members, answer, holdout, seeds), review_scores(members, answer, index, y,
                                                                                           seeds)
     for lever, ways in result.items():
@@ -220,5 +225,5 @@ def main(run: Path,        # a run folder with both stages, its all-classes mode
         Path(out).write_text(json.dumps(dict(
             command=f'python bench/joined_levers.py {run} --seeds {seeds}', date=str(date.today()),
             machine=platform.processor() or platform.machine(), holdout_photos=len(holdout), seeds=seeds,
-            seconds=time.time() - started, joined=result, part_temperatures=temperatures,
+            seconds=time.time() - started, joined=result, own_part=own_part, part_temperatures=temperatures,
             review_scores=review), indent=1))
