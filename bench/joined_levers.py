@@ -44,15 +44,10 @@ from fashion_fastai.data.styles import load_data
 from fashion_fastai.evaluation.join import answered
 from fashion_fastai.inference.load import load_model_file
 from fashion_fastai.training.config import TrainConfig
+from review_curve import precision_at  # bench/, beside this script
 
 MIX = (0., .1, .2, .3, .4, .5, .6)  # the all-classes model's power inside a part
 TEMPERATURES = np.exp(np.linspace(-1, 1, 41))  # the ECE-aware temperature's grid, on top of the run's own
-
-
-def precision_at(score: np.ndarray, hit: np.ndarray, share: float) -> float:
-    "The share right of the `share` of photos with the highest `score`."
-    order = np.argsort(-score, kind='stable')
-    return float(hit[order][:max(int(np.ceil(share * len(hit) - 1e-9)), 1)].mean())
 
 
 def logit(p: np.ndarray) -> np.ndarray:
