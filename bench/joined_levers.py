@@ -35,15 +35,13 @@ from fastcore.script import call_parse
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from fashion_fastai.answering.parts import WAYS, fit_platt, gate_evidence, platt, read_part_answer, FILE
+from fashion_fastai.answering.parts import WAYS, fit_platt, gate_evidence, platt
 from fashion_fastai.answering.review import MIN_UNFLAGGED
 from fashion_fastai.answering.temperature import fit_temperature, temper, ece
 from fashion_fastai.core.models import ALL
 from fashion_fastai.core.schema import LABEL
-from fashion_fastai.data.styles import load_data
 from fashion_fastai.evaluation.join import answered
-from fashion_fastai.inference.load import load_model_file
-from fashion_fastai.training.config import TrainConfig
+from joined_run import read_joined_run  # bench/, beside this script
 from review_curve import precision_at  # bench/, beside this script
 
 MIX = (0., .1, .2, .3, .4, .5, .6)  # the all-classes model's power inside a part
@@ -141,27 +139,17 @@ def main(run: Path,        # a run folder with both stages, its all-classes mode
          cache: Path = None,  # an .npz file keeping the members' holdout answers (read if it exists)
          out: Path = None,    # a JSON file for the numbers (default: print only)
          ):
-    run = Path(run)
-    cfg, record = TrainConfig.of_run(run), json.loads((run / 'config.json').read_text())
-    if not cfg.holdout: raise SystemExit(f"{run} was trained without a holdout (--holdout 0): nothing to measure on.")
-    if not (run / FILE).is_file(): raise SystemExit(f"{run} has no {FILE}: the stages were not joined.")
-    started = time.time()
-    rows = load_data(Path(record['data_dir']), **cfg.data_options()).part(ALL)
-    holdout = rows[rows['split'] == 'valid']
-    answer = read_part_answer(run / FILE)
-    vocab, index = list(answer.vocab), answer.index()
-    is_top, y = np.array(holdout['part'] == 'top', bool), np.array([vocab.index(c) for c in holdout[LABEL]])
-    names = sorted({n for n, _ in answer.stages.values()} | {ALL})
+    started, joined_run = time.time(), read_joined_run(run)
+    answer, names, holdout = joined_run.answer, joined_run.names, joined_run.holdout
+    vocab, index, is_top, y = list(answer.vocab), answer.index(), joined_run.is_top, joined_run.targets
+    if min(is_top.sum(), (~is_top).sum()) < 5:
+        raise SystemExit(f"{run}'s holdout has {is_top.sum()} photos of the top part and {(~is_top).sum()} of the "
+                         "rare one: five folds need at least five of each (a demo run holds too few).")
     if cache is not None and Path(cache).is_file():
         saved = np.load(cache)
         members = {n: {w: saved[f'{n}/{w}'] for w in WAYS} for n in names}
     else:
-        models = {n: load_model_file(run / f'{n}.json', 'weights', 'cpu') for n in names}
-        scorers = [m.scorer for m in models.values() if m.scorer is not None]
-        for m in models.values():  # one frozen ImageNet network for all, remembering the photos it has scored
-            if m.scorer is not None: m.scorer = scorers[0]
-        if scorers: scorers[0].remember = True
-        members = {n: answered(m, list(holdout['file'])) for n, m in models.items()}
+        members = {n: answered(m, list(holdout['file'])) for n, m in joined_run.models().items()}
         if cache is not None: np.savez(cache, **{f'{n}/{w}': members[n][w] for n in names for w in WAYS})
     print(f"{len(holdout)} holdout photos ({is_top.mean():.1%} top part); members answered in "
           f"{time.time() - started:.0f} s")

@@ -30,13 +30,10 @@ from fastcore.script import call_parse
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from fashion_fastai.answering.parts import GATES, WAYS, fit_platt, gate_evidence, platt, read_part_answer, FILE
+from fashion_fastai.answering.parts import GATES, WAYS, fit_platt, gate_evidence, platt
 from fashion_fastai.core.models import ALL
-from fashion_fastai.core.schema import LABEL
-from fashion_fastai.data.styles import load_data
 from fashion_fastai.evaluation.join import answered
-from fashion_fastai.inference.load import load_model_file
-from fashion_fastai.training.config import TrainConfig
+from joined_run import read_joined_run  # bench/, beside this script
 
 
 def log_loss(p_top: np.ndarray, is_top: np.ndarray) -> float:
@@ -59,23 +56,12 @@ def main(run: Path,       # a run folder with both stages, its all-classes model
          seed: int = 0,     # the holdout's fifths
          out: Path = None,  # a JSON file for the numbers (default: print only)
          ):
-    run = Path(run)
-    cfg, record = TrainConfig.of_run(run), json.loads((run / 'config.json').read_text())
-    if not cfg.holdout: raise SystemExit(f"{run} was trained without a holdout (--holdout 0): nothing to measure on.")
-    if not (run / FILE).is_file(): raise SystemExit(f"{run} has no {FILE}: the stages were not joined.")
-    started = time.time()
-    rows = load_data(Path(record['data_dir']), **cfg.data_options()).part(ALL)
-    holdout, train = rows[rows['split'] == 'valid'], rows[rows['split'] == 'train']
-    answer = read_part_answer(run / FILE)
+    started, joined_run = time.time(), read_joined_run(run)
+    rows, answer, names = joined_run.rows, joined_run.answer, joined_run.names
+    holdout, train = joined_run.holdout, rows[rows['split'] == 'train']
     vocab, index = list(answer.vocab), answer.index()
-    is_top, y = np.array(holdout['part'] == 'top', bool), np.array([vocab.index(c) for c in holdout[LABEL]])
-    train_top = np.array(train['part'] == 'top', bool)
-    names = sorted({n for n, _ in answer.stages.values()} | {ALL})
-    models = {n: load_model_file(run / f'{n}.json', 'weights', 'cpu') for n in names}
-    scorers = [m.scorer for m in models.values() if m.scorer is not None]
-    for m in models.values():  # one frozen ImageNet network for all, remembering the photos it has scored
-        if m.scorer is not None: m.scorer = scorers[0]
-    if scorers: scorers[0].remember = True
+    is_top, y, train_top = joined_run.is_top, joined_run.targets, np.array(train['part'] == 'top', bool)
+    models = joined_run.models()
     members = {n: answered(m, list(holdout['file'])) for n, m in models.items()}
     evidence = {gate: gate_evidence(gate, {n: members[n][WAYS[0]] for n in names}, index) for gate in GATES}
     for body in (n for n in (answer.stages['top'][0], ALL) if n in models):
