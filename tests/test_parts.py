@@ -127,3 +127,51 @@ def test_an_answering_record_keeps_its_prior():
     probs = {'articleType': np.array([[0.6, 0.4]])}
     assert np.allclose(back.apply(probs)[0]['articleType'], a.apply(probs)[0]['articleType'])
     assert Answering.from_meta({'vocab': ['a'], 'answering': {'temperatures': {}}}).prior_strength == 0.
+
+
+def imagenet_case(n=300, seed=4):
+    """Holdout photos whose part the all-classes model's sums tell poorly and one ImageNet class tells well: the
+    ImageNet gate must learn that class, where Platt scaling of the sums cannot."""
+    rng = np.random.default_rng(seed)
+    parts = np.where(rng.random(n) < 0.6, 'top', 'rare')
+    is_top = parts == 'top'
+    m = members(n, seed)
+    top = [VOCAB.index(c) for c in TOP]
+    m['all'][:, top] = 0.5 * m['all'][:, top] / m['all'][:, top].sum(1, keepdims=True)  # the sums say 50/50
+    rare = [VOCAB.index(c) for c in RARE]
+    m['all'][:, rare] = 0.5 * m['all'][:, rare] / m['all'][:, rare].sum(1, keepdims=True)
+    m['stage1'], m['stage2'] = np.eye(len(TOP))[[0] * n] * .9 + .05, np.eye(len(RARE))[[0] * n] * .8 + .2 / 3
+    imagenet = rng.dirichlet(np.ones(1000) * 0.05, n)
+    imagenet[:, 7] = np.where(is_top, 0.6, 0.01)  # a top-part photo looks like ImageNet class 7
+    imagenet /= imagenet.sum(1, keepdims=True)
+    targets = np.array([VOCAB.index(TOP[0]) if p == 'top' else VOCAB.index(RARE[0]) for p in parts])
+    return {w: m for w in ('zero_shot', 'closed_set')}, parts, targets, imagenet
+
+
+def test_the_imagenet_gate_learns_what_the_imagenet_network_sees_and_answers_cross_fitted_on_its_holdout():
+    hold, parts, targets, imagenet = imagenet_case()
+    found = candidates({n: {w: hold[w][n] for w in hold} for n in hold['zero_shot']}, parts, targets,
+                       PartAnswer(VOCAB, STAGES, 'all_parts'), imagenet)
+    fitted, top1 = found['all_parts_imagenet']['zero_shot']
+    assert top1 > found['all_parts']['zero_shot'][1] + 0.2  # the sums alone tell the part no better than chance
+    g = fitted.part_probability(hold['zero_shot'], 'zero_shot', imagenet)
+    assert (((g >= .5) == (parts == 'top')).mean()) > 0.95
+    assert fitted.fits['zero_shot']['imagenet'][7] > 0 and fitted.fits['zero_shot']['C'] > 0
+    # the holdout's answers are the cross-fitted ones, not those of the fit on every photo
+    assert not np.allclose(fitted.holdout_answer(hold['zero_shot'], 'zero_shot', imagenet),
+                           fitted.apply(hold['zero_shot'], imagenet=imagenet))
+    with pytest.raises(ValueError, match='ImageNet'): fitted.apply(hold['zero_shot'])
+    back = PartAnswer.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert back == fitted and back.needs_imagenet and not back.on_holdout
+    assert np.allclose(back.apply(hold['zero_shot'], imagenet=imagenet), fitted.apply(hold['zero_shot'],
+                                                                                        imagenet=imagenet))
+
+
+def test_the_imagenet_gate_is_no_candidate_without_the_network_or_photos_to_cross_fit():
+    hold, parts, targets, imagenet = imagenet_case(40)
+    members_ = {n: {w: hold[w][n] for w in hold} for n in hold['zero_shot']}
+    base = PartAnswer(VOCAB, STAGES, 'all_parts')
+    assert 'all_parts_imagenet' not in candidates(members_, parts, targets, base)
+    few = np.array(['top'] * 37 + ['rare'] * 3)
+    assert 'all_parts_imagenet' not in candidates(members_, few, targets, base, imagenet)
+    assert 'all_parts_imagenet' in candidates(members_, parts, targets, base, imagenet)
