@@ -161,6 +161,8 @@ def test_the_imagenet_gate_learns_what_the_imagenet_network_sees_and_answers_cro
     assert not np.allclose(fitted.holdout_answer(hold['zero_shot'], 'zero_shot', imagenet),
                            fitted.apply(hold['zero_shot'], imagenet=imagenet))
     with pytest.raises(ValueError, match='ImageNet'): fitted.apply(hold['zero_shot'])
+    assert fitted.members == ('stage1', 'stage2', 'all') and fitted.attributes_from == 'all'
+    fitted.apply({n: hold['zero_shot'][n] for n in fitted.members}, imagenet=imagenet)  # what the members give
     back = PartAnswer.from_dict(json.loads(json.dumps(fitted.to_dict())))
     assert back == fitted and back.needs_imagenet and not back.on_holdout
     assert np.allclose(back.apply(hold['zero_shot'], imagenet=imagenet), fitted.apply(hold['zero_shot'],

@@ -141,7 +141,7 @@ class PartAnswer:
     def members(self) -> tuple:
         "The models this answer runs, in the run's order, the gate's model last if it has one."
         names = [n for n, _ in self.stages.values()]
-        return tuple(names + ([ALL] if self.gate == 'all_parts' and ALL not in names else []))
+        return tuple(names + ([ALL] if self.gate in ('all_parts', IMAGENET_GATE) and ALL not in names else []))
 
     def index(self) -> dict:
         "Each part's columns in `vocab`, and the stages by part, for `gate_evidence`."

@@ -17,8 +17,7 @@ import pandas as pd
 import torch
 
 from fashion_fastai.answering.answering import REVIEW_PROB
-from fashion_fastai.answering.parts import (FOLDS, GATES, IMAGENET_GATE, WAYS, PartAnswer, can_cross_fit,
-                                           needs_imagenet)
+from fashion_fastai.answering.parts import FOLDS, GATES, WAYS, PartAnswer, can_cross_fit, needs_imagenet
 from fashion_fastai.answering.review import fit_review, flag_numbers
 from fashion_fastai.answering.temperature import reliability
 from fashion_fastai.answering.zero_shot import MAX_ROUTED
@@ -73,11 +72,12 @@ def candidates(members: dict, parts: np.ndarray, targets: np.ndarray, base: Part
     if ALL in members:
         out[ALONE] = {w: (None, float((members[ALL][w].argmax(1) == targets).mean())) for w in WAYS}
     for gate in GATES:
-        needs = [n for n, _ in base.stages.values()] + ([ALL] if gate in ('all_parts', IMAGENET_GATE) else [])
+        answer = PartAnswer(base.vocab, base.stages, gate)
+        needs = answer.members
         if any(n not in members for n in needs): continue
         if needs_imagenet(gate) and (imagenet is None or not can_cross_fit(parts)): continue
         out[gate] = {}
-        answer = PartAnswer(base.vocab, base.stages, gate, attributes_from=needs[-1])
+        answer.attributes_from = needs[-1]
         for w in WAYS:
             probs = {n: members[n][w] for n in needs}
             answer = answer.fitted(probs, parts, targets, w, imagenet)
