@@ -106,17 +106,17 @@ def part_temperatures(members: dict, answer, holdout, seeds: int) -> dict:
     return out
 
 
-def review_scores(members: dict, answer, index: dict, y: np.ndarray, seeds: int, imagenet=None) -> dict:
+def review_scores(members: dict, answer, index: dict, y: np.ndarray, seeds: int) -> dict:
     """{way: the share right of the `MIN_UNFLAGGED` highest-ranked holdout photos of the joined answer (the run's
-    fits), by its best probability and by a stacked score cross-fitted on the holdout}; `imagenet`: the frozen
-    network's probabilities of the holdout photos, for a run whose gate reads them."""
+    fits), by its best probability and by a stacked score cross-fitted on the holdout}."""
     out = {}
     for way in WAYS:
         probs = {n: members[n][way] for n in answer.members}
-        joined_ = answer.apply(probs, way == 'closed_set', imagenet)
+        joined_ = answer.apply(probs, way == 'closed_set')
         best2, said = np.sort(joined_, 1)[:, -2:], joined_.argmax(1)
         hit = said == y
-        g = answer.part_probability(probs, way, imagenet)
+        f = answer.fits[way]
+        g = platt(gate_evidence(answer.gate, probs, index), f['scale'], f['bias'])
         features = np.stack([logit(best2[:, 1]), np.log(np.clip(best2[:, 1] - best2[:, 0], 1e-12, None)), logit(g),
                              *(logit(np.asarray(probs[answer.stages[p][0]]).max(1)) for p in ('top', 'rare')),
                              (np.asarray(members[ALL][way]).argmax(1) == said).astype(float)], 1)
@@ -191,9 +191,8 @@ def main(run: Path,        # a run folder with both stages, its all-classes mode
         conditionals = {p: np.asarray(members[answer.stages[p][0]][way], np.float64) for p in ('top', 'rare')}
         own_part[way] = float((joined(is_top.astype(float), conditionals, index, len(vocab)).argmax(1) == y).mean())
     print("each photo to its own part's stage: " + ', '.join(f"{w} {100 * v:.2f}%" for w, v in own_part.items()))
-    imagenet = joined_run.imagenet_probs() if answer.needs_imagenet else None
-    temperatures = part_temperatures(members, answer, holdout, seeds)
-    review = review_scores(members, answer, index, y, seeds, imagenet)
+    temperatures, review = part_temperatures(members, answer, holdout, seeds), review_scores(members, answer, index, y,
+                                                                                          seeds)
     for lever, ways in result.items():
         print(f"{lever:>55}: " + '; '.join(
             f"{w} top-1 {100 * r['top1']:.2f}% (log-loss {r['log_loss']:.4f}, ECE {100 * r['ece']:.2f}%, mix "

@@ -44,13 +44,6 @@ class JoinedRun:
         return models
 
 
-    def imagenet_probs(self) -> np.ndarray:
-        "The frozen ImageNet network's probabilities of the holdout photos, as a member with zero-shot classes runs it."
-        scorer = next((m.scorer for m in self.models().values() if m.scorer is not None), None)
-        if scorer is None: raise SystemExit(f"{self.run}: no member runs the frozen ImageNet network.")
-        return scorer.probs(list(self.holdout['file']))
-
-
 def read_joined_run(run: Path) -> JoinedRun:
     "A run folder with a holdout and joined.json; SystemExit saying what is missing otherwise."
     run = Path(run)

@@ -30,7 +30,7 @@ from fastcore.script import call_parse
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from fashion_fastai.answering.parts import GATES, WAYS, fit_platt, gate_evidence, needs_imagenet, platt
+from fashion_fastai.answering.parts import GATES, WAYS, fit_platt, gate_evidence, platt
 from fashion_fastai.core.models import ALL
 from fashion_fastai.evaluation.join import answered
 from joined_run import read_joined_run  # bench/, beside this script
@@ -63,8 +63,7 @@ def main(run: Path,       # a run folder with both stages, its all-classes model
     is_top, y, train_top = joined_run.is_top, joined_run.targets, np.array(train['part'] == 'top', bool)
     models = joined_run.models()
     members = {n: answered(m, list(holdout['file'])) for n, m in models.items()}
-    evidence = {gate: gate_evidence(gate, {n: members[n][WAYS[0]] for n in names}, index) for gate in GATES
-                if not needs_imagenet(gate)}  # Platt-scaled below, as those gates are
+    evidence = {gate: gate_evidence(gate, {n: members[n][WAYS[0]] for n in names}, index) for gate in GATES}
     for body in (n for n in (answer.stages['top'][0], ALL) if n in models):
         x_hold = models[body].embed(list(holdout['file']))[0].numpy()
         x_train = models[body].embed(list(train['file']))[0].numpy()

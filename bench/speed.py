@@ -298,7 +298,7 @@ def bench_run(data, arch: str, size, files: list, run: Path) -> dict:
     """A run folder of untrained models, written once with the package's own functions: both stages, the all-classes
     model, the frozen ImageNet network, each model's answering, `joined.json` per gate (a folder each, the models
     linked) and every ONNX graph.  Returns {gate: its joined.json}."""
-    from fashion_fastai.answering.parts import GATES, WAYS, PartAnswer, needs_imagenet
+    from fashion_fastai.answering.parts import GATES, WAYS, PartAnswer
     from fashion_fastai.networks import imagenet_classifier
     from fashion_fastai.shipped.onnx_export import export_imagenet, export_onnx
     run.mkdir()
@@ -316,15 +316,14 @@ def bench_run(data, arch: str, size, files: list, run: Path) -> dict:
     joined = {}
     for gate in GATES:
         folder = run if gate == 'all_parts' else run.with_name(f'{run.name}-{gate}')
-        gated_by_all = gate != 'stages'  # the gates that read the all-classes model's part sums
         if folder != run:
             folder.mkdir()
             for f in run.iterdir():
-                if f.stem != JOINED and (gated_by_all or f.stem != ALL): (folder / f.name).symlink_to(f)
-        fit = dict(scale=1., bias=0., temperature=1., **({'imagenet': [0.] * 1000} if needs_imagenet(gate) else {}))
+                if f.stem not in (ALL, JOINED): (folder / f.name).symlink_to(f)
         answer = PartAnswer(tuple(vocabs[ALL]), {'top': ('stage1', tuple(vocabs['stage1'])),
                                                  'rare': ('stage2', tuple(vocabs['stage2']))}, gate,
-                            {w: dict(fit) for w in WAYS}, attributes_from=ALL if gated_by_all else 'stage2')
+                            {w: dict(scale=1., bias=0., temperature=1.) for w in WAYS},
+                            attributes_from=ALL if gate == 'all_parts' else 'stage2')
         joined[gate] = answer.save(folder)
     return joined
 
@@ -458,8 +457,8 @@ def shipping_grid(data: Path, images: int, archs: str, sizes: str, bs: int, batc
     print(f"\n{record['machine']}")
 
 
-ANSWERS = {'all_zero_shot': "all-classes model + zero-shot", 'joined_all_parts': 'joined, gate all_parts',
-           'joined_stages': 'joined, gate stages', 'joined_all_parts_imagenet': 'joined, gate all_parts_imagenet'}
+ANSWERS = {'all_zero_shot': "all-classes model + zero-shot (today's)", 'joined_all_parts': 'joined, gate all_parts',
+           'joined_stages': 'joined, gate stages'}
 ANSWERS_HEAD = ("\n| model, input | a run's answer (calibrated, zero-shot classes) | PyTorch img/s (x PyTorch path) | "
                 "ONNX Runtime img/s (x ONNX Runtime path) | one photo p50 / p95 ms: PyTorch, ONNX Runtime |\n"
                 "|---|---|---:|---:|---|")

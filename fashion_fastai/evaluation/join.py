@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from fashion_fastai.answering.answering import REVIEW_PROB
-from fashion_fastai.answering.parts import FOLDS, GATES, WAYS, PartAnswer, can_cross_fit, needs_imagenet
+from fashion_fastai.answering.parts import GATES, WAYS, PartAnswer
 from fashion_fastai.answering.review import fit_review, flag_numbers
 from fashion_fastai.answering.temperature import reliability
 from fashion_fastai.answering.zero_shot import MAX_ROUTED
@@ -63,28 +63,23 @@ def part_numbers(probs: np.ndarray, targets: np.ndarray, parts: np.ndarray, inde
     return out
 
 
-def candidates(members: dict, parts: np.ndarray, targets: np.ndarray, base: PartAnswer, imagenet=None) -> dict:
-    """{candidate: {way: (its answer, or None for the all-classes model alone; holdout top-1)}} on the holdout;
-    `imagenet`: the frozen network's probabilities of the photos, without which `IMAGENET_GATE` is no candidate (nor
-    with too few photos of a part to cross-fit it).  A gate's top-1 is on its cross-fitted answers where it keeps
-    them (`PartAnswer.holdout_answer`)."""
+def candidates(members: dict, parts: np.ndarray, targets: np.ndarray, base: PartAnswer) -> dict:
+    """{candidate: {way: (its answer, or None for the all-classes model alone; holdout top-1)}} on the holdout."""
     out = {}
     if ALL in members:
         out[ALONE] = {w: (None, float((members[ALL][w].argmax(1) == targets).mean())) for w in WAYS}
     for gate in GATES:
-        answer = PartAnswer(base.vocab, base.stages, gate)
-        needs = answer.members
+        needs = [n for n, _ in base.stages.values()] + ([ALL] if gate == 'all_parts' else [])
         if any(n not in members for n in needs): continue
-        if needs_imagenet(gate) and (imagenet is None or not can_cross_fit(parts)): continue
         out[gate] = {}
-        answer.attributes_from = needs[-1]
+        answer = PartAnswer(base.vocab, base.stages, gate, attributes_from=needs[-1])
         for w in WAYS:
             probs = {n: members[n][w] for n in needs}
-            answer = answer.fitted(probs, parts, targets, w, imagenet)
+            answer = answer.fitted(probs, parts, targets, w)
             out[gate][w] = (answer, None)
         for w in WAYS:
             probs = {n: members[n][w] for n in needs}
-            out[gate][w] = (answer, float((answer.holdout_answer(probs, w, imagenet).argmax(1) == targets).mean()))
+            out[gate][w] = (answer, float((answer.apply(probs, w == 'closed_set').argmax(1) == targets).mean()))
     return out
 
 
@@ -118,20 +113,15 @@ def join_stages(run_dir: Path,
     hold_files, test_files = list(holdout['file']), list(test['file'])
     hold = {n: answered(p, hold_files) for n, p in predictors.items()}
     hold_y, hold_parts = _targets(holdout, vocab), holdout['part'].to_numpy()
-    imagenet = _imagenet(predictors)
-    hold_imagenet = imagenet.probs(hold_files) if imagenet is not None else None
-    found = candidates(hold, hold_parts, hold_y, base, hold_imagenet)
+    found = candidates(hold, hold_parts, hold_y, base)
     holdout_top1 = {c: {w: top1 for w, (_, top1) in ways.items()} for c, ways in found.items()}
     if choice not in ('auto', *found):
-        why = (f"--answer {choice} needs the frozen ImageNet network (a run with zero-shot answers) and {FOLDS} "
-               "holdout photos of each part" if needs_imagenet(choice) and all(n in predictors for n in (*STAGES, ALL))
-               else f"--answer {choice} needs models this run lacks (it has {', '.join(there)})")
-        return None, dict(why_not=why, candidates=holdout_top1, kept=None)
+        return None, dict(why_not=f"--answer {choice} needs models this run lacks (it has {', '.join(there)})",
+                          candidates=holdout_top1, kept=None)
     kept = choice if choice != 'auto' else max(
         found, key=lambda c: (holdout_top1[c][WAYS[0]], holdout_top1[c][WAYS[1]], c == ALONE))
     numbers = dict(holdout_images=len(holdout), review_prob=REVIEW_PROB, candidates=holdout_top1, kept=kept,
-                   holdout_parts={c: {w: part_numbers(_answer(a, hold, w, c, hold_imagenet, on_holdout=True), hold_y,
-                                                      hold_parts, base.index())
+                   holdout_parts={c: {w: part_numbers(_answer(a, hold, w, c), hold_y, hold_parts, base.index())
                                       for w, (a, _) in ways.items()} for c, ways in found.items()})
     if kept == ALONE:
         numbers['why_not'] = ('the all-classes model alone answered the most holdout photos right' if choice == 'auto'
@@ -140,10 +130,8 @@ def join_stages(run_dir: Path,
     answer = found[kept][WAYS[0]][0]
     answer.holdout = dict(images=len(holdout), candidates=holdout_top1, kept=kept)
     runs = {n: answered(predictors[n], test_files) for n in answer.members}
-    test_imagenet = imagenet.probs(test_files) if answer.needs_imagenet else None
     y, test_parts, index = _targets(test, vocab), test['part'].to_numpy(), answer.index()
-    joined_hold = {w: _answer(answer, hold, w, kept, hold_imagenet, on_holdout=True) for w in WAYS}
-    joined_test = {w: _answer(answer, runs, w, kept, test_imagenet) for w in WAYS}
+    joined_hold, joined_test = ({w: _answer(answer, members, w, kept) for w in WAYS} for members in (hold, runs))
     trusted = _trust(answer, categories or {}, predictors[answer.attributes_from].vocabs, hold, holdout, hold_y,
                      joined_hold, runs, test, y, joined_test, train_counts)
     zero_shot_classes = [c for n in answer.members if n != ALL and predictors[n].zero_shot
@@ -156,7 +144,7 @@ def join_stages(run_dir: Path,
     nameable = {WAYS[0]: of_trained | on_zs, WAYS[1]: of_trained}
     tables, reviews, curves = {}, {}, {}
     for w in WAYS:
-        after, before = joined_test[w], answer.untempered({n: runs[n][w] for n in answer.members}, w, test_imagenet)
+        after, before = joined_test[w], answer.untempered({n: runs[n][w] for n in answer.members}, w)
         tables[w] = class_table(torch.from_numpy(after), torch.from_numpy(y), vocab, train_counts)
         reviews[w] = dict(temperature=answer.fits[w]['temperature'], gate_scale=answer.fits[w]['scale'],
                           gate_bias=answer.fits[w]['bias'], **review_numbers(after, before, y, nameable[w]),
@@ -214,18 +202,7 @@ def _trust(answer: PartAnswer, table: dict, head_vocabs: dict, hold: dict, holdo
     return dict(review=out.pop('review_closed_set'), **out)
 
 
-def _answer(answer: PartAnswer | None, members: dict, way: str, candidate: str, imagenet=None,
-            on_holdout: bool = False) -> np.ndarray:
-    """A candidate's answer on the photos `members` answered: the all-classes model's own, or the joined one (on the
-    holdout it was fitted on, cross-fitted where it keeps that)."""
+def _answer(answer: PartAnswer | None, members: dict, way: str, candidate: str) -> np.ndarray:
+    "A candidate's answer on the photos `members` answered: the all-classes model's own, or the joined one."
     if answer is None: return members[candidate][way]
-    probs = {n: members[n][way] for n in answer.members}
-    if on_holdout: return answer.holdout_answer(probs, way, imagenet)
-    return answer.apply(probs, way == 'closed_set', imagenet)
-
-
-def _imagenet(predictors: dict):
-    """The frozen ImageNet network's scorer of a member with zero-shot classes (the run's own, which remembers its
-    photos, where `join_stages` was given it), or None: the gate that reads it could not find it at inference, since
-    only such a member's JSON names the network."""
-    return next((p.scorer for p in predictors.values() if p.scorer is not None), None)
+    return answer.apply({n: members[n][way] for n in answer.members}, way == 'closed_set')

@@ -1,11 +1,10 @@
 """The run's answer for any photo (`joined.json`, answering/parts.py) behind the `Predictor` interface: each member
 model loaded in the form and on the engine asked for, each answering as its own JSON says, then joined by the part gate.
 
-The frozen ImageNet network that the stages' zero-shot classes need (and the `all_parts_imagenet` gate, either way)
-is loaded once and run once per photo for every member.  `head_probs` gives every member's heads, named
-`<model>/<head>`, so that `answered` (and a worker process of `pool.ProcessPredictor`) can join them later; `embed`
-gives the embedding of the model whose other attribute heads answer, the one an index of the catalogue is built
-with."""
+The frozen ImageNet network that the stages' zero-shot classes need is loaded once and run once per photo for every
+member.  `head_probs` gives every member's heads, named `<model>/<head>`, so that `answered` (and a worker process of
+`pool.ProcessPredictor`) can join them later; `embed` gives the embedding of the model whose other attribute heads
+answer, the one an index of the catalogue is built with."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -69,15 +68,14 @@ class JoinedPredictor(Predictor):
     def answered(self, heads: dict, files) -> tuple[dict, list | None]:
         """Every member's heads as it answers them (the ImageNet network run once for all), the article type joined
         by the gate, the other attributes from `answer.attributes_from`; which photos a zero-shot class answered."""
-        wanted = (self.zero_shot or self.answer.needs_imagenet) and self.scorer is not None and len(files)
-        imagenet = self.scorer.probs(files) if wanted else None
+        imagenet = self.scorer.probs(files) if self.zero_shot and len(files) else None
         per = {}
         for n, m in self.members.items():
             mine = {h.split(SEP, 1)[1]: p.numpy() for h, p in heads.items() if h.split(SEP, 1)[0] == n}
-            zs = imagenet is not None and self.zero_shot and m.answering.has_zero_shot
+            zs = imagenet is not None and m.answering.has_zero_shot
             # the member's other heads calibrated, none answered from its own article type: the joined one decides
             per[n], _ = replace(m.answering, attributes={}).apply(mine, imagenet if zs else None, closed_set=not zs)
-        label = self.answer.apply({n: per[n][LABEL] for n in self.answer.members}, self.closed_set, imagenet)
+        label = self.answer.apply({n: per[n][LABEL] for n in self.answer.members}, self.closed_set)
         probs = self.answering.derived({**{h: per[self.answer.attributes_from][h] for h in self.vocabs if h != LABEL},
                                         LABEL: label})
         out = {h: torch.from_numpy(np.asarray(p)).float() for h, p in probs.items()}

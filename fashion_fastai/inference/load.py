@@ -33,15 +33,14 @@ def load_model_file(path: Path, form: str, device='auto', processes: int = 1, th
 def load_joined(path: Path, engine: str, device='auto', threads: int = None,
                 closed_set: bool = False) -> JoinedPredictor:
     """The joined answer at `path` (a run's `joined.json`) with its members found in the run folder, each loaded with
-    its answering on `engine`; the frozen ImageNet network once, from the first member with zero-shot classes (also
-    closed-set where the gate reads it)."""
+    its answering on `engine`; the frozen ImageNet network once, from the first member with zero-shot classes."""
     path = Path(path)
     answer = read_part_answer(path)
     found = {n: choose_engine(find_model(path.parent, n), engine) for n in answer.members}
     members = {n: with_answering(load_trained(*f, device, threads), *f, threads, closed_set=True)
                for n, f in found.items()}
     scorer = None
-    if not closed_set or answer.needs_imagenet:
+    if not closed_set:
         first = next((n for n, m in members.items() if m.answering.has_zero_shot), None)
         if first: scorer = with_answering(members[first], *found[first], threads).scorer
     for m in members.values(): m.closed_set = closed_set

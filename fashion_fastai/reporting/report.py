@@ -198,9 +198,7 @@ def parts_markdown(a: dict) -> str:
     """The joined answer's part gate (evaluation/join.py): each candidate's holdout top-1, which was kept, and on the
     test split, per part of the photos, their top-1 and the share answered with a class of the other part."""
     names = {ALL: "the all-classes model alone", "all_parts": "stages, gated by the all-classes model's part sums",
-             "stages": "stages, gated by their own best probabilities",
-             "all_parts_imagenet": "stages, gated by the part sums and the frozen ImageNet network's probabilities "
-                                   "(cross-fitted)"}
+             "stages": "stages, gated by their own best probabilities"}
     rows = [[names.get(c, c) + (" (kept)" if c == a["kept"] else ""), _pct(v["zero_shot"]), _pct(v["closed_set"])]
             for c, v in a["candidates"].items()]
     out = [f"Candidates for the answer over every class, top-1 % on the {a['holdout_images']} holdout photos "
@@ -215,12 +213,9 @@ def parts_markdown(a: dict) -> str:
                 _md_table(["photos", *(f"{n}: {k}" for n, _ in ways for k in ("top-1 %", "answered in the other "
                                                                                        "part %"))],
                           part_rows, "lrrrr"),
-                "", f"Gate: {a['gate']}, " + ("a logistic regression on the part sums' log-odds and the ImageNet "
-                                              "log-probabilities, fitted on the holdout (with zero-shot: "
-                                              if a['gate'] == 'all_parts_imagenet' else
-                                              "Platt-scaled on the holdout (with zero-shot: ")
-                + f"scale {a['zero_shot']['gate_scale']:.3f}, bias {a['zero_shot']['gate_bias']:.3f}); models run per "
-                  f"photo: {', '.join(a['members'])}; other attributes from {a['attributes_from']}."]
+                "", f"Gate: {a['gate']}, Platt-scaled on the holdout (with zero-shot: scale "
+                    f"{a['zero_shot']['gate_scale']:.3f}, bias {a['zero_shot']['gate_bias']:.3f}); models run per "
+                    f"photo: {', '.join(a['members'])}; other attributes from {a['attributes_from']}."]
     return "\n".join(out)
 
 

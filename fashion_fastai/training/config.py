@@ -206,9 +206,8 @@ class TrainConfig:
                              "each class's mean features) or new (fastai's fresh head)", S] = 'imprint'
     answer: Annotated[str, "the answer for any photo (predict's default): auto (the candidate with the most holdout "
                            "photos right), all (the all-classes model alone), all_parts (the stages, weighed by the "
-                           "all-classes model's part sums), stages (the stages, weighed by their own best "
-                           "probabilities) or all_parts_imagenet (the part sums and the frozen ImageNet network's "
-                           "probabilities, weighed by a regression fitted on the holdout)", S] = 'auto'
+                           "all-classes model's part sums) or stages (the stages, weighed by their own best "
+                           "probabilities)", S] = 'auto'
     topk: Annotated[int, "number of most frequent classes in stage one", I] = 20
     rank_on: Annotated[str, "rank classes over 'all' rows of styles.csv (the protocol) or 'train' rows", S] = 'all'
     holdout: Annotated[float | None, "fraction of even-year images held out (per class) for validation, the "
