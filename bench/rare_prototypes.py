@@ -29,6 +29,7 @@ from fastcore.script import call_parse
 from sklearn.model_selection import KFold
 
 from fashion_fastai.core.schema import LABEL
+from fashion_fastai.inference.load import load_model_file
 from joined_run import read_joined_run  # bench/, beside this script
 
 WEIGHTS = (.1, .25, .5, .75, 1., 1.5, 2.)  # the prototypes' weight against the head's log-probabilities
@@ -74,7 +75,7 @@ def main(run: Path,       # a run folder with stage two and joined.json
          ):
     started, joined_run = time.time(), read_joined_run(run)
     stage = joined_run.answer.stages['rare'][0]
-    model = joined_run.models()[stage]
+    model = load_model_file(joined_run.run / f'{stage}.json', 'weights', 'cpu')  # this stage alone
     vocab, rows = list(model.vocab), joined_run.rows[joined_run.rows['part'] == 'rare']
     train, holdout = rows[rows['split'] == 'train'], rows[rows['split'] == 'valid']
     x_train = model.embed(list(train['file']))[0].numpy().astype(np.float64)
