@@ -86,17 +86,15 @@ def main(run: Path,       # a run folder with stage two and joined.json
     head = np.log(np.clip(np.asarray(closed[LABEL], np.float64), 1e-300, None))
     trained = np.bincount(y_train, minlength=len(vocab)) > 0
     cos_means = np.where(trained, x_hold @ class_means(x_train, y_train, len(vocab)).T, -np.inf)
-    cos_photos = x_hold @ x_train.T
+    near = {k: neighbour_log_probs(x_hold @ x_train.T, y_train, len(vocab), k) for k in NEIGHBOURS}
     alone = {'nearest class mean': cos_means.argmax(1) == y,
-             **{f'{k} nearest training photos': neighbour_log_probs(cos_photos, y_train, len(vocab), k).argmax(1) == y
-                for k in NEIGHBOURS}}
+             **{f'{k} nearest training photos': near[k].argmax(1) == y for k in NEIGHBOURS}}
     mixes = {}
     for tau in TAUS:
         means = log_softmax(cos_means / tau)
         for w in WEIGHTS: mixes[f'head + {w} x class means (tau {tau})'] = (head + w * means).argmax(1) == y
     for k in NEIGHBOURS:
-        near = neighbour_log_probs(cos_photos, y_train, len(vocab), k)
-        for w in WEIGHTS: mixes[f'head + {w} x {k} nearest photos'] = (head + w * near).argmax(1) == y
+        for w in WEIGHTS: mixes[f'head + {w} x {k} nearest photos'] = (head + w * near[k]).argmax(1) == y
     base = head.argmax(1) == y
     crossed = cross_fitted({'head alone': base, **mixes})
     result = dict(head=float(base.mean()), alone={k: float(v.mean()) for k, v in alone.items()},
